@@ -1,0 +1,54 @@
+// Error reporting and option parsing shared by the subcommands.
+#include "apps/cli.h"
+
+#include <absl/strings/str_cat.h>
+
+#include <cstdio>
+
+#include "core/device.h"
+#include "core/progress.h"
+
+namespace hippo::cli {
+
+int report(const absl::Status& s) {
+  std::fprintf(stderr, "hippo: error: %s\n", std::string(s.message()).c_str());
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kOutOfRange:
+      return kExitBadInput;
+    default:
+      return kExitFailure;
+  }
+}
+
+absl::Status parse(const std::vector<std::string>& args, const po::options_description& desc,
+                   const po::positional_options_description& pos, po::variables_map& vm, const std::string& command) {
+  try {
+    po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return absl::InvalidArgumentError(absl::StrCat("hippo ", command, ": ", e.what(), " (see hippo ", command, " --help)"));
+  }
+  return absl::OkStatus();
+}
+
+void add_db_option(po::options_description& d) {
+  d.add_options()("db", po::value<std::string>()->default_value("results.db"), "results database (SQLite) path");
+}
+
+void add_run_options(po::options_description& d) {
+  d.add_options()("device", po::value<std::string>()->default_value("cpu"), "cpu, cuda, cuda:N or auto")(
+      "threads", po::value<int>()->default_value(1),
+      "LibTorch intra-op threads per process (0 = all cores); 1 is fastest for the small synthetic models")(
+      "quiet,q", po::bool_switch(), "no progress display");
+}
+
+void apply_run_options(const po::variables_map& vm) {
+  Progress::set_quiet(vm["quiet"].as<bool>());
+  set_threads(vm["threads"].as<int>());
+}
+
+}  // namespace hippo::cli

@@ -1,0 +1,292 @@
+// `hippo train`, `hippo sweep` and `hippo worker`: the commands that create and execute runs.
+#include <absl/strings/str_format.h>
+#include <absl/strings/numbers.h>
+#include <absl/strings/str_split.h>
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+#include <sstream>
+
+#include "apps/cli.h"
+#include "core/device.h"
+#include "results/table.h"
+#include "runner/executor.h"
+#include "runner/sweep.h"
+
+namespace hippo::cli {
+
+namespace {
+// Final test metrics of a run, for the one-line summary.
+std::string run_summary(ResultsDb& db, int64_t run_id) {
+  auto run = db.get_run(run_id);
+  auto ms = db.metrics(run_id);
+  if (!run.ok() || !ms.ok()) return "";
+  double acc = -1, loss = -1, chance = -1;
+  for (const auto& m : *ms) {
+    if (m.split != "test") continue;
+    if (m.name == "accuracy") acc = m.value;
+    if (m.name == "loss") loss = m.value;
+    if (m.name == "chance") chance = m.value;
+  }
+  std::string s = absl::StrFormat("run %d (%s × %s, seed %d): %s", run->id, run->layer, run->task, run->seed, run->status);
+  if (acc >= 0) s += absl::StrFormat(", test accuracy %.1f%% (chance %.1f%%), test loss %.4f", 100 * acc, 100 * chance, loss);
+  if (run->steps) s += absl::StrFormat(", %d steps", *run->steps);
+  if (run->wall_seconds) s += absl::StrFormat(", %.1fs", *run->wall_seconds);
+  if (!run->error.empty()) s += ": " + run->error;
+  return s;
+}
+
+absl::StatusOr<std::vector<int64_t>> int_list(const std::string& text, const std::string& flag) {
+  std::vector<int64_t> out;
+  for (absl::string_view p : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    int64_t v;
+    if (!absl::SimpleAtoi(p, &v))
+      return absl::InvalidArgumentError(absl::StrCat(flag, " '", text, "': expected comma-separated integers"));
+    out.push_back(v);
+  }
+  return out;
+}
+
+// Starts `hippo worker` child processes on the same database and sweep; returns their pids.
+absl::StatusOr<std::vector<pid_t>> spawn_workers(int n, const std::string& db, const std::string& sweep,
+                                                 const po::variables_map& vm) {
+  std::vector<pid_t> pids;
+  char exe[4096];
+  const ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (len <= 0) return absl::InternalError("cannot find the hippo executable to start workers");
+  exe[len] = 0;
+  for (int i = 0; i < n; ++i) {
+    std::vector<std::string> a = {exe, "worker", "--db", db, "--sweep", sweep, "--device", vm["device"].as<std::string>(),
+                                  "--threads", std::to_string(vm["threads"].as<int>()), "--quiet"};
+    std::vector<char*> argv;
+    for (auto& s : a) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    pid_t pid;
+    if (posix_spawn(&pid, exe, nullptr, nullptr, argv.data(), environ) != 0)
+      return absl::InternalError("cannot start a worker process");
+    pids.push_back(pid);
+  }
+  return pids;
+}
+
+int exit_code(const ExecSummary& s) {
+  if (s.interrupted) return 130;
+  return s.failed > 0 ? kExitFailure : kExitOk;
+}
+}  // namespace
+
+int cmd_train(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "hippo train: train one run and store it (a finished identical config is not trained again)\n"
+      "example: hippo train --layer s4d --task associative_recall --epochs 10 --set s4d.d_state=32");
+  desc.add_options()("help,h", "this help")("layer", po::value<std::string>(), "mixer in every layer (see hippo layers)")(
+      "layers", po::value<std::string>(), "per-layer schedule, comma-separated (e.g. s4d,attention)")(
+      "attn-layers", po::value<std::string>(), "0-based layers that become attention (e.g. 1,8)")(
+      "task", po::value<std::string>(), "task (see hippo tasks)")("seed", po::value<int64_t>(), "seed (default 0)")(
+      "d-model", po::value<int64_t>(), "model width")("n-layer", po::value<int64_t>(), "layers")(
+      "lr", po::value<double>(), "peak learning rate")("weight-decay", po::value<double>(), "AdamW weight decay")(
+      "epochs", po::value<int64_t>(), "epochs")("batch-size", po::value<int64_t>(), "batch size")(
+      "max-steps", po::value<int64_t>(), "stop after this many steps")(
+      "set", po::value<std::vector<std::string>>()->composing(), "KEY=VALUE, any run-config key, dotted for layer/task options (repeatable)")(
+      "config", po::value<std::string>(), "YAML file with a run config (flags override it)")(
+      "force", po::bool_switch(), "train again even if this config already finished");
+  add_db_option(desc);
+  add_run_options(desc);
+  po::variables_map vm;
+  if (auto st = parse(args, desc, {}, vm, "train"); !st.ok()) return report(st);
+  if (vm.count("help")) {
+    std::cout << desc;
+    return kExitOk;
+  }
+  Json raw = Json::object();
+  if (vm.count("config")) {
+    const std::string path = vm["config"].as<std::string>();
+    std::ifstream in(path);
+    if (!in) return report(absl::NotFoundError(absl::StrCat("cannot read config file '", path, "'")));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto j = yaml_to_json(ss.str(), path);
+    if (!j.ok()) return report(j.status());
+    if (!j->is_object()) return report(absl::InvalidArgumentError(absl::StrCat(path, ": a run config must be a mapping")));
+    raw = *j;
+  }
+  auto set = [&](const std::string& key, const Json& v) { raw[key] = v; };
+  if (vm.count("layer")) set("layer", vm["layer"].as<std::string>());
+  if (vm.count("layers")) set("layers", std::vector<std::string>(absl::StrSplit(vm["layers"].as<std::string>(), ',', absl::SkipEmpty())));
+  if (vm.count("attn-layers")) {
+    auto l = int_list(vm["attn-layers"].as<std::string>(), "--attn-layers");
+    if (!l.ok()) return report(l.status());
+    set("attn_layers", *l);
+  }
+  if (vm.count("task")) set("task", vm["task"].as<std::string>());
+  if (vm.count("seed")) set("seed", vm["seed"].as<int64_t>());
+  if (vm.count("d-model")) set("d_model", vm["d-model"].as<int64_t>());
+  if (vm.count("n-layer")) set("n_layer", vm["n-layer"].as<int64_t>());
+  if (vm.count("lr")) set("lr", vm["lr"].as<double>());
+  if (vm.count("weight-decay")) set("weight_decay", vm["weight-decay"].as<double>());
+  if (vm.count("epochs")) set("epochs", vm["epochs"].as<int64_t>());
+  if (vm.count("batch-size")) set("batch_size", vm["batch-size"].as<int64_t>());
+  if (vm.count("max-steps")) set("max_steps", vm["max-steps"].as<int64_t>());
+  if (vm.count("set"))
+    for (const auto& kv : vm["set"].as<std::vector<std::string>>()) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0)
+        return report(absl::InvalidArgumentError(absl::StrCat("--set '", kv, "': expected KEY=VALUE")));
+      if (auto st = set_path(raw, kv.substr(0, eq), parse_scalar(kv.substr(eq + 1))); !st.ok()) return report(st);
+    }
+  auto spec = resolve_run(raw);
+  if (!spec.ok()) return report(spec.status());
+  if (auto dev = parse_device(vm["device"].as<std::string>()); !dev.ok()) return report(dev.status());
+  apply_run_options(vm);
+
+  auto db = ResultsDb::open(vm["db"].as<std::string>(), ResultsDb::Mode::kReadWrite);
+  if (!db.ok()) return report(db.status());
+  auto q = (*db)->enqueue(spec->hash, spec->config, spec->layer_label, spec->task, spec->seed, std::nullopt);
+  if (!q.ok()) return report(q.status());
+  auto run = (*db)->get_run(q->id);
+  if (!run.ok()) return report(run.status());
+  if (!q->created && (run->status == "finished" || run->status == "diverged" || run->status == "failed")) {
+    if (!vm["force"].as<bool>()) {
+      std::printf("%s\n(already in %s with this config; --force trains it again)\n", run_summary(**db, q->id).c_str(),
+                  (*db)->path().c_str());
+      return run->status == "failed" ? kExitFailure : kExitOk;
+    }
+    if (auto st = (*db)->requeue(q->id); !st.ok()) return report(st);
+  }
+  ExecOptions eo;
+  eo.device = vm["device"].as<std::string>();
+  eo.run_id = q->id;
+  auto sum = execute_queue(**db, std::nullopt, eo);
+  if (!sum.ok()) return report(sum.status());
+  std::printf("%s\n", run_summary(**db, q->id).c_str());
+  return exit_code(*sum);
+}
+
+int cmd_sweep(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "hippo sweep FILE: expand a sweep file (fixed settings + grid) into runs and execute every run not yet\n"
+      "finished; launching it again skips what is finished. example: hippo sweep sweeps/quick.yaml");
+  desc.add_options()("help,h", "this help")("file", po::value<std::string>(), "sweep file (YAML)")(
+      "retry-failed", po::bool_switch(), "queue the sweep's failed runs again")(
+      "dry-run", po::bool_switch(), "print the runs the grid expands to; write nothing")(
+      "workers", po::value<int>()->default_value(0),
+      "worker processes running runs in parallel (0 = cores / threads); more can join with hippo worker");
+  add_db_option(desc);
+  add_run_options(desc);
+  po::positional_options_description pos;
+  pos.add("file", 1);
+  po::variables_map vm;
+  if (auto st = parse(args, desc, pos, vm, "sweep"); !st.ok()) return report(st);
+  if (vm.count("help")) {
+    std::cout << desc;
+    return kExitOk;
+  }
+  if (!vm.count("file")) return report(absl::InvalidArgumentError("hippo sweep: missing FILE (a sweep YAML file)"));
+  auto sweep = load_sweep_file(vm["file"].as<std::string>());
+  if (!sweep.ok()) return report(sweep.status());
+  auto runs = expand_sweep(*sweep);
+  if (!runs.ok()) return report(runs.status());
+  if (vm["dry-run"].as<bool>()) {
+    std::printf("sweep '%s': %zu runs\n", sweep->name.c_str(), runs->size());
+    for (const auto& r : *runs)
+      std::printf("  %s  %-24s %-20s seed %lld  %s\n", r.hash.c_str(), r.layer_label.c_str(), r.task.c_str(),
+                  static_cast<long long>(r.seed), r.config["train"].dump().c_str());
+    return kExitOk;
+  }
+  if (auto dev = parse_device(vm["device"].as<std::string>()); !dev.ok()) return report(dev.status());
+  apply_run_options(vm);
+  auto db = ResultsDb::open(vm["db"].as<std::string>(), ResultsDb::Mode::kReadWrite);
+  if (!db.ok()) return report(db.status());
+  auto sweep_id = (*db)->upsert_sweep(sweep->name, sweep->source);
+  if (!sweep_id.ok()) return report(sweep_id.status());
+  int64_t created = 0;
+  for (const auto& r : *runs) {
+    auto q = (*db)->enqueue(r.hash, r.config, r.layer_label, r.task, r.seed, *sweep_id);
+    if (!q.ok()) return report(q.status());
+    created += q->created;
+  }
+  if (vm["retry-failed"].as<bool>()) {
+    auto n = (*db)->requeue_failed(*sweep_id);
+    if (!n.ok()) return report(n.status());
+    std::fprintf(stderr, "hippo: %lld failed run(s) queued again\n", static_cast<long long>(*n));
+  }
+  auto before = (*db)->list_runs({sweep->name, std::string("finished")});
+  if (!before.ok()) return report(before.status());
+  std::fprintf(stderr, "hippo: sweep '%s': %zu runs (%lld new, %zu finished before) into %s\n", sweep->name.c_str(),
+               runs->size(), static_cast<long long>(created), before->size(), (*db)->path().c_str());
+  int workers = vm["workers"].as<int>();
+  if (workers < 0) return report(absl::InvalidArgumentError("--workers must be >= 0"));
+  if (workers == 0)
+    workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, vm["threads"].as<int>()));
+  std::vector<pid_t> children;
+  if (workers > 1) {
+    auto pids = spawn_workers(workers - 1, (*db)->path(), sweep->name, vm);
+    if (!pids.ok()) return report(pids.status());
+    children = *pids;
+    std::fprintf(stderr, "hippo: %d worker processes\n", workers);
+  }
+  ExecOptions eo;
+  eo.device = vm["device"].as<std::string>();
+  auto sum = execute_queue(**db, *sweep_id, eo);
+  int child_failures = 0;
+  for (pid_t pid : children) {
+    int st = 0;
+    if (!sum.ok() || sum->interrupted) kill(pid, SIGINT);
+    waitpid(pid, &st, 0);
+    child_failures += !(WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 1));
+  }
+  if (!sum.ok()) return report(sum.status());
+  if (child_failures) std::fprintf(stderr, "hippo: %d worker process(es) ended abnormally; their runs are re-queued when their leases expire\n", child_failures);
+  auto fin = (*db)->list_runs({sweep->name, std::string("finished")});
+  auto fail = (*db)->list_runs({sweep->name, std::string("failed")});
+  auto div = (*db)->list_runs({sweep->name, std::string("diverged")});
+  if (!fin.ok() || !fail.ok() || !div.ok()) return report(absl::InternalError("cannot read the sweep's runs back"));
+  std::fprintf(stderr, "hippo: sweep '%s': %zu finished, %zu diverged, %zu failed of %zu runs%s\n", sweep->name.c_str(),
+               fin->size(), div->size(), fail->size(), runs->size(), sum->interrupted ? " (interrupted)" : "");
+  if (!fail->empty()) sum->failed += 1;
+  TableOptions to;
+  to.sweep = sweep->name;
+  auto table = results_table(**db, to);
+  if (table.ok()) std::printf("%s", table->c_str());
+  else std::fprintf(stderr, "hippo: %s\n", std::string(table.status().message()).c_str());
+  return exit_code(*sum);
+}
+
+int cmd_worker(const std::vector<std::string>& args) {
+  po::options_description desc("hippo worker: execute queued runs of a database until none is left");
+  desc.add_options()("help,h", "this help")("sweep", po::value<std::string>(), "only runs of this sweep");
+  add_db_option(desc);
+  add_run_options(desc);
+  po::variables_map vm;
+  if (auto st = parse(args, desc, {}, vm, "worker"); !st.ok()) return report(st);
+  if (vm.count("help")) {
+    std::cout << desc;
+    return kExitOk;
+  }
+  if (auto dev = parse_device(vm["device"].as<std::string>()); !dev.ok()) return report(dev.status());
+  apply_run_options(vm);
+  auto db = ResultsDb::open(vm["db"].as<std::string>(), ResultsDb::Mode::kReadWrite);
+  if (!db.ok()) return report(db.status());
+  std::optional<int64_t> sweep_id;
+  if (vm.count("sweep")) {
+    auto id = (*db)->find_sweep(vm["sweep"].as<std::string>());
+    if (!id.ok()) return report(id.status());
+    if (!*id) return report(absl::NotFoundError(absl::StrCat("no sweep named '", vm["sweep"].as<std::string>(), "'")));
+    sweep_id = **id;
+  }
+  ExecOptions eo;
+  eo.device = vm["device"].as<std::string>();
+  auto sum = execute_queue(**db, sweep_id, eo);
+  if (!sum.ok()) return report(sum.status());
+  std::fprintf(stderr, "hippo: worker: %lld finished, %lld diverged, %lld failed\n", static_cast<long long>(sum->finished),
+               static_cast<long long>(sum->diverged), static_cast<long long>(sum->failed));
+  return exit_code(*sum);
+}
+
+}  // namespace hippo::cli

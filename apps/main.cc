@@ -1,0 +1,51 @@
+// `hippo`: the command-line entry point. Dispatches to the subcommands in apps/cmd_*.cc.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "apps/cli.h"
+#include "core/build_info.h"
+
+namespace {
+const char* kUsage =
+    "usage: hippo COMMAND [options]   (hippo COMMAND --help for its options)\n"
+    "\n"
+    "commands:\n"
+    "  layers     list the registered sequence-mixing layers with every option and state size\n"
+    "  tasks      list the registered tasks with every option\n"
+    "  train      train one run and store it in the results database\n"
+    "  sweep      expand a sweep file into runs and execute those not yet finished\n"
+    "  worker     execute queued runs of a database (another process beside a running sweep)\n"
+    "  results    list | show RUN | table | export | query SQL | schema\n"
+    "  version    print hippo's version and commit\n";
+}
+
+int main(int argc, char** argv) {
+  using namespace hippo::cli;
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? kExitBadInput : kExitOk;
+  }
+  const std::string cmd = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    if (cmd == "layers") return cmd_layers(args);
+    if (cmd == "tasks") return cmd_tasks(args);
+    if (cmd == "train") return cmd_train(args);
+    if (cmd == "sweep") return cmd_sweep(args);
+    if (cmd == "worker") return cmd_worker(args);
+    if (cmd == "results") return cmd_results(args);
+    if (cmd == "version" || cmd == "--version") {
+      std::printf("hippo %s (commit %s)\n", hippo::build_version(), hippo::build_commit());
+      return kExitOk;
+    }
+  } catch (const hippo::StatusError& e) {
+    return report(e.status());
+  } catch (const std::exception& e) {
+    return report(absl::InternalError(e.what()));
+  }
+  std::fprintf(stderr, "hippo: error: unknown command '%s'; accepted: layers, tasks, train, sweep, worker, results, version\n",
+               cmd.c_str());
+  return kExitBadInput;
+}

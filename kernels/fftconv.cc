@@ -1,0 +1,82 @@
+// The reference FFT convolution (torch::fft) and the dispatcher. CUDA kernels plug in through fftconv();
+// until they exist every device runs the reference, which is also the specification they must match.
+#include "kernels/fftconv.h"
+
+#include <torch/torch.h>
+
+namespace hippo {
+
+int64_t fftconv_size(int64_t seq_len, int64_t kernel_len) {
+  int64_t n = 16;
+  while (n < seq_len + kernel_len - 1) n *= 2;
+  return n;
+}
+
+namespace {
+void check_args(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                const FftConvOptions& o) {
+  TORCH_CHECK(u.dim() == 3, "fftconv: u must be (B, H, L), got ", u.sizes());
+  TORCH_CHECK(k.dim() == 2, "fftconv: k must be (H, L_k), got ", k.sizes());
+  TORCH_CHECK(D.dim() == 1, "fftconv: D must be (H), got ", D.sizes());
+  const int64_t H = u.size(1), L = u.size(2);
+  TORCH_CHECK(k.size(0) == H && k.size(1) >= 1 && k.size(1) <= L, "fftconv: k must be (H=", H,
+              ", 1 <= L_k <= L=", L, "), got ", k.sizes());
+  TORCH_CHECK(D.size(0) == H, "fftconv: D must be (H=", H, "), got ", D.sizes());
+  TORCH_CHECK(u.scalar_type() == torch::kFloat || u.scalar_type() == torch::kDouble ||
+                  u.scalar_type() == torch::kHalf || u.scalar_type() == torch::kBFloat16,
+              "fftconv: u must be float32, float64, float16 or bfloat16, got ", u.scalar_type());
+  TORCH_CHECK(k.is_floating_point() && D.is_floating_point(), "fftconv: k and D must be floating point");
+  TORCH_CHECK(k.device() == u.device() && D.device() == u.device(), "fftconv: u, k and D must be on one device");
+  for (const auto* g : {&o.v, &o.q})
+    if (g->has_value())
+      TORCH_CHECK((*g)->sizes() == u.sizes() && (*g)->device() == u.device(),
+                  "fftconv: gates v and q must have u's shape ", u.sizes(), " and device, got ", (*g)->sizes());
+  if (o.dropout_mask)
+    TORCH_CHECK(o.dropout_mask->dim() == 2 && o.dropout_mask->size(0) == u.size(0) &&
+                    o.dropout_mask->size(1) == H,
+                "fftconv: dropout_mask must be (B, H), got ", o.dropout_mask->sizes());
+}
+
+torch::ScalarType compute_type(const torch::Tensor& u) {
+  return u.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+}
+}  // namespace
+
+torch::Tensor fftconv_ref(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                          const FftConvOptions& o) {
+  check_args(u, k, D, o);
+  const auto ct = compute_type(u);
+  const int64_t L = u.size(2);
+  const int64_t n = fftconv_size(L, k.size(1));
+  torch::Tensor w = u.to(ct);
+  if (o.v) w = w * o.v->to(ct);
+  auto w_f = torch::fft::rfft(w, n, -1);
+  auto k_f = torch::fft::rfft(k.to(ct), n, -1);
+  auto y = torch::fft::irfft(w_f * k_f, n, -1).narrow(-1, 0, L);
+  y = y + w * D.to(ct).unsqueeze(-1);
+  if (o.gelu) y = torch::gelu(y);
+  if (o.dropout_mask) y = y * o.dropout_mask->to(ct).unsqueeze(-1);
+  if (o.q) y = y * o.q->to(ct);
+  return y.to(u.scalar_type());
+}
+
+torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                      const FftConvOptions& o) {
+  return fftconv_ref(u, k, D, o);
+}
+
+torch::Tensor causal_conv_direct(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D) {
+  check_args(u, k, D, {});
+  const auto ct = compute_type(u);
+  const int64_t L = u.size(2), Lk = k.size(1);
+  auto w = u.to(ct);
+  auto y = w * D.to(ct).unsqueeze(-1);
+  auto kk = k.to(ct);
+  for (int64_t j = 0; j < Lk; ++j) {
+    // y[..., t] += k[:, j] * u[..., t - j] for t >= j
+    y.narrow(-1, j, L - j).add_(w.narrow(-1, 0, L - j) * kk.select(1, j).unsqueeze(-1));
+  }
+  return y.to(u.scalar_type());
+}
+
+}  // namespace hippo

@@ -1,0 +1,41 @@
+// Causal FFT convolution, the operator under every SSM layer (H3.md 2.3, 8): y = conv(u, k) + D*u with
+// optional fused gates. This header is the host API for every path; it compiles without CUDA.
+#pragma once
+
+#include <torch/types.h>
+
+#include <optional>
+
+namespace hippo {
+
+// Options of fftconv. Every tensor given here has u's shape (B, H, L) unless stated.
+struct FftConvOptions {
+  std::optional<torch::Tensor> v;             // gate multiplied into u before the convolution (H3's k*v)
+  std::optional<torch::Tensor> q;             // gate multiplied into the output, after D, GELU and dropout
+  bool gelu = false;                          // exact (erf) GELU on conv(u, k) + D*u
+  std::optional<torch::Tensor> dropout_mask;  // (B, H), already scaled by 1/(1-p); multiplied after GELU
+};
+
+// Next power of two >= max(16, L + L_k - 1): the FFT size of a causal (non-wrapping) convolution.
+int64_t fftconv_size(int64_t seq_len, int64_t kernel_len);
+
+// Causal convolution by FFT, the reference path (torch::fft, any device, differentiable by autograd):
+//   w = u * v (if v), y[b,h,t] = sum_{j<=t, j<L_k} k[h,j] w[b,h,t-j] + D[h] w[b,h,t],
+//   y = GELU(y) (if gelu), y = y * mask[b,h] (if dropout_mask), y = y * q (if q).
+// u: (B, H, L), float32, float64, float16 or bfloat16, any layout. k: (H, L_k) with 1 <= L_k <= L, float32
+// or float64. D: (H), float32 or float64. Arithmetic is done in float32 (float64 if u is float64); half
+// inputs are upcast and the result cast back. Returns (B, H, L) in u's dtype.
+// Raises c10::Error (TORCH_CHECK) naming the argument on a wrong rank, shape, dtype or device mismatch.
+torch::Tensor fftconv_ref(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                          const FftConvOptions& options = {});
+
+// The dispatching entry point: a fused CUDA kernel when one was built and supports the case, else
+// fftconv_ref. Same contract as fftconv_ref.
+torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                      const FftConvOptions& options = {});
+
+// Direct O(L * L_k) causal convolution with the same contract as fftconv_ref (no gates): a slow second
+// reference for tests.
+torch::Tensor causal_conv_direct(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D);
+
+}  // namespace hippo

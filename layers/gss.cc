@@ -1,0 +1,55 @@
+// Mixer "gss".
+#include "layers/gss.h"
+
+namespace hippo {
+
+GSSImpl::GSSImpl(const MixerArgs& a) : ssm_lr_(a.options.get_float("ssm_lr")) {
+  const int64_t D = a.d_model, E = a.options.get_int("expand") * D, S = a.options.get_int("d_ssm");
+  u_proj_ = register_module("u_proj", torch::nn::Linear(D, E));
+  v_proj_ = register_module("v_proj", torch::nn::Linear(D, S));
+  norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({S}).eps(1e-5)));
+  ssm_ = register_module("ssm", DiagSSM(S, a.options));
+  g_proj_ = register_module("g_proj", torch::nn::Linear(S, E));
+  out_proj_ = register_module("out_proj", torch::nn::Linear(E, D));
+}
+
+torch::Tensor GSSImpl::forward(const torch::Tensor& x) {
+  auto u = torch::gelu(u_proj_->forward(x));
+  auto v = norm_->forward(torch::gelu(v_proj_->forward(x)));
+  v = ssm_->forward(v.transpose(1, 2)).transpose(1, 2);
+  return out_proj_->forward(g_proj_->forward(v) * u);
+}
+
+MixerState GSSImpl::initial_state(int64_t batch) const { return {ssm_->initial_state(batch)}; }
+
+torch::Tensor GSSImpl::step(const torch::Tensor& x_t, MixerState& state) {
+  auto u = torch::gelu(u_proj_->forward(x_t));
+  auto v = ssm_->step(norm_->forward(torch::gelu(v_proj_->forward(x_t))), state.at(0));
+  return out_proj_->forward(g_proj_->forward(v) * u);
+}
+
+MixerState GSSImpl::state_after(const torch::Tensor& x) {
+  auto v = norm_->forward(torch::gelu(v_proj_->forward(x)));
+  return {ssm_->state_after(v.transpose(1, 2))};
+}
+
+namespace {
+LayerEntry make_entry() {
+  LayerEntry e;
+  e.name = "gss";
+  e.doc = "Gated State Spaces (H3.md 4): GELU(W_u x) [D -> expand*D] gated by W_g DiagSSM(LN(GELU(W_v x))) "
+          "[D -> d_ssm -> expand*D], then W_o [expand*D -> D]; widths: expand 4, d_ssm 256 by default";
+  add_diag_ssm_options(e.schema, "zoh");
+  e.schema.add_int("expand", 4, "width of the gated branch as a multiple of d_model", 1, 64)
+      .add_int("d_ssm", 256, "width of the SSM branch (channels of the diagonal SSM)", 1, 65536);
+  e.recurrent = true;
+  e.state_formula = "d_ssm * d_state";
+  e.state_size = [](const Options& o, int64_t, int64_t) { return o.get_int("d_ssm") * o.get_int("d_state"); };
+  e.validate = [](const Options& o, int64_t) { return validate_diag_ssm_options(o, "gss"); };
+  e.factory = [](const MixerArgs& a) -> Mixer { return std::make_shared<GSSImpl>(a); };
+  return e;
+}
+const Registrar<LayerEntry> kRegistered(make_entry());
+}  // namespace
+
+}  // namespace hippo

@@ -1,0 +1,205 @@
+// Diagonal SSM arithmetic. Complex products are written out on (re, im) pairs; dA^l is taken as
+// exp(l * log dA) so that the kernel for every l is one vectorised expression.
+#include "layers/ssm.h"
+
+#include <cmath>
+
+#include "kernels/fftconv.h"
+
+namespace hippo {
+
+void add_diag_ssm_options(OptionSchema& s, const std::string& default_discretization) {
+  s.add_int("d_state", 64, "SSM state size N per channel (N/2 complex modes)", 2, 1024)
+      .add_string("discretization", default_discretization, "bilinear (H3) or zoh (zero-order hold, S4D)",
+                  {"bilinear", "zoh"})
+      .add_float("dt_min", 1e-3, "smallest initial step size dt (log-uniform init)", 1e-6, 10)
+      .add_float("dt_max", 1e-1, "largest initial step size dt", 1e-6, 10)
+      .add_float("ssm_lr", 1e-3, "learning-rate cap for log_dt, A and B: min(ssm_lr, lr), no weight decay",
+                 0, 1);
+}
+
+absl::Status validate_diag_ssm_options(const Options& o, const std::string& layer) {
+  if (o.get_int("d_state") % 2 != 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("option 'd_state' of layer '", layer, "' must be even, got ", o.get_int("d_state")));
+  if (o.get_float("dt_min") > o.get_float("dt_max"))
+    return absl::InvalidArgumentError(absl::StrCat("options of layer '", layer, "': dt_min must be <= dt_max"));
+  return absl::OkStatus();
+}
+
+DiagSSMImpl::DiagSSMImpl(int64_t channels, const Options& o)
+    : DiagSSMImpl(channels, o.get_int("d_state"), o.get_string("discretization"), o.get_float("dt_min"),
+                  o.get_float("dt_max")) {}
+
+DiagSSMImpl::DiagSSMImpl(int64_t channels, int64_t d_state, std::string discretization, double dt_min,
+                         double dt_max)
+    : channels_(channels), d_state_(d_state), discretization_(std::move(discretization)) {
+  TORCH_CHECK(d_state % 2 == 0 && d_state >= 2, "diag SSM: d_state must be even and >= 2, got ", d_state);
+  TORCH_CHECK(discretization_ == "bilinear" || discretization_ == "zoh",
+              "diag SSM: discretization must be bilinear or zoh, got ", discretization_);
+  TORCH_CHECK(dt_min > 0 && dt_max >= dt_min, "diag SSM: need 0 < dt_min <= dt_max");
+  const int64_t H = channels, N2 = d_state / 2;
+  torch::NoGradGuard no_grad;
+  // C: complex standard normal, each part of variance 1/2.
+  C_ = register_parameter("C", torch::randn({H, N2, 2}) * std::sqrt(0.5));
+  log_dt_ = register_parameter(
+      "log_dt", torch::rand({H}) * (std::log(dt_max) - std::log(dt_min)) + std::log(dt_min));
+  auto B = torch::zeros({H, N2, 2});
+  B.select(2, 0).fill_(1.0);
+  B_ = register_parameter("B", B);
+  log_A_real_ = register_parameter("log_A_real", torch::full({H, N2}, std::log(0.5)));
+  A_imag_ = register_parameter("A_imag", (M_PI * torch::arange(N2, torch::kFloat)).repeat({H, 1}));
+  D_ = register_parameter("D", torch::randn({H}));
+}
+
+DiagSSMImpl::Discrete DiagSSMImpl::discretize() const {
+  auto dt = torch::exp(log_dt_).unsqueeze(-1);                   // (H, 1)
+  auto A_re = -torch::clamp_min(torch::exp(log_A_real_), 1e-4);  // Re A <= -1e-4
+  auto A_im = A_imag_;
+  auto B_re = B_.select(2, 0), B_im = B_.select(2, 1);
+  Discrete d;
+  if (discretization_ == "bilinear") {
+    // dA = (1 + dt A/2) / (1 - dt A/2); dB = B dt / (1 - dt A/2)
+    auto ar = dt * A_re * 0.5, ai = dt * A_im * 0.5;
+    auto num_abs2 = (1 + ar).square() + ai.square();
+    auto den_abs2 = (1 - ar).square() + ai.square();
+    d.log_dA_re = 0.5 * (torch::log(num_abs2) - torch::log(den_abs2));
+    d.log_dA_im = torch::atan2(ai, 1 + ar) - torch::atan2(-ai, 1 - ar);
+    // 1 / (1 - a) = (1 - ar + i ai) / |1 - a|^2
+    auto inv_re = (1 - ar) / den_abs2, inv_im = ai / den_abs2;
+    auto s_re = B_re * dt, s_im = B_im * dt;
+    d.dB_re = s_re * inv_re - s_im * inv_im;
+    d.dB_im = s_re * inv_im + s_im * inv_re;
+  } else {
+    // dA = exp(dt A); dB = B (exp(dt A) - 1) / A
+    d.log_dA_re = dt * A_re;
+    d.log_dA_im = dt * A_im;
+    auto e = torch::exp(d.log_dA_re);
+    auto em1_re = e * torch::cos(d.log_dA_im) - 1, em1_im = e * torch::sin(d.log_dA_im);
+    auto A_abs2 = A_re.square() + A_im.square();
+    // (em1 / A) = em1 * conj(A) / |A|^2
+    auto q_re = (em1_re * A_re + em1_im * A_im) / A_abs2;
+    auto q_im = (em1_im * A_re - em1_re * A_im) / A_abs2;
+    d.dB_re = B_re * q_re - B_im * q_im;
+    d.dB_im = B_re * q_im + B_im * q_re;
+  }
+  return d;
+}
+
+torch::Tensor DiagSSMImpl::kernel(int64_t L) const {
+  TORCH_CHECK(L >= 1, "diag SSM kernel: L must be >= 1, got ", L);
+  auto d = discretize();
+  auto C_re = C_.select(2, 0), C_im = C_.select(2, 1);
+  // C' = C * dB
+  auto Cp_re = (C_re * d.dB_re - C_im * d.dB_im).unsqueeze(-1);  // (H, N2, 1)
+  auto Cp_im = (C_re * d.dB_im + C_im * d.dB_re).unsqueeze(-1);
+  auto l = torch::arange(L, C_.options());                        // (L)
+  auto mag = torch::exp(d.log_dA_re.unsqueeze(-1) * l);           // (H, N2, L)
+  auto ph = d.log_dA_im.unsqueeze(-1) * l;
+  return 2 * (Cp_re * mag * torch::cos(ph) - Cp_im * mag * torch::sin(ph)).sum(1);  // (H, L)
+}
+
+torch::Tensor DiagSSMImpl::forward(const torch::Tensor& u) const {
+  TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "diag SSM: u must be (B, H=", channels_, ", L), got ",
+              u.sizes());
+  return fftconv(u, kernel(u.size(2)), D_);
+}
+
+torch::Tensor DiagSSMImpl::initial_state(int64_t batch) const {
+  return torch::zeros({batch, channels_, d_state_ / 2, 2}, C_.options());
+}
+
+torch::Tensor DiagSSMImpl::step(const torch::Tensor& u_t, torch::Tensor& state) const {
+  TORCH_CHECK(u_t.dim() == 2 && u_t.size(1) == channels_, "diag SSM step: u_t must be (B, H=", channels_,
+              "), got ", u_t.sizes());
+  auto d = discretize();
+  auto mag = torch::exp(d.log_dA_re);
+  auto dA_re = mag * torch::cos(d.log_dA_im), dA_im = mag * torch::sin(d.log_dA_im);
+  auto u = u_t.to(C_.scalar_type()).unsqueeze(-1);  // (B, H, 1)
+  auto x_re = state.select(3, 0), x_im = state.select(3, 1);
+  auto nx_re = dA_re * x_re - dA_im * x_im + d.dB_re * u;
+  auto nx_im = dA_re * x_im + dA_im * x_re + d.dB_im * u;
+  state = torch::stack({nx_re, nx_im}, 3);
+  auto C_re = C_.select(2, 0), C_im = C_.select(2, 1);
+  auto y = 2 * (C_re * nx_re - C_im * nx_im).sum(-1) + D_ * u.squeeze(-1);
+  return y.to(u_t.scalar_type());
+}
+
+torch::Tensor DiagSSMImpl::state_after(const torch::Tensor& u, const torch::Tensor& state0) const {
+  TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "diag SSM state_after: u must be (B, H=", channels_,
+              ", L), got ", u.sizes());
+  const int64_t L = u.size(2);
+  auto d = discretize();
+  // V[h, n, l] = dA^(L-1-l)
+  auto p = (L - 1) - torch::arange(L, C_.options());
+  auto mag = torch::exp(d.log_dA_re.unsqueeze(-1) * p);
+  auto ph = d.log_dA_im.unsqueeze(-1) * p;
+  auto uu = u.to(C_.scalar_type());
+  auto s_re = torch::einsum("bhl,hnl->bhn", {uu, mag * torch::cos(ph)});
+  auto s_im = torch::einsum("bhl,hnl->bhn", {uu, mag * torch::sin(ph)});
+  auto x_re = s_re * d.dB_re - s_im * d.dB_im;
+  auto x_im = s_re * d.dB_im + s_im * d.dB_re;
+  if (state0.defined()) {
+    auto mL = torch::exp(d.log_dA_re * L), pL = d.log_dA_im * L;
+    auto aL_re = mL * torch::cos(pL), aL_im = mL * torch::sin(pL);
+    auto x0_re = state0.select(3, 0), x0_im = state0.select(3, 1);
+    x_re = x_re + aL_re * x0_re - aL_im * x0_im;
+    x_im = x_im + aL_re * x0_im + aL_im * x0_re;
+  }
+  return torch::stack({x_re, x_im}, 3);
+}
+
+ShiftSSMImpl::ShiftSSMImpl(int64_t channels, int64_t d_state) : channels_(channels), d_state_(d_state) {
+  TORCH_CHECK(d_state >= 1, "shift SSM: d_state must be >= 1, got ", d_state);
+  torch::NoGradGuard no_grad;
+  auto B = torch::zeros({channels, d_state});
+  B.select(1, 0).fill_(1.0);
+  B_ = register_parameter("B", B);
+  const double bound = 1.0 / std::sqrt(static_cast<double>(d_state));
+  C_ = register_parameter("C", torch::rand({channels, d_state}) * (2 * bound) - bound);
+  D_ = register_parameter("D", torch::randn({channels}));
+}
+
+torch::Tensor ShiftSSMImpl::kernel() const {
+  std::vector<torch::Tensor> taps;
+  for (int64_t j = 0; j < d_state_; ++j)
+    taps.push_back((B_.narrow(1, 0, d_state_ - j) * C_.narrow(1, j, d_state_ - j)).sum(1));
+  return torch::stack(taps, 1);
+}
+
+torch::Tensor ShiftSSMImpl::forward(const torch::Tensor& u) const {
+  TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "shift SSM: u must be (B, H=", channels_, ", L), got ",
+              u.sizes());
+  auto k = kernel();
+  const int64_t L = u.size(2);
+  if (k.size(1) > L) k = k.narrow(1, 0, L);
+  return fftconv(u, k, D_);
+}
+
+torch::Tensor ShiftSSMImpl::initial_state(int64_t batch) const {
+  return torch::zeros({batch, channels_, d_state_}, C_.options());
+}
+
+torch::Tensor ShiftSSMImpl::step(const torch::Tensor& u_t, torch::Tensor& state) const {
+  TORCH_CHECK(u_t.dim() == 2 && u_t.size(1) == channels_, "shift SSM step: u_t must be (B, H=", channels_,
+              "), got ", u_t.sizes());
+  auto u = u_t.to(C_.scalar_type());
+  auto shifted = torch::cat({torch::zeros_like(state.narrow(2, 0, 1)), state.narrow(2, 0, d_state_ - 1)}, 2);
+  state = shifted + B_ * u.unsqueeze(-1);
+  return ((C_ * state).sum(-1) + D_ * u).to(u_t.scalar_type());
+}
+
+torch::Tensor ShiftSSMImpl::state_after(const torch::Tensor& u, const torch::Tensor& state0) const {
+  TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "shift SSM state_after: u must be (B, H=", channels_,
+              ", L), got ", u.sizes());
+  const int64_t L = u.size(2), N = d_state_;
+  auto uu = u.to(C_.scalar_type());
+  auto x = torch::zeros({u.size(0), channels_, N}, C_.options());
+  // x[n] = sum_{s <= n} B[n - s] u_{L-1-s}: the input s steps back, pushed s places down.
+  for (int64_t s = 0; s < std::min(L, N); ++s)
+    x.narrow(2, s, N - s).add_(B_.narrow(1, 0, N - s) * uu.select(2, L - 1 - s).unsqueeze(-1));
+  if (state0.defined() && L < N) x.narrow(2, L, N - L).add_(state0.narrow(2, 0, N - L));
+  return x;
+}
+
+}  // namespace hippo

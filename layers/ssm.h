@@ -1,0 +1,95 @@
+// The diagonal state space model (S4D, H3.md 2.1): parameters with the S4D-Lin initialisation, bilinear or
+// zero-order-hold discretisation, its convolution kernel (a Vandermonde product), its recurrence, and the
+// state after a prompt. Shared by s4d and, later, h3 and gss. Complex numbers are kept as (real, imaginary)
+// pairs of real tensors, so every path runs in float32 or float64 on any LibTorch version.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "core/options.h"
+
+namespace hippo {
+
+// Adds the diagonal-SSM options to a layer schema: d_state, discretization, dt_min, dt_max, ssm_lr.
+void add_diag_ssm_options(OptionSchema& schema, const std::string& default_discretization);
+// Cross-option checks of those options (d_state even, dt_min <= dt_max); `layer` names the owner in errors.
+absl::Status validate_diag_ssm_options(const Options& options, const std::string& layer);
+
+class DiagSSMImpl : public torch::nn::Module {
+ public:
+  // channels: H, one independent SSM per channel. d_state: N (even); N/2 complex modes per channel.
+  // discretization: "bilinear" or "zoh". dt is initialised log-uniform in [dt_min, dt_max].
+  // Parameters (float32): C (H, N/2, 2) re/im standard complex normal; log_dt (H); B (H, N/2, 2) = 1;
+  // log_A_real (H, N/2) = log 0.5; A_imag (H, N/2) = pi*n; D (H) standard normal.
+  DiagSSMImpl(int64_t channels, int64_t d_state, std::string discretization, double dt_min, double dt_max);
+  // Builds from the options that add_diag_ssm_options declared.
+  DiagSSMImpl(int64_t channels, const Options& options);
+
+  // The convolution kernel K[h, l] = 2 Re(sum_n C_n dB_n dA_n^l), l = 0..L-1: (H, L) in the parameters'
+  // dtype (float32 unless the module was converted). H3.md 2.1.
+  torch::Tensor kernel(int64_t L) const;
+
+  // u: (B, H, L) -> y = causal_conv(u, K) + D*u, (B, H, L) in u's dtype, through kernels/fftconv.
+  torch::Tensor forward(const torch::Tensor& u) const;
+
+  // Recurrent state: (B, H, N/2, 2), (real, imaginary) in the parameters' dtype, zero initially.
+  torch::Tensor initial_state(int64_t batch) const;
+  // One step of x_t = dA x_{t-1} + dB u_t, y_t = 2 Re(sum_n C_n x_t[n]) + D u_t.
+  // u_t: (B, H) -> y_t: (B, H) in u_t's dtype; `state` is updated in place (reassigned).
+  torch::Tensor step(const torch::Tensor& u_t, torch::Tensor& state) const;
+  // The state after the prompt u: (B, H, L), in parallel: sum_l dA^(L-1-l) dB u_l + dA^L * state0
+  // (state0 optional, (B, H, N/2, 2)). Returns (B, H, N/2, 2).
+  torch::Tensor state_after(const torch::Tensor& u, const torch::Tensor& state0 = {}) const;
+
+  // log_dt, log_A_real, A_imag and B: the parameters of the SSM optimiser rule.
+  std::vector<torch::Tensor> ssm_parameters() const { return {log_dt_, log_A_real_, A_imag_, B_}; }
+
+  int64_t channels() const { return channels_; }
+  int64_t d_state() const { return d_state_; }
+  const std::string& discretization() const { return discretization_; }
+
+  // Discretised parameters, each (H, N/2): log dA (so dA^l = exp(l * log dA)) and dB, real and imaginary.
+  struct Discrete {
+    torch::Tensor log_dA_re, log_dA_im, dB_re, dB_im;
+  };
+  Discrete discretize() const;
+
+  torch::Tensor C_, log_dt_, B_, log_A_real_, A_imag_, D_;
+
+ private:
+  int64_t channels_, d_state_;
+  std::string discretization_;
+};
+TORCH_MODULE(DiagSSM);
+
+// The shift SSM (H3.md 2.2): A is the shift matrix, so the state holds the last N inputs; B (H, N) starts at
+// e_1 and takes the SSM optimiser rule; C (H, N) uniform in [-1/sqrt(N), 1/sqrt(N)]; D (H) standard normal.
+// Its kernel k[h, j] = sum_i B[h, i] C[h, i + j] is a learned causal filter of N taps (tap 0: the current input).
+class ShiftSSMImpl : public torch::nn::Module {
+ public:
+  ShiftSSMImpl(int64_t channels, int64_t d_state);
+
+  // (H, N) in the parameters' dtype.
+  torch::Tensor kernel() const;
+  // u: (B, H, L) -> causal_conv(u, k) + D*u, (B, H, L) in u's dtype (taps beyond L are irrelevant and dropped).
+  torch::Tensor forward(const torch::Tensor& u) const;
+  // State: (B, H, N) in the parameters' dtype: x[n] = sum_s B[n - s] u_{t-s}; zero initially.
+  torch::Tensor initial_state(int64_t batch) const;
+  // x_t = shift(x_{t-1}) + B u_t; y_t = sum_n C[n] x_t[n] + D u_t. u_t: (B, H) -> (B, H).
+  torch::Tensor step(const torch::Tensor& u_t, torch::Tensor& state) const;
+  // The state after the prompt u: (B, H, L), given the state before it (optional).
+  torch::Tensor state_after(const torch::Tensor& u, const torch::Tensor& state0 = {}) const;
+  std::vector<torch::Tensor> ssm_parameters() const { return {B_}; }
+  int64_t channels() const { return channels_; }
+  int64_t d_state() const { return d_state_; }
+
+  torch::Tensor B_, C_, D_;
+
+ private:
+  int64_t channels_, d_state_;
+};
+TORCH_MODULE(ShiftSSM);
+
+}  // namespace hippo

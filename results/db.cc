@@ -1,0 +1,430 @@
+// SQLite access through SQLiteCpp. Every SQLite exception is turned into a Status here; callers never see one.
+#include "results/db.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <absl/strings/str_cat.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+
+#include "results/schema.h"
+
+namespace hippo {
+
+std::string utc_now(double offset_seconds) {
+  using namespace std::chrono;
+  const auto now = system_clock::now() + duration_cast<system_clock::duration>(duration<double>(offset_seconds));
+  std::time_t t = system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+namespace {
+constexpr int kBusyTimeoutMs = 30000;
+
+absl::Status sql_error(const std::string& what, const std::exception& e) {
+  return absl::InternalError(absl::StrCat("database: ", what, ": ", e.what()));
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// Reads the 16-byte header: SQLite files start with "SQLite format 3\0". An empty file is a new database.
+absl::Status check_header(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::FailedPreconditionError(absl::StrCat("cannot read '", path, "'"));
+  char header[16] = {0};
+  in.read(header, 16);
+  if (in.gcount() == 0) return absl::OkStatus();
+  if (in.gcount() < 16 || std::string(header, 15) != "SQLite format 3")
+    return absl::InvalidArgumentError(absl::StrCat("'", path, "' is not a hippo results database (not an SQLite file)"));
+  return absl::OkStatus();
+}
+
+// Checks application_id and schema version of an open database. `empty` is set when it has no tables.
+absl::Status check_identity(SQLite::Database& db, const std::string& path, bool* empty) {
+  try {
+    const int app = db.execAndGet("PRAGMA application_id").getInt();
+    const int version = db.execAndGet("PRAGMA user_version").getInt();
+    const int tables = db.execAndGet("SELECT count(*) FROM sqlite_master").getInt();
+    *empty = (tables == 0 && app == 0 && version == 0);
+    if (*empty) return absl::OkStatus();
+    if (app != kApplicationId)
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", path, "' is an SQLite database but not a hippo results database"));
+    if (version > kSchemaVersion)
+      return absl::FailedPreconditionError(absl::StrCat("'", path, "' has results schema version ", version,
+                                                        ", newer than this hippo's ", kSchemaVersion,
+                                                        "; use a newer hippo"));
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", path, "' is not a readable hippo results database: ", e.what()));
+  }
+}
+
+// Migrations: entry v brings a database from version v to v + 1. Version 0 is an empty file.
+void migrate(SQLite::Database& db, int from) {
+  SQLite::Transaction tx(db);
+  for (int v = from; v < kSchemaVersion; ++v) {
+    if (v == 0) {
+      for (const auto& t : schema_tables()) db.exec(create_table_sql(t));
+      db.exec("CREATE INDEX IF NOT EXISTS runs_status ON runs(status)");
+      db.exec("CREATE INDEX IF NOT EXISTS sweep_runs_run ON sweep_runs(run_id)");
+    }
+  }
+  db.exec(absl::StrCat("PRAGMA application_id = ", kApplicationId));
+  db.exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
+  tx.commit();
+}
+
+std::string col_text(SQLite::Statement& q, const char* name) {
+  auto c = q.getColumn(name);
+  return c.isNull() ? std::string() : c.getString();
+}
+std::optional<int64_t> col_int(SQLite::Statement& q, const char* name) {
+  auto c = q.getColumn(name);
+  if (c.isNull()) return std::nullopt;
+  return c.getInt64();
+}
+
+RunRow read_run(SQLite::Statement& q) {
+  RunRow r;
+  r.id = q.getColumn("id").getInt64();
+  r.config_hash = col_text(q, "config_hash");
+  r.config = Json::parse(col_text(q, "config"), nullptr, false);
+  r.layer = col_text(q, "layer");
+  r.task = col_text(q, "task");
+  r.seed = q.getColumn("seed").getInt64();
+  r.status = col_text(q, "status");
+  r.attempts = q.getColumn("attempts").getInt64();
+  r.worker = col_text(q, "worker");
+  r.param_count = col_int(q, "param_count");
+  r.state_size = col_int(q, "state_size");
+  r.steps = col_int(q, "steps");
+  r.diverged_step = col_int(q, "diverged_step");
+  r.threads = col_int(q, "threads");
+  auto w = q.getColumn("wall_seconds");
+  if (!w.isNull()) r.wall_seconds = w.getDouble();
+  r.error = col_text(q, "error");
+  r.created_at = col_text(q, "created_at");
+  r.started_at = col_text(q, "started_at");
+  r.ended_at = col_text(q, "ended_at");
+  r.commit_hash = col_text(q, "commit_hash");
+  r.hippo_version = col_text(q, "hippo_version");
+  r.torch_version = col_text(q, "torch_version");
+  r.cuda_version = col_text(q, "cuda_version");
+  r.device = col_text(q, "device");
+  r.host = col_text(q, "host");
+  return r;
+}
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ResultsDb>> ResultsDb::open(const std::string& path, Mode mode) {
+  const bool exists = file_exists(path);
+  if (!exists && mode == Mode::kReadOnly)
+    return absl::NotFoundError(absl::StrCat("no results database at '", path, "'"));
+  if (exists) HIPPO_RETURN_IF_ERROR(check_header(path));
+  std::unique_ptr<ResultsDb> r(new ResultsDb());
+  r->path_ = path;
+  try {
+    if (exists) {
+      // Check identity through a read-only handle first, so a foreign file is never touched.
+      SQLite::Database probe(path, SQLite::OPEN_READONLY);
+      bool empty = false;
+      HIPPO_RETURN_IF_ERROR(check_identity(probe, path, &empty));
+      if (empty && mode == Mode::kReadOnly)
+        return absl::InvalidArgumentError(absl::StrCat("'", path, "' is an empty file, not a hippo results database"));
+    }
+    if (mode == Mode::kReadOnly) {
+      r->db_ = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READONLY, kBusyTimeoutMs);
+      return r;
+    }
+    r->db_ = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, kBusyTimeoutMs);
+  } catch (const std::exception& e) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot open results database '", path, "': ", e.what()));
+  }
+  try {
+    auto& db = *r->db_;
+    const int version = db.execAndGet("PRAGMA user_version").getInt();
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA synchronous = NORMAL");
+    db.exec("PRAGMA foreign_keys = ON");
+    if (version < kSchemaVersion) migrate(db, version);
+  } catch (const std::exception& e) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot write results database '", path, "': ", e.what()));
+  }
+  return r;
+}
+
+ResultsDb::~ResultsDb() = default;
+
+absl::StatusOr<int64_t> ResultsDb::upsert_sweep(const std::string& name, const Json& spec) {
+  try {
+    SQLite::Statement ins(*db_,
+                          "INSERT INTO sweeps(name, spec, created_at) VALUES (?, ?, ?) "
+                          "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec");
+    ins.bind(1, name);
+    ins.bind(2, spec.dump());
+    ins.bind(3, utc_now());
+    ins.exec();
+    SQLite::Statement q(*db_, "SELECT id FROM sweeps WHERE name = ?");
+    q.bind(1, name);
+    q.executeStep();
+    return q.getColumn(0).getInt64();
+  } catch (const std::exception& e) {
+    return sql_error("upsert sweep", e);
+  }
+}
+
+absl::StatusOr<std::optional<int64_t>> ResultsDb::find_sweep(const std::string& name) {
+  try {
+    SQLite::Statement q(*db_, "SELECT id FROM sweeps WHERE name = ?");
+    q.bind(1, name);
+    if (!q.executeStep()) return std::optional<int64_t>();
+    return std::optional<int64_t>(q.getColumn(0).getInt64());
+  } catch (const std::exception& e) {
+    return sql_error("find sweep", e);
+  }
+}
+
+absl::StatusOr<ResultsDb::Enqueued> ResultsDb::enqueue(const std::string& config_hash, const Json& config,
+                                                       const std::string& layer, const std::string& task,
+                                                       int64_t seed, std::optional<int64_t> sweep_id) {
+  try {
+    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement ins(*db_,
+                          "INSERT INTO runs(config_hash, config, layer, task, seed, status, created_at) "
+                          "VALUES (?, ?, ?, ?, ?, 'queued', ?) ON CONFLICT(config_hash) DO NOTHING");
+    ins.bind(1, config_hash);
+    ins.bind(2, config.dump());
+    ins.bind(3, layer);
+    ins.bind(4, task);
+    ins.bind(5, static_cast<int64_t>(seed));
+    ins.bind(6, utc_now());
+    const bool created = ins.exec() > 0;
+    SQLite::Statement q(*db_, "SELECT id FROM runs WHERE config_hash = ?");
+    q.bind(1, config_hash);
+    q.executeStep();
+    const int64_t id = q.getColumn(0).getInt64();
+    if (sweep_id) {
+      SQLite::Statement link(*db_, "INSERT OR IGNORE INTO sweep_runs(sweep_id, run_id) VALUES (?, ?)");
+      link.bind(1, *sweep_id);
+      link.bind(2, id);
+      link.exec();
+    }
+    tx.commit();
+    return Enqueued{id, created};
+  } catch (const std::exception& e) {
+    return sql_error("enqueue run", e);
+  }
+}
+
+absl::StatusOr<int64_t> ResultsDb::requeue_failed(std::optional<int64_t> sweep_id) {
+  try {
+    std::string sql = "UPDATE runs SET status = 'queued', error = NULL WHERE status = 'failed'";
+    if (sweep_id) sql += " AND id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = ?)";
+    SQLite::Statement q(*db_, sql);
+    if (sweep_id) q.bind(1, *sweep_id);
+    return static_cast<int64_t>(q.exec());
+  } catch (const std::exception& e) {
+    return sql_error("requeue failed runs", e);
+  }
+}
+
+absl::Status ResultsDb::requeue(int64_t run_id) {
+  try {
+    SQLite::Statement q(*db_, "UPDATE runs SET status = 'queued', error = NULL, diverged_step = NULL WHERE id = ?");
+    q.bind(1, run_id);
+    q.exec();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return sql_error("requeue run", e);
+  }
+}
+
+absl::StatusOr<std::optional<RunRow>> ResultsDb::claim_next(std::optional<int64_t> sweep_id,
+                                                            const std::string& worker, double lease_seconds,
+                                                            std::optional<int64_t> run_id) {
+  try {
+    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    std::string sql =
+        "SELECT * FROM runs WHERE (status = 'queued' OR (status = 'running' AND lease_until < ?))";
+    if (sweep_id) sql += " AND id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = ?)";
+    if (run_id) sql += " AND id = ?";
+    sql += " ORDER BY id LIMIT 1";
+    SQLite::Statement q(*db_, sql);
+    int i = 1;
+    q.bind(i++, utc_now());
+    if (sweep_id) q.bind(i++, *sweep_id);
+    if (run_id) q.bind(i++, *run_id);
+    if (!q.executeStep()) return std::optional<RunRow>();
+    RunRow row = read_run(q);
+    SQLite::Statement up(*db_,
+                         "UPDATE runs SET status = 'running', attempts = attempts + 1, worker = ?, "
+                         "lease_until = ?, started_at = ?, error = NULL WHERE id = ?");
+    up.bind(1, worker);
+    up.bind(2, utc_now(lease_seconds));
+    up.bind(3, utc_now());
+    up.bind(4, row.id);
+    up.exec();
+    tx.commit();
+    row.status = "running";
+    row.attempts += 1;
+    row.worker = worker;
+    return std::optional<RunRow>(std::move(row));
+  } catch (const std::exception& e) {
+    return sql_error("claim run", e);
+  }
+}
+
+absl::Status ResultsDb::renew_lease(int64_t run_id, const std::string& worker, double lease_seconds) {
+  try {
+    SQLite::Statement q(*db_, "UPDATE runs SET lease_until = ? WHERE id = ? AND worker = ? AND status = 'running'");
+    q.bind(1, utc_now(lease_seconds));
+    q.bind(2, run_id);
+    q.bind(3, worker);
+    q.exec();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return sql_error("renew lease", e);
+  }
+}
+
+absl::Status ResultsDb::record_start(int64_t run_id, const Json& env, int64_t param_count, int64_t state_size) {
+  try {
+    SQLite::Statement q(*db_,
+                        "UPDATE runs SET param_count = ?, state_size = ?, commit_hash = ?, hippo_version = ?, "
+                        "torch_version = ?, cuda_version = ?, device = ?, host = ?, threads = ?, environment = ? "
+                        "WHERE id = ?");
+    auto text = [&](const char* k) { return env.contains(k) && env[k].is_string() ? env[k].get<std::string>() : ""; };
+    q.bind(1, param_count);
+    q.bind(2, state_size);
+    q.bind(3, text("commit"));
+    q.bind(4, text("hippo_version"));
+    q.bind(5, text("torch_version"));
+    if (text("cuda_version").empty()) q.bind(6); else q.bind(6, text("cuda_version"));
+    q.bind(7, text("device"));
+    q.bind(8, text("host"));
+    q.bind(9, env.value("threads", 0));
+    q.bind(10, env.dump());
+    q.bind(11, run_id);
+    q.exec();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return sql_error("record run start", e);
+  }
+}
+
+absl::Status ResultsDb::add_metrics(int64_t run_id, const std::vector<MetricRow>& rows) {
+  try {
+    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement q(*db_, "INSERT OR REPLACE INTO metrics(run_id, step, split, name, value) VALUES (?, ?, ?, ?, ?)");
+    for (const auto& m : rows) {
+      q.bind(1, run_id);
+      q.bind(2, m.step);
+      q.bind(3, m.split);
+      q.bind(4, m.name);
+      q.bind(5, m.value);
+      q.exec();
+      q.reset();
+    }
+    tx.commit();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return sql_error("add metrics", e);
+  }
+}
+
+absl::Status ResultsDb::finish_run(int64_t run_id, const std::string& status, int64_t steps, double wall_seconds,
+                                   const std::string& error, std::optional<int64_t> diverged_step) {
+  try {
+    SQLite::Statement q(*db_,
+                        "UPDATE runs SET status = ?, steps = ?, wall_seconds = ?, error = ?, diverged_step = ?, "
+                        "ended_at = ?, lease_until = NULL WHERE id = ?");
+    q.bind(1, status);
+    q.bind(2, steps);
+    q.bind(3, wall_seconds);
+    if (error.empty()) q.bind(4); else q.bind(4, error);
+    if (diverged_step) q.bind(5, *diverged_step); else q.bind(5);
+    q.bind(6, utc_now());
+    q.bind(7, run_id);
+    q.exec();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return sql_error("finish run", e);
+  }
+}
+
+absl::StatusOr<std::vector<RunRow>> ResultsDb::list_runs(const RunFilter& f) {
+  try {
+    std::string sql = "SELECT * FROM runs WHERE 1";
+    if (f.sweep) sql += " AND id IN (SELECT run_id FROM sweep_runs JOIN sweeps ON sweeps.id = sweep_id WHERE name = ?)";
+    if (f.status) sql += " AND status = ?";
+    sql += " ORDER BY id";
+    SQLite::Statement q(*db_, sql);
+    int i = 1;
+    if (f.sweep) q.bind(i++, *f.sweep);
+    if (f.status) q.bind(i++, *f.status);
+    std::vector<RunRow> out;
+    while (q.executeStep()) out.push_back(read_run(q));
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("list runs", e);
+  }
+}
+
+absl::StatusOr<RunRow> ResultsDb::get_run(int64_t run_id) {
+  try {
+    SQLite::Statement q(*db_, "SELECT * FROM runs WHERE id = ?");
+    q.bind(1, run_id);
+    if (!q.executeStep()) return absl::NotFoundError(absl::StrCat("no run with id ", run_id, " in '", path_, "'"));
+    return read_run(q);
+  } catch (const std::exception& e) {
+    return sql_error("get run", e);
+  }
+}
+
+absl::StatusOr<std::vector<MetricRow>> ResultsDb::metrics(int64_t run_id) {
+  try {
+    SQLite::Statement q(*db_, "SELECT step, split, name, value FROM metrics WHERE run_id = ? ORDER BY step, split, name");
+    q.bind(1, run_id);
+    std::vector<MetricRow> out;
+    while (q.executeStep())
+      out.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getString(),
+                     q.getColumn(3).getDouble()});
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("read metrics", e);
+  }
+}
+
+absl::StatusOr<ResultsDb::QueryResult> ResultsDb::query(const std::string& sql) {
+  try {
+    SQLite::Statement q(*db_, sql);
+    QueryResult r;
+    for (int i = 0; i < q.getColumnCount(); ++i) r.columns.push_back(q.getColumnName(i));
+    while (q.executeStep()) {
+      std::vector<std::string> row;
+      for (int i = 0; i < q.getColumnCount(); ++i) {
+        auto c = q.getColumn(i);
+        row.push_back(c.isNull() ? "NULL" : c.getString());
+      }
+      r.rows.push_back(std::move(row));
+    }
+    return r;
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("query failed: ", e.what()));
+  }
+}
+
+}  // namespace hippo

@@ -1,0 +1,117 @@
+// The results database (SQLite, WAL mode): sweeps, runs keyed by config hash, and metrics. Opening checks that
+// the file is a hippo database of a schema this binary understands before anything is written.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace SQLite {
+class Database;
+}
+
+namespace hippo {
+
+using Json = nlohmann::json;
+
+// Current UTC time as ISO 8601 with seconds ("2026-11-30T07:26:03Z"); offset_seconds added.
+std::string utc_now(double offset_seconds = 0);
+
+struct RunRow {
+  int64_t id = 0;
+  std::string config_hash;
+  Json config;
+  std::string layer, task, status;
+  int64_t seed = 0;
+  int64_t attempts = 0;
+  std::optional<int64_t> param_count, state_size, steps, diverged_step, threads;
+  std::optional<double> wall_seconds;
+  std::string error, created_at, started_at, ended_at, worker;
+  std::string commit_hash, hippo_version, torch_version, cuda_version, device, host;
+};
+
+struct MetricRow {
+  int64_t step = 0;
+  std::string split, name;
+  double value = 0;
+};
+
+struct RunFilter {
+  std::optional<std::string> sweep;   // sweep name
+  std::optional<std::string> status;  // queued|running|finished|failed|diverged
+};
+
+class ResultsDb {
+ public:
+  enum class Mode { kReadOnly, kReadWrite };
+
+  // Opens `path`. kReadWrite creates the file (and its schema) when missing and migrates an older schema;
+  // kReadOnly needs an existing file and never writes. Errors: kNotFound (read-only and missing),
+  // kInvalidArgument (not an SQLite file, or an SQLite file that is not hippo's), kFailedPrecondition (a
+  // newer schema than this binary's, or a path that cannot be created or written).
+  static absl::StatusOr<std::unique_ptr<ResultsDb>> open(const std::string& path, Mode mode);
+  ~ResultsDb();
+
+  const std::string& path() const { return path_; }
+
+  // The sweep named `name` (created with `spec` if new; spec updated otherwise). Returns its id.
+  absl::StatusOr<int64_t> upsert_sweep(const std::string& name, const Json& spec);
+  absl::StatusOr<std::optional<int64_t>> find_sweep(const std::string& name);
+
+  // Queues a run unless one with the same config_hash exists; links it to sweep_id if given. Returns the id
+  // and whether it was new.
+  struct Enqueued {
+    int64_t id;
+    bool created;
+  };
+  absl::StatusOr<Enqueued> enqueue(const std::string& config_hash, const Json& config, const std::string& layer,
+                                   const std::string& task, int64_t seed, std::optional<int64_t> sweep_id);
+
+  // Sets failed runs of a sweep (or all, if nullopt) back to queued. Returns how many.
+  absl::StatusOr<int64_t> requeue_failed(std::optional<int64_t> sweep_id);
+
+  // Atomically claims the next run that is queued, or running with an expired lease, restricted to a sweep
+  // if given: status running, attempts + 1, worker, lease_until = now + lease_seconds. nullopt if none.
+  // run_id restricts the claim to that one run.
+  absl::StatusOr<std::optional<RunRow>> claim_next(std::optional<int64_t> sweep_id, const std::string& worker,
+                                                   double lease_seconds, std::optional<int64_t> run_id = {});
+  // Sets one run back to queued (any status), for `hippo train --force`.
+  absl::Status requeue(int64_t run_id);
+  // Extends the lease of a run this worker holds.
+  absl::Status renew_lease(int64_t run_id, const std::string& worker, double lease_seconds);
+
+  // Records the start of an attempt: environment fingerprint, parameter count and state size.
+  absl::Status record_start(int64_t run_id, const Json& environment, int64_t param_count, int64_t state_size);
+  // Writes metric rows in one transaction; an existing (run, step, split, name) is replaced.
+  absl::Status add_metrics(int64_t run_id, const std::vector<MetricRow>& rows);
+  // Ends a run: status finished, failed (error) or diverged (diverged_step).
+  absl::Status finish_run(int64_t run_id, const std::string& status, int64_t steps, double wall_seconds,
+                          const std::string& error = "", std::optional<int64_t> diverged_step = {});
+
+  absl::StatusOr<std::vector<RunRow>> list_runs(const RunFilter& filter);
+  // kNotFound if there is no such run.
+  absl::StatusOr<RunRow> get_run(int64_t run_id);
+  absl::StatusOr<std::vector<MetricRow>> metrics(int64_t run_id);
+
+  // Runs one SQL statement; returns column names and rows as text (NULL as "NULL"). On a read-only handle
+  // any write is refused by SQLite. Errors: kInvalidArgument with SQLite's message.
+  struct QueryResult {
+    std::vector<std::string> columns;
+    std::vector<std::vector<std::string>> rows;
+  };
+  absl::StatusOr<QueryResult> query(const std::string& sql);
+
+  SQLite::Database& raw() { return *db_; }
+
+ private:
+  ResultsDb() = default;
+  std::string path_;
+  std::unique_ptr<SQLite::Database> db_;
+};
+
+}  // namespace hippo

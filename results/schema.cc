@@ -1,0 +1,95 @@
+// hippo's results schema, version 1.
+#include "results/schema.h"
+
+#include <sstream>
+
+namespace hippo {
+
+const std::vector<TableDef>& schema_tables() {
+  static const std::vector<TableDef> tables = {
+      {"sweeps",
+       "one row per sweep name; a sweep file launched again reuses its row",
+       {{"id", "INTEGER PRIMARY KEY", "sweep id"},
+        {"name", "TEXT NOT NULL UNIQUE", "sweep name (the file's `name:`, or the file name without extension)"},
+        {"spec", "TEXT NOT NULL", "the sweep file as JSON, as last launched"},
+        {"created_at", "TEXT NOT NULL", "first launch, ISO 8601 UTC"}},
+       "",
+       false},
+      {"runs",
+       "one row per distinct run config (config_hash); a run belongs to any number of sweeps",
+       {{"id", "INTEGER PRIMARY KEY", "run id (what `hippo results show RUN` takes)"},
+        {"config_hash", "TEXT NOT NULL UNIQUE", "16 hex digits, FNV-1a 64 of `config` (canonical JSON)"},
+        {"config", "TEXT NOT NULL", "the full resolved config as canonical JSON (sorted keys, every default)"},
+        {"layer", "TEXT NOT NULL", "layer label: the mixer name, or the schedule joined by '+' for hybrids"},
+        {"task", "TEXT NOT NULL", "task name"},
+        {"seed", "INTEGER NOT NULL", "seed of weights, dropout and data"},
+        {"status", "TEXT NOT NULL CHECK (status IN ('queued','running','finished','failed','diverged'))",
+         "queued, running, finished, failed (error holds the message) or diverged (NaN/Inf loss)"},
+        {"attempts", "INTEGER NOT NULL DEFAULT 0", "times a worker has started this run"},
+        {"worker", "TEXT", "host:pid of the worker that last claimed the run"},
+        {"lease_until", "TEXT", "claim expiry, ISO 8601 UTC; a running run past it is taken over"},
+        {"param_count", "INTEGER", "trainable parameters"},
+        {"state_size", "INTEGER",
+         "recurrent state per sequence in real scalars (complex counts 2), summed over layers; attention "
+         "counts its key-value cache at the task's input length"},
+        {"steps", "INTEGER", "optimiser steps completed"},
+        {"diverged_step", "INTEGER", "step at which the loss became NaN or infinite"},
+        {"error", "TEXT", "message of the exception that failed the run"},
+        {"created_at", "TEXT NOT NULL", "queued at, ISO 8601 UTC"},
+        {"started_at", "TEXT", "last start, ISO 8601 UTC"},
+        {"ended_at", "TEXT", "end, ISO 8601 UTC"},
+        {"wall_seconds", "REAL", "training wall time of the last attempt, seconds"},
+        {"commit_hash", "TEXT", "git commit of the hippo binary (\"-dirty\" if uncommitted changes)"},
+        {"hippo_version", "TEXT", "hippo version"},
+        {"torch_version", "TEXT", "LibTorch version"},
+        {"cuda_version", "TEXT", "CUDA runtime version, NULL on CPU"},
+        {"device", "TEXT", "device the run trained on (cpu, cuda:0, ...)"},
+        {"host", "TEXT", "host name"},
+        {"threads", "INTEGER", "LibTorch intra-op threads"},
+        {"environment", "TEXT", "the whole environment fingerprint as JSON"}},
+       "",
+       false},
+      {"sweep_runs",
+       "membership of runs in sweeps",
+       {{"sweep_id", "INTEGER NOT NULL REFERENCES sweeps(id)", "sweep"},
+        {"run_id", "INTEGER NOT NULL REFERENCES runs(id)", "run"}},
+       "PRIMARY KEY (sweep_id, run_id)",
+       true},
+      {"metrics",
+       "one value per (run, step, split, name); re-writing a step replaces it, so resumed runs never duplicate",
+       {{"run_id", "INTEGER NOT NULL REFERENCES runs(id)", "run"},
+        {"step", "INTEGER NOT NULL", "optimiser steps completed when measured"},
+        {"split", "TEXT NOT NULL", "train or test (test: the held-out split)"},
+        {"name", "TEXT NOT NULL",
+         "loss (mean cross-entropy over the loss mask, nats/token); accuracy (fraction correct at the answer "
+         "positions only, the paper's metric); token_accuracy (fraction correct over every position); chance "
+         "(accuracy of a uniform guess among the answers); lr (learning rate at that step)"},
+        {"value", "REAL NOT NULL", "the value, in the unit its name gives (fractions in [0, 1])"}},
+       "PRIMARY KEY (run_id, step, split, name)",
+       true},
+  };
+  return tables;
+}
+
+std::string create_table_sql(const TableDef& t) {
+  std::ostringstream os;
+  os << "CREATE TABLE IF NOT EXISTS " << t.name << " (";
+  for (size_t i = 0; i < t.columns.size(); ++i) os << (i ? ", " : "") << t.columns[i].name << " " << t.columns[i].sql;
+  if (*t.constraints) os << ", " << t.constraints;
+  os << ")" << (t.without_rowid ? " WITHOUT ROWID" : "");
+  return os.str();
+}
+
+std::string schema_markdown() {
+  std::ostringstream os;
+  os << "Schema version " << kSchemaVersion << " (PRAGMA user_version), application_id 0x" << std::hex
+     << kApplicationId << std::dec << ".\n";
+  for (const auto& t : schema_tables()) {
+    os << "\n### " << t.name << "\n" << t.doc << ".\n\n| column | type | meaning |\n|---|---|---|\n";
+    for (const auto& c : t.columns) os << "| " << c.name << " | " << c.sql << " | " << c.doc << " |\n";
+    if (*t.constraints) os << "\nConstraint: " << t.constraints << ".\n";
+  }
+  return os.str();
+}
+
+}  // namespace hippo

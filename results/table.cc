@@ -1,0 +1,180 @@
+// Pivot tables with Student-t intervals, and exports.
+#include "results/table.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <absl/strings/str_cat.h>
+#include <absl/strings/str_format.h>
+#include <absl/strings/str_join.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace hippo {
+
+namespace {
+// Two-sided 95% critical values of Student's t for 1..30 degrees of freedom; 1.96 beyond.
+double t_critical(int64_t dof) {
+  static const double t[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+                             2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+                             2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
+  if (dof < 1) return 0;
+  return dof <= 30 ? t[dof - 1] : 1.96;
+}
+
+std::string csv_escape(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += (c == '"') ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+}  // namespace
+
+Summary summarize(const std::vector<double>& v) {
+  Summary s;
+  s.n = static_cast<int64_t>(v.size());
+  if (v.empty()) return s;
+  for (double x : v) s.mean += x;
+  s.mean /= static_cast<double>(s.n);
+  if (s.n >= 2) {
+    double ss = 0;
+    for (double x : v) ss += (x - s.mean) * (x - s.mean);
+    const double sd = std::sqrt(ss / static_cast<double>(s.n - 1));
+    s.half_width = t_critical(s.n - 1) * sd / std::sqrt(static_cast<double>(s.n));
+  }
+  return s;
+}
+
+absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) {
+  if (o.format != "text" && o.format != "md")
+    return absl::InvalidArgumentError(absl::StrCat("unknown table format '", o.format, "'; accepted: text, md"));
+  std::map<std::string, std::map<std::string, std::vector<double>>> cells;
+  std::map<std::string, std::vector<double>> chance;
+  std::set<std::string> tasks;
+  try {
+    std::string sweep_filter;
+    if (o.sweep)
+      sweep_filter = " AND r.id IN (SELECT run_id FROM sweep_runs JOIN sweeps s ON s.id = sweep_id WHERE s.name = ?)";
+    SQLite::Statement q(db.raw(),
+                        "SELECT r.layer, r.task, m.value FROM runs r JOIN metrics m ON m.run_id = r.id "
+                        "WHERE r.status = 'finished' AND m.split = ? AND m.name = ? AND m.step = "
+                        "(SELECT max(step) FROM metrics WHERE run_id = r.id AND split = m.split AND name = m.name)" +
+                            sweep_filter + " ORDER BY r.layer, r.task");
+    q.bind(1, o.split);
+    q.bind(2, o.metric);
+    if (o.sweep) q.bind(3, *o.sweep);
+    while (q.executeStep()) {
+      cells[q.getColumn(0).getString()][q.getColumn(1).getString()].push_back(q.getColumn(2).getDouble());
+      tasks.insert(q.getColumn(1).getString());
+    }
+    SQLite::Statement c(db.raw(),
+                        "SELECT r.task, m.value FROM runs r JOIN metrics m ON m.run_id = r.id "
+                        "WHERE m.name = 'chance' AND m.split = 'test'" + sweep_filter);
+    if (o.sweep) c.bind(1, *o.sweep);
+    while (c.executeStep()) chance[c.getColumn(0).getString()].push_back(c.getColumn(1).getDouble());
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("database: table: ", e.what()));
+  }
+  if (cells.empty())
+    return absl::NotFoundError(absl::StrCat("no finished run has metric '", o.metric, "' on split '", o.split, "'",
+                                            o.sweep ? absl::StrCat(" in sweep '", *o.sweep, "'") : ""));
+  const double scale = o.percent ? 100.0 : 1.0;
+  const int prec = o.percent ? 1 : 4;
+  auto fmt_cell = [&](const std::vector<double>& v) {
+    if (v.empty()) return std::string("-");
+    Summary s = summarize(v);
+    return absl::StrFormat("%.*f ± %.*f (n=%d)", prec, s.mean * scale, prec, s.half_width * scale, s.n);
+  };
+  std::vector<std::string> header = {"layer"};
+  for (const auto& t : tasks) header.push_back(t);
+  std::vector<std::vector<std::string>> rows;
+  if (!chance.empty()) {
+    std::vector<std::string> r = {"random"};
+    for (const auto& t : tasks)
+      r.push_back(chance.count(t) ? absl::StrFormat("%.*f", prec, summarize(chance[t]).mean * scale) : "-");
+    rows.push_back(r);
+  }
+  for (const auto& [layer, by_task] : cells) {
+    std::vector<std::string> r = {layer};
+    for (const auto& t : tasks) r.push_back(by_task.count(t) ? fmt_cell(by_task.at(t)) : "-");
+    rows.push_back(r);
+  }
+  std::ostringstream os;
+  const std::string what = absl::StrCat(o.split, " ", o.metric, o.percent ? " (%)" : "",
+                                        ", mean ± 95% interval over seeds (n runs)");
+  if (o.format == "md") {
+    os << "| " << absl::StrJoin(header, " | ") << " |\n|" << std::string() ;
+    for (size_t i = 0; i < header.size(); ++i) os << "---|";
+    os << "\n";
+    for (const auto& r : rows) os << "| " << absl::StrJoin(r, " | ") << " |\n";
+    os << "\n" << what << "\n";
+  } else {
+    std::vector<size_t> w(header.size());
+    auto width = [](const std::string& s) {  // display width: count UTF-8 code points
+      size_t n = 0;
+      for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+      return n;
+    };
+    for (size_t i = 0; i < header.size(); ++i) {
+      w[i] = width(header[i]);
+      for (const auto& r : rows) w[i] = std::max(w[i], width(r[i]));
+    }
+    auto line = [&](const std::vector<std::string>& r) {
+      for (size_t i = 0; i < r.size(); ++i) os << r[i] << std::string(w[i] - width(r[i]) + 2, ' ');
+      os << "\n";
+    };
+    os << what << "\n";
+    line(header);
+    for (const auto& r : rows) line(r);
+  }
+  return os.str();
+}
+
+absl::StatusOr<std::string> export_runs(ResultsDb& db, const RunFilter& filter, const std::string& format) {
+  if (format != "csv" && format != "json")
+    return absl::InvalidArgumentError(absl::StrCat("unknown export format '", format, "'; accepted: csv, json"));
+  HIPPO_ASSIGN_OR_RETURN(auto runs, db.list_runs(filter));
+  std::ostringstream os;
+  auto opt = [](const std::optional<int64_t>& v) { return v ? std::to_string(*v) : std::string(); };
+  if (format == "csv") {
+    os << "id,config_hash,layer,task,seed,status,param_count,state_size,steps,wall_seconds,device,commit_hash,"
+          "torch_version,split,metric,step,value,config\n";
+    for (const auto& r : runs) {
+      HIPPO_ASSIGN_OR_RETURN(auto ms, db.metrics(r.id));
+      // Final value of each (split, name): the metric rows are ordered by step, so the last one wins.
+      std::map<std::pair<std::string, std::string>, MetricRow> last;
+      for (const auto& m : ms) last[{m.split, m.name}] = m;
+      const std::string prefix = absl::StrCat(
+          r.id, ",", r.config_hash, ",", csv_escape(r.layer), ",", r.task, ",", r.seed, ",", r.status, ",",
+          opt(r.param_count), ",", opt(r.state_size), ",", opt(r.steps), ",",
+          r.wall_seconds ? absl::StrFormat("%.3f", *r.wall_seconds) : "", ",", r.device, ",", r.commit_hash, ",",
+          r.torch_version, ",");
+      if (last.empty()) os << prefix << ",,,," << csv_escape(r.config.dump()) << "\n";
+      for (const auto& [key, m] : last)
+        os << prefix << m.split << "," << m.name << "," << m.step << "," << absl::StrFormat("%.8g", m.value) << ","
+           << csv_escape(r.config.dump()) << "\n";
+    }
+  } else {
+    Json arr = Json::array();
+    for (const auto& r : runs) {
+      HIPPO_ASSIGN_OR_RETURN(auto ms, db.metrics(r.id));
+      Json j = {{"id", r.id},         {"config_hash", r.config_hash}, {"layer", r.layer},   {"task", r.task},
+                {"seed", r.seed},     {"status", r.status},           {"config", r.config}, {"device", r.device},
+                {"commit_hash", r.commit_hash}, {"torch_version", r.torch_version}};
+      j["param_count"] = r.param_count ? Json(*r.param_count) : Json();
+      j["state_size"] = r.state_size ? Json(*r.state_size) : Json();
+      j["steps"] = r.steps ? Json(*r.steps) : Json();
+      j["wall_seconds"] = r.wall_seconds ? Json(*r.wall_seconds) : Json();
+      j["error"] = r.error.empty() ? Json() : Json(r.error);
+      Json mj = Json::array();
+      for (const auto& m : ms) mj.push_back({{"step", m.step}, {"split", m.split}, {"name", m.name}, {"value", m.value}});
+      j["metrics"] = mj;
+      arr.push_back(j);
+    }
+    os << arr.dump(2) << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace hippo

@@ -1,0 +1,31 @@
+// Executes queued runs from the results database: claims one at a time (with a renewed lease, so a run whose
+// process died is taken over once its lease expires), trains it, and stores its metrics and final status.
+// An exception inside a run marks it failed and the queue goes on; Ctrl-C puts the current run back in the
+// queue and stops.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "results/db.h"
+
+namespace hippo {
+
+struct ExecOptions {
+  std::string device = "cpu";
+  double lease_seconds = 60;            // a claim lives this long without renewal
+  double renew_every_seconds = 10;      // renewal period while training
+  std::optional<int64_t> run_id;        // execute only this run
+  bool wait_for_others = true;          // wait while other workers hold runs of the sweep, then take over stale ones
+};
+
+struct ExecSummary {
+  int64_t finished = 0, failed = 0, diverged = 0;
+  bool interrupted = false;
+};
+
+// Runs every claimable run of `sweep_id` (all runs if nullopt) until none is left. Returns what happened;
+// errors only for database failures (kInternal) — failures inside runs are recorded, not returned.
+absl::StatusOr<ExecSummary> execute_queue(ResultsDb& db, std::optional<int64_t> sweep_id, const ExecOptions& options);
+
+}  // namespace hippo

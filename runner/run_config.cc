@@ -1,0 +1,188 @@
+// Run-config resolution against the registries.
+#include "runner/run_config.h"
+
+#include <absl/strings/str_join.h>
+#include <absl/strings/str_split.h>
+
+#include <map>
+#include <set>
+
+#include "core/hash.h"
+#include "layers/mixer.h"
+#include "tasks/task.h"
+
+namespace hippo {
+
+const OptionSchema& train_schema() {
+  static const OptionSchema s = [] {
+    OptionSchema t;
+    t.add_int("d_model", 64, "model width D", 1, 65536)
+        .add_int("n_layer", 2, "number of residual blocks (fixed by `layers` when that is given)", 1, 1024)
+        .add_float("lr", 5e-4, "peak learning rate (AdamW)", 0, 10)
+        .add_float("weight_decay", 0.1, "AdamW weight decay on matrices (not on biases, norms, SSM parameters)", 0, 10)
+        .add_float("beta1", 0.9, "AdamW beta1", 0, 1)
+        .add_float("beta2", 0.999, "AdamW beta2", 0, 1)
+        .add_int("epochs", 20, "passes over the training split", 1, 1000000)
+        .add_int("batch_size", 32, "examples per optimiser step", 1, 1 << 20)
+        .add_float("warmup_fraction", 0.1, "fraction of the steps with linear warmup", 0, 1)
+        .add_float("warmup_start_lr", 1e-6, "learning rate at step 0 of the warmup", 0, 10)
+        .add_float("min_lr_ratio", 0.1, "cosine decay ends at min_lr_ratio * lr", 0, 1)
+        .add_float("grad_clip", 1.0, "gradient-norm clipping threshold (0 = off)", 0, 1e9)
+        .add_int("eval_every", 1, "evaluate every this many epochs (and always at the end)", 1, 1000000)
+        .add_float("embed_dropout", 0.1, "dropout on the embedding output (H3.md 5)", 0, 1)
+        .add_float("resid_dropout", 0.0, "dropout on each residual branch", 0, 1)
+        .add_int("max_steps", 0, "stop after this many optimiser steps (0 = epochs decide)", 0, 1LL << 40);
+    return t;
+  }();
+  return s;
+}
+
+absl::Status set_path(Json& raw, const std::string& path, const Json& value) {
+  std::vector<std::string> parts = absl::StrSplit(path, '.');
+  Json* cur = &raw;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    if (parts[i].empty()) return absl::InvalidArgumentError(absl::StrCat("malformed key '", path, "'"));
+    Json& next = (*cur)[parts[i]];
+    if (next.is_null()) next = Json::object();
+    if (!next.is_object())
+      return absl::InvalidArgumentError(
+          absl::StrCat("key '", path, "': '", parts[i], "' is already set to a non-mapping value"));
+    cur = &next;
+  }
+  if (parts.back().empty()) return absl::InvalidArgumentError(absl::StrCat("malformed key '", path, "'"));
+  (*cur)[parts.back()] = value;
+  return absl::OkStatus();
+}
+
+namespace {
+std::string layer_label(const std::vector<std::string>& schedule) {
+  std::map<std::string, int> count;
+  for (const auto& s : schedule) count[s]++;
+  if (count.size() == 1) return schedule[0];
+  // The most common mixer is the base; the others are listed with their indices.
+  std::string base = schedule[0];
+  for (const auto& [n, c] : count)
+    if (c > count[base]) base = n;
+  std::string label = base;
+  for (const auto& [n, c] : count) {
+    if (n == base) continue;
+    std::vector<int> idx;
+    for (size_t i = 0; i < schedule.size(); ++i)
+      if (schedule[i] == n) idx.push_back(static_cast<int>(i));
+    label += absl::StrCat("+", n, "@", absl::StrJoin(idx, ","));
+  }
+  return label;
+}
+
+absl::StatusOr<std::string> get_name(const Json& raw, const char* key) {
+  if (!raw[key].is_string())
+    return absl::InvalidArgumentError(absl::StrCat("'", key, "' must be a name, got ", raw[key].dump()));
+  return raw[key].get<std::string>();
+}
+}  // namespace
+
+absl::StatusOr<RunSpec> resolve_run(const Json& raw_in) {
+  if (!raw_in.is_object())
+    return absl::InvalidArgumentError(absl::StrCat("a run config must be a mapping, got ", raw_in.dump()));
+  const Json& raw = raw_in;
+  const auto& layers = LayerRegistry::global();
+  const auto& tasks = TaskRegistry::global();
+
+  // 1. Every top-level key must be known.
+  Json train_given = Json::object();
+  for (auto it = raw.begin(); it != raw.end(); ++it) {
+    const std::string& k = it.key();
+    if (k == "layer" || k == "layers" || k == "attn_layers" || k == "task" || k == "seed") continue;
+    if (layers.contains(k) || tasks.contains(k)) continue;
+    if (train_schema().find(k)) {
+      train_given[k] = it.value();
+      continue;
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown key '", k, "'; accepted: layer, layers, attn_layers, task, seed, ", train_schema().names(),
+        ", or a layer/task name (", absl::StrJoin(layers.names(), ", "), ", ", absl::StrJoin(tasks.names(), ", "),
+        ") holding its options"));
+  }
+
+  // 2. The layer schedule.
+  std::vector<std::string> schedule;
+  if (raw.contains("layer") == raw.contains("layers"))
+    return absl::InvalidArgumentError("give exactly one of 'layer' (a name) or 'layers' (a list, one per layer)");
+  if (raw.contains("layers")) {
+    if (!raw["layers"].is_array() || raw["layers"].empty())
+      return absl::InvalidArgumentError(absl::StrCat("'layers' must be a non-empty list of layer names, got ",
+                                                     raw["layers"].dump()));
+    for (const auto& n : raw["layers"]) {
+      if (!n.is_string())
+        return absl::InvalidArgumentError(absl::StrCat("'layers' entries must be names, got ", n.dump()));
+      schedule.push_back(n.get<std::string>());
+    }
+    if (train_given.contains("n_layer") &&
+        (!train_given["n_layer"].is_number_integer() ||
+         train_given["n_layer"].get<int64_t>() != static_cast<int64_t>(schedule.size())))
+      return absl::InvalidArgumentError(absl::StrCat("n_layer ", train_given["n_layer"].dump(),
+                                                     " disagrees with the ", schedule.size(), " entries of 'layers'"));
+    train_given["n_layer"] = static_cast<int64_t>(schedule.size());
+  }
+  HIPPO_ASSIGN_OR_RETURN(Options train, resolve_options(train_schema(), train_given, "the run config"));
+  const int64_t n_layer = train.get_int("n_layer");
+  const int64_t d_model = train.get_int("d_model");
+  if (raw.contains("layer")) {
+    HIPPO_ASSIGN_OR_RETURN(std::string name, get_name(raw, "layer"));
+    schedule.assign(n_layer, name);
+  }
+  if (raw.contains("attn_layers")) {
+    const Json& a = raw["attn_layers"];
+    Json list = a.is_number_integer() ? Json::array({a}) : a;
+    if (!list.is_array())
+      return absl::InvalidArgumentError(absl::StrCat("'attn_layers' must be a list of layer indices, got ", a.dump()));
+    for (const auto& i : list) {
+      if (!i.is_number_integer() || i.get<int64_t>() < 0 || i.get<int64_t>() >= n_layer)
+        return absl::InvalidArgumentError(absl::StrCat("'attn_layers' entry ", i.dump(),
+                                                       " is not a layer index in [0, ", n_layer - 1, "]"));
+      schedule[i.get<int64_t>()] = "attention";
+    }
+  }
+  for (const auto& n : schedule) HIPPO_RETURN_IF_ERROR(layers.find(n, "layer").status());
+
+  // 3. Options of every layer and task named, used or not (a typo in an unused block is still a typo).
+  Json layer_options = Json::object();
+  std::set<std::string> used(schedule.begin(), schedule.end());
+  for (const auto& [name, entry] : layers.entries()) {
+    const Json given = raw.contains(name) ? raw[name] : Json();
+    if (given.is_null() && !used.count(name)) continue;
+    HIPPO_ASSIGN_OR_RETURN(Options o, resolve_options(entry.schema, given, absl::StrCat("layer '", name, "'")));
+    if (entry.validate) HIPPO_RETURN_IF_ERROR(entry.validate(o, d_model));
+    if (used.count(name)) layer_options[name] = o.json();
+  }
+  if (!raw.contains("task")) return absl::InvalidArgumentError("missing 'task'");
+  HIPPO_ASSIGN_OR_RETURN(std::string task, get_name(raw, "task"));
+  HIPPO_ASSIGN_OR_RETURN(const TaskEntry* task_entry, tasks.find(task, "task"));
+  Json task_options;
+  for (const auto& [name, entry] : tasks.entries()) {
+    if (!raw.contains(name) && name != task) continue;
+    const Json given = raw.contains(name) ? raw[name] : Json();
+    HIPPO_ASSIGN_OR_RETURN(Options o, resolve_options(entry.schema, given, absl::StrCat("task '", name, "'")));
+    if (entry.validate) HIPPO_RETURN_IF_ERROR(entry.validate(o));
+    if (name == task) task_options = o.json();
+  }
+  (void)task_entry;
+
+  int64_t seed = 0;
+  if (raw.contains("seed")) {
+    if (!raw["seed"].is_number_integer() || raw["seed"].get<int64_t>() < 0)
+      return absl::InvalidArgumentError(absl::StrCat("'seed' must be an integer >= 0, got ", raw["seed"].dump()));
+    seed = raw["seed"].get<int64_t>();
+  }
+
+  RunSpec r;
+  r.config = {{"config_version", kConfigVersion}, {"layers", schedule}, {"layer_options", layer_options},
+              {"task", task}, {"task_options", task_options}, {"seed", seed}, {"train", train.json()}};
+  r.hash = hash_hex(r.config.dump());
+  r.layer_label = layer_label(schedule);
+  r.task = task;
+  r.seed = seed;
+  return r;
+}
+
+}  // namespace hippo

@@ -1,0 +1,45 @@
+// A run's config: from what a user writes (command-line flags, a sweep grid point) to the canonical, fully
+// resolved JSON whose hash identifies the run. Every key is validated against the registered layers, tasks
+// and the trainer's schema; nothing unknown passes silently.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/options.h"
+#include "core/status.h"
+
+namespace hippo {
+
+// Version of the canonical config layout; part of every hash, bumped when the layout changes meaning.
+constexpr int kConfigVersion = 1;
+
+// The trainer's and the model's options (top-level keys of a run config): d_model, n_layer, lr, epochs, ...
+const OptionSchema& train_schema();
+
+// A fully resolved run.
+struct RunSpec {
+  // {"config_version", "layers" (schedule, one name per layer), "layer_options" {name: {...}} for the mixers
+  //  used, "task", "task_options", "seed", "train" {...}}: canonical JSON, sorted keys, every default present.
+  Json config;
+  std::string hash;         // hash_hex(config.dump())
+  std::string layer_label;  // "s4d", or for hybrids "h3+attention@1,8"
+  std::string task;
+  int64_t seed = 0;
+};
+
+// Resolves a raw config: a JSON object with
+//   layer: NAME | layers: [NAME, ...]   (exactly one; `layers` fixes n_layer to its length)
+//   attn_layers: [i, ...]               (optional: these 0-based layers become attention)
+//   task: NAME, seed: INT >= 0 (default 0), any key of train_schema(),
+//   NAME: {option: value} for any registered layer or task (options of unused layers are checked, then
+//   dropped from the canonical config).
+// Errors (kInvalidArgument, kNotFound) name the key and the accepted values; cross-option checks of layers
+// (e.g. d_model divisible by n_heads) and tasks run here, before anything is built or written.
+absl::StatusOr<RunSpec> resolve_run(const Json& raw);
+
+// Sets `value` at a dotted path ("s4d.d_state") inside `raw`, creating objects along the way.
+// Errors when a path component exists and is not an object.
+absl::Status set_path(Json& raw, const std::string& path, const Json& value);
+
+}  // namespace hippo

@@ -1,0 +1,187 @@
+// The training loop of one run.
+#include "runner/trainer.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "core/device.h"
+#include "layers/model.h"
+#include "tasks/task.h"
+
+namespace hippo {
+
+double lr_factor(int64_t step, int64_t total, double warmup_fraction, double warmup_start_ratio,
+                 double min_lr_ratio) {
+  const int64_t warmup = static_cast<int64_t>(std::llround(warmup_fraction * static_cast<double>(total)));
+  if (step < warmup)
+    return warmup_start_ratio + (1.0 - warmup_start_ratio) * static_cast<double>(step) / static_cast<double>(warmup);
+  const double span = static_cast<double>(std::max<int64_t>(1, total - warmup));
+  const double p = std::min(1.0, static_cast<double>(step - warmup) / span);
+  return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + std::cos(M_PI * p));
+}
+
+namespace {
+struct EvalResult {
+  double loss = 0, accuracy = 0, token_accuracy = 0;
+};
+
+// Masked mean cross-entropy; predictions at the answer positions (eval_mask) and at every position.
+EvalResult evaluate(LanguageModel& model, const TaskData& data, int64_t max_examples, const torch::Device& dev,
+                    int64_t batch) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  const int64_t N = std::min(data.size(), max_examples);
+  double loss_sum = 0, loss_n = 0, acc_hits = 0, acc_n = 0, tok_hits = 0, tok_n = 0;
+  for (int64_t i = 0; i < N; i += batch) {
+    const int64_t b = std::min(batch, N - i);
+    auto x = data.inputs.narrow(0, i, b).to(dev);
+    auto y = data.targets.narrow(0, i, b).to(dev);
+    auto lm = data.loss_mask.narrow(0, i, b).to(dev);
+    auto em = data.eval_mask.narrow(0, i, b).to(dev);
+    auto logits = model->forward(x);
+    auto ce = torch::nn::functional::cross_entropy(
+        logits.reshape({-1, logits.size(-1)}), y.reshape({-1}),
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    loss_sum += (ce * lm.reshape({-1})).sum().item<double>();
+    loss_n += lm.sum().item<double>();
+    auto hit = logits.argmax(-1).eq(y);
+    acc_hits += hit.masked_select(em).sum().item<double>();
+    acc_n += em.sum().item<double>();
+    tok_hits += hit.sum().item<double>();
+    tok_n += static_cast<double>(hit.numel());
+  }
+  model->train();
+  return {loss_sum / std::max(1.0, loss_n), acc_hits / std::max(1.0, acc_n), tok_hits / std::max(1.0, tok_n)};
+}
+}  // namespace
+
+TrainResult train_run(const RunSpec& spec, const std::string& device_text, const TrainCallbacks& cb) {
+  const Json& c = spec.config;
+  const Options train(c["train"]);
+  const torch::Device dev = value_or_throw(parse_device(device_text));
+  seed_everything(static_cast<uint64_t>(spec.seed));
+  // Once a model is confident, softmax tails and Adam's second moments fall into float32's denormal range,
+  // where x86 arithmetic is ~100x slower (seen here: 8 ms steps became 70 ms). Flush them to zero.
+  at::globalContext().setFlushDenormal(true);
+
+  // Data.
+  const TaskEntry* te = value_or_throw(TaskRegistry::global().find(spec.task, "task"));
+  auto task = te->factory(Options(c["task_options"]));
+  TaskSplits data = value_or_throw(task->make(static_cast<uint64_t>(spec.seed)));
+
+  // Model.
+  ModelConfig mc;
+  mc.vocab_size = task->vocab_size();
+  mc.d_model = train.get_int("d_model");
+  mc.max_seq_len = task->input_len();
+  mc.schedule = c["layers"].get<std::vector<std::string>>();
+  for (auto it = c["layer_options"].begin(); it != c["layer_options"].end(); ++it)
+    mc.layer_options[it.key()] = Options(it.value());
+  mc.embed_dropout = train.get_float("embed_dropout");
+  mc.resid_dropout = train.get_float("resid_dropout");
+  LanguageModel model(mc);
+  model->to(dev);
+  if (cb.on_start) cb.on_start(model->param_count(), model->state_size(task->input_len()));
+
+  // Optimiser: three groups (H3.md 2.1 for the SSM rule).
+  const double lr = train.get_float("lr"), wd = train.get_float("weight_decay");
+  auto groups = model->param_groups();
+  const double ssm_peak = std::min(groups.ssm_lr, lr);
+  const auto betas = std::make_tuple(train.get_float("beta1"), train.get_float("beta2"));
+  std::vector<torch::optim::OptimizerParamGroup> pg;
+  std::vector<double> peaks;
+  auto add_group = [&](std::vector<torch::Tensor>& ps, double peak, double decay) {
+    if (ps.empty()) return;
+    pg.emplace_back(ps, std::make_unique<torch::optim::AdamWOptions>(
+                            torch::optim::AdamWOptions(peak).betas(betas).weight_decay(decay)));
+    peaks.push_back(peak);
+  };
+  add_group(groups.decay, lr, wd);
+  add_group(groups.no_decay, lr, 0.0);
+  add_group(groups.ssm, ssm_peak, 0.0);
+  torch::optim::AdamW opt(pg, torch::optim::AdamWOptions(lr));
+
+  const int64_t N = data.train.size();
+  const int64_t batch = train.get_int("batch_size");
+  const int64_t steps_per_epoch = (N + batch - 1) / batch;
+  const int64_t epochs = train.get_int("epochs");
+  int64_t total = steps_per_epoch * epochs;
+  if (train.get_int("max_steps") > 0) total = std::min(total, train.get_int("max_steps"));
+  const int64_t eval_every = train.get_int("eval_every") * steps_per_epoch;
+  const double clip = train.get_float("grad_clip");
+  const double warm = train.get_float("warmup_fraction"), start_ratio = train.get_float("warmup_start_lr") / std::max(lr, 1e-30);
+  const double min_ratio = train.get_float("min_lr_ratio");
+  const int64_t V = task->vocab_size();
+  const int64_t eval_batch = 512;
+
+  auto train_x = data.train.inputs.to(dev), train_y = data.train.targets.to(dev);
+  auto train_m = data.train.loss_mask.to(dev);
+  TrainResult result;
+  double loss_acc = 0;
+  int64_t loss_count = 0;
+
+  auto do_eval = [&](int64_t step) {
+    auto te_res = evaluate(model, data.test, data.test.size(), dev, eval_batch);
+    // Train metrics on the same basis, over (at most) as many training examples as the test split has.
+    auto tr_res = evaluate(model, data.train, data.test.size(), dev, eval_batch);
+    std::vector<MetricRow> rows = {
+        {step, "test", "loss", te_res.loss},
+        {step, "test", "accuracy", te_res.accuracy},
+        {step, "test", "token_accuracy", te_res.token_accuracy},
+        {step, "train", "loss", tr_res.loss},
+        {step, "train", "accuracy", tr_res.accuracy},
+        {step, "train", "token_accuracy", tr_res.token_accuracy},
+        {step, "train", "lr", lr * lr_factor(std::max<int64_t>(0, step - 1), total, warm, start_ratio, min_ratio)},
+    };
+    if (step == 0) rows.push_back({0, "test", "chance", task->chance()});
+    if (loss_count > 0) rows.push_back({step, "train", "running_loss", loss_acc / static_cast<double>(loss_count)});
+    loss_acc = 0;
+    loss_count = 0;
+    result.test_accuracy = te_res.accuracy;
+    result.test_loss = te_res.loss;
+    if (cb.on_metrics) cb.on_metrics(rows);
+  };
+
+  model->train();
+  do_eval(0);
+  int64_t step = 0;
+  for (int64_t epoch = 0; step < total; ++epoch) {
+    auto perm = torch::randperm(N, torch::TensorOptions().dtype(torch::kInt64)).to(dev);
+    for (int64_t i = 0; i < N && step < total; i += batch) {
+      const double f = lr_factor(step, total, warm, start_ratio, min_ratio);
+      for (size_t g = 0; g < opt.param_groups().size(); ++g)
+        static_cast<torch::optim::AdamWOptions&>(opt.param_groups()[g].options()).lr(peaks[g] * f);
+      auto idx = perm.narrow(0, i, std::min(batch, N - i));
+      auto x = train_x.index_select(0, idx), y = train_y.index_select(0, idx), m = train_m.index_select(0, idx);
+      auto logits = model->forward(x);
+      auto ce = torch::nn::functional::cross_entropy(
+          logits.reshape({-1, V}), y.reshape({-1}),
+          torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+      auto loss = (ce * m.reshape({-1})).sum() / m.sum().clamp_min(1);
+      const double lv = loss.item<double>();
+      if (!std::isfinite(lv)) {
+        result.status = "diverged";
+        result.diverged_step = step;
+        result.steps = step;
+        return result;
+      }
+      opt.zero_grad();
+      loss.backward();
+      if (clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), clip);
+      opt.step();
+      ++step;
+      loss_acc += lv;
+      ++loss_count;
+      if (cb.on_step) cb.on_step(step, total, lv);
+      if (step % eval_every == 0 && step < total) do_eval(step);
+    }
+  }
+  do_eval(step);
+  result.status = "finished";
+  result.steps = step;
+  return result;
+}
+
+}  // namespace hippo

@@ -1,0 +1,45 @@
+// Trains one run: builds the task data and the model from a resolved RunSpec, runs AdamW with the SSM
+// parameter rule and a warmup + cosine schedule, evaluates during and after training, and reports metrics
+// through callbacks. No LibTorch in this header.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "results/db.h"
+#include "runner/run_config.h"
+
+namespace hippo {
+
+struct TrainCallbacks {
+  // Once, after the model is built: parameter count and recurrent state size (real scalars per sequence).
+  std::function<void(int64_t param_count, int64_t state_size)> on_start;
+  // After each evaluation, with every metric row of that evaluation.
+  std::function<void(const std::vector<MetricRow>&)> on_metrics;
+  // After each optimiser step (cheap; the runner uses it for progress and lease renewal).
+  std::function<void(int64_t step, int64_t total_steps, double loss)> on_step;
+};
+
+struct TrainResult {
+  std::string status;  // "finished" or "diverged"
+  int64_t steps = 0;
+  std::optional<int64_t> diverged_step;
+  double test_accuracy = 0;  // final, answer positions
+  double test_loss = 0;      // final, nats per token
+};
+
+// Trains `spec` on `device` ("cpu", "cuda", "cuda:N", "auto"). Learning rate at step s of T with W warmup
+// steps: linear from warmup_start_lr to lr over W, then cosine to min_lr_ratio*lr (H3.md 6.4); SSM
+// parameters use min(ssm_lr, lr) on the same schedule and no weight decay (H3.md 2.1).
+// A NaN or infinite training loss ends training with status "diverged" (not an exception).
+// Throws StatusError for bad input that slipped past resolve_run, c10::Error for tensor failures.
+TrainResult train_run(const RunSpec& spec, const std::string& device, const TrainCallbacks& callbacks);
+
+// Learning-rate multiplier in (0, 1] at step `step` of `total` (shared by every parameter group; the warmup
+// start is given as a fraction of the peak). Exposed for tests.
+double lr_factor(int64_t step, int64_t total, double warmup_fraction, double warmup_start_ratio,
+                 double min_lr_ratio);
+
+}  // namespace hippo

@@ -1,0 +1,73 @@
+// Task "associative_recall".
+#include "tasks/associative_recall.h"
+
+namespace hippo {
+
+Sequence draw_associative_recall(Rng& rng, const SyntheticVocab& vocab, int64_t seq_len) {
+  const int64_t K = vocab.num_ordinary() / 2;
+  std::vector<int64_t> value_of(K);
+  for (auto& v : value_of) v = K + static_cast<int64_t>(rng.uniform(K));
+  Sequence s;
+  s.reserve(seq_len + 3);
+  for (int64_t i = 0; i < seq_len / 2; ++i) {
+    const int64_t k = static_cast<int64_t>(rng.uniform(K));
+    s.push_back(k);
+    s.push_back(value_of[k]);
+  }
+  const int64_t query = s[2 * rng.uniform(seq_len / 2)];
+  s.push_back(vocab.trigger());
+  s.push_back(query);
+  s.push_back(value_of[query]);
+  return s;
+}
+
+namespace {
+class AssociativeRecall : public Task {
+ public:
+  explicit AssociativeRecall(const Options& o)
+      : vocab_{o.get_int("vocab_size")},
+        seq_len_(o.get_int("seq_len")),
+        num_train_(o.get_int("num_train")),
+        num_test_(o.get_int("num_test")) {}
+  int64_t vocab_size() const override { return vocab_.vocab_size; }
+  int64_t input_len() const override { return seq_len_ + 2; }
+  double chance() const override { return 1.0 / static_cast<double>(vocab_.num_ordinary() / 2); }
+  absl::StatusOr<TaskSplits> make(uint64_t seed) const override {
+    HIPPO_ASSIGN_OR_RETURN(auto split, draw_distinct(num_train_, num_test_, seed, [this](Rng& r) {
+                             return draw_associative_recall(r, vocab_, seq_len_);
+                           }));
+    return TaskSplits{last_answer_data(split.first), last_answer_data(split.second)};
+  }
+
+ private:
+  SyntheticVocab vocab_;
+  int64_t seq_len_, num_train_, num_test_;
+};
+
+TaskEntry make_entry() {
+  TaskEntry e;
+  e.name = "associative_recall";
+  e.doc = "recall the value of the queried key (H3.md 6.3); accuracy on the answer position; "
+          "chance 1/((vocab_size-2)/2)";
+  e.schema.add_int("vocab_size", 10, "tokens: (vocab_size-2)/2 keys + as many values + trigger + no-op", 6, 1 << 20)
+      .add_int("seq_len", 20, "body length: seq_len/2 key-value pairs (model input: seq_len+2)", 2, 1 << 20)
+      .add_int("num_train", 5000, "distinct training examples", 1, 100000000)
+      .add_int("num_test", 500, "distinct test examples, disjoint from training", 1, 100000000);
+  e.validate = [](const Options& o) -> absl::Status {
+    if (o.get_int("vocab_size") % 2 != 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "option 'vocab_size' of task 'associative_recall' must be even (keys and values split the ",
+          "ordinary tokens in half), got ", o.get_int("vocab_size")));
+    if (o.get_int("seq_len") % 2 != 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "option 'seq_len' of task 'associative_recall' must be even (key-value pairs), got ",
+          o.get_int("seq_len")));
+    return absl::OkStatus();
+  };
+  e.factory = [](const Options& o) -> std::unique_ptr<Task> { return std::make_unique<AssociativeRecall>(o); };
+  return e;
+}
+const Registrar<TaskEntry> kRegistered(make_entry());
+}  // namespace
+
+}  // namespace hippo

@@ -1,0 +1,50 @@
+// Distinct-example drawing and tensor conversion for the synthetic tasks.
+#include "tasks/synthetic.h"
+
+#include <torch/torch.h>
+
+#include <set>
+
+namespace hippo {
+
+absl::StatusOr<std::pair<std::vector<Sequence>, std::vector<Sequence>>> draw_distinct(
+    int64_t num_train, int64_t num_test, uint64_t seed, const std::function<Sequence(Rng&)>& draw) {
+  Rng rng(seed);
+  std::set<Sequence> seen;
+  std::vector<Sequence> all;
+  const int64_t want = num_train + num_test;
+  int64_t duplicates = 0;
+  while (static_cast<int64_t>(all.size()) < want) {
+    Sequence s = draw(rng);
+    if (seen.insert(s).second) {
+      all.push_back(std::move(s));
+    } else if (++duplicates > 10 * want + 1000) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("could not draw ", want, " distinct examples (", all.size(),
+                       " found): the vocabulary or length allows too few; lower num_train/num_test"));
+    }
+  }
+  std::vector<Sequence> test(all.begin() + num_train, all.end());
+  all.resize(num_train);
+  return std::make_pair(std::move(all), std::move(test));
+}
+
+TaskData last_answer_data(const std::vector<Sequence>& seqs) {
+  TORCH_CHECK(!seqs.empty(), "synthetic task: no sequences");
+  const int64_t N = static_cast<int64_t>(seqs.size()), T = static_cast<int64_t>(seqs[0].size());
+  auto all = torch::empty({N, T}, torch::kInt64);
+  auto* p = all.data_ptr<int64_t>();
+  for (int64_t i = 0; i < N; ++i) {
+    TORCH_CHECK(static_cast<int64_t>(seqs[i].size()) == T, "synthetic task: sequences of unequal length");
+    std::copy(seqs[i].begin(), seqs[i].end(), p + i * T);
+  }
+  TaskData d;
+  d.inputs = all.narrow(1, 0, T - 1).contiguous();
+  d.targets = all.narrow(1, 1, T - 1).contiguous();
+  d.loss_mask = torch::ones({N, T - 1}, torch::kFloat);
+  d.eval_mask = torch::zeros({N, T - 1}, torch::kBool);
+  d.eval_mask.select(1, T - 2).fill_(true);
+  return d;
+}
+
+}  // namespace hippo

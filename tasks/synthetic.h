@@ -1,0 +1,36 @@
+// Shared machinery of the synthetic tasks (H3.md 6.1): vocabulary layout, drawing distinct examples into
+// disjoint train and test splits, and turning token sequences into TaskData.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "core/rng.h"
+#include "core/status.h"
+#include "tasks/task.h"
+
+namespace hippo {
+
+using Sequence = std::vector<int64_t>;
+
+// Token ids of a synthetic vocabulary of V tokens: ordinary tokens 0..V-3, the trigger "=>" V-2 and the
+// no-op "." V-1. (The public generator sorted names as strings; only the ids differ, not the task.)
+struct SyntheticVocab {
+  int64_t vocab_size;
+  int64_t num_ordinary() const { return vocab_size - 2; }
+  int64_t trigger() const { return vocab_size - 2; }
+  int64_t noop() const { return vocab_size - 1; }
+};
+
+// Draws examples with `draw` until num_train + num_test distinct sequences exist (duplicates dropped), the
+// first num_train forming train and the rest test, so the splits are disjoint. Errors (kInvalidArgument)
+// after too many duplicate draws (the options allow too few distinct sequences).
+absl::StatusOr<std::pair<std::vector<Sequence>, std::vector<Sequence>>> draw_distinct(
+    int64_t num_train, int64_t num_test, uint64_t seed, const std::function<Sequence(Rng&)>& draw);
+
+// Sequences of equal length T -> TaskData with inputs s[:-1], targets s[1:], loss over every position and
+// accuracy on the last position only (the answer). H3.md 6.1.
+TaskData last_answer_data(const std::vector<Sequence>& seqs);
+
+}  // namespace hippo

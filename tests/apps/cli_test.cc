@@ -1,0 +1,145 @@
+// Every `hippo` subcommand run as a user would: exit codes, output, and that bad input writes nothing.
+#include <gtest/gtest.h>
+
+#include "tests/testing.h"
+
+namespace hippo {
+namespace {
+using testing::run_hippo;
+using testing::snapshot;
+using testing::TempDir;
+
+const char* kTinySweep = R"(name: tiny
+fixed:
+  epochs: 2
+  d_model: 16
+  associative_recall: {num_train: 64, num_test: 16}
+  induction_head: {num_train: 64, num_test: 16, seq_len: 8}
+grid:
+  layer: [attention, s4d]
+  task: [induction_head, associative_recall]
+)";
+
+TEST(Cli, LayersAndTasksListEveryOption) {
+  TempDir d;
+  auto r = run_hippo("layers", d.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  for (const char* s : {"attention:", "s4d:", "n_heads", "pos_emb", "d_state", "discretization", "recurrent: yes",
+                        "= 4096"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s;
+  r = run_hippo("layers --d-model 32 --set s4d.d_state=16", d.path());
+  EXPECT_NE(r.out.find("= 512"), std::string::npos) << r.out;  // 32 channels x 16
+  r = run_hippo("tasks", d.path());
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* s : {"induction_head", "associative_recall", "chance 25.0%", "vocab_size", "epochs"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s;
+  EXPECT_EQ(run_hippo("version", d.path()).exit_code, 0);
+}
+
+TEST(Cli, TrainStoresARunAndDoesNotRepeatIt) {
+  TempDir d;
+  const std::string args =
+      "train --layer s4d --task associative_recall --epochs 2 --d-model 16 --set associative_recall.num_train=64 "
+      "--set associative_recall.num_test=16 -q";
+  auto r = run_hippo(args, d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("run 1 (s4d × associative_recall, seed 0): finished"), std::string::npos) << r.out;
+  r = run_hippo(args, d.path());
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("already in results.db"), std::string::npos) << r.out;
+  r = run_hippo("results show 1", d.path());
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* s : {"config hash", "parameters", "state size", "test   accuracy", "LibTorch", "\"d_state\":64"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+}
+
+TEST(Cli, SweepRunsTheGridThenSkipsWhatIsFinished) {
+  TempDir d;
+  testing::write_file(d.file("tiny.yaml"), kTinySweep);
+  auto r = run_hippo("sweep tiny.yaml --db out.db -q", d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("associative_recall"), std::string::npos);
+  EXPECT_NE(r.out.find("(n=1)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("random"), std::string::npos) << r.out;
+  r = run_hippo("sweep tiny.yaml --db out.db", d.path());
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.err.find("4 runs (0 new, 4 finished before)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("4 finished, 0 diverged, 0 failed of 4 runs"), std::string::npos) << r.err;
+  r = run_hippo("results list --db out.db --status finished", d.path());
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 5);  // header + 4 runs
+  r = run_hippo("results table --db out.db --sweep tiny --format md", d.path());
+  EXPECT_NE(r.out.find("| layer |"), std::string::npos);
+  r = run_hippo("results export --db out.db --format json", d.path());
+  EXPECT_NE(r.out.find("\"config_hash\""), std::string::npos);
+  r = run_hippo("results export --db out.db --format csv --out x.csv", d.path());
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(testing::read_file(d.file("x.csv")).find("id,config_hash,layer"), std::string::npos);
+  r = run_hippo("results query --db out.db \"SELECT count(*) AS n FROM runs\"", d.path());
+  EXPECT_EQ(r.out, "n\n4\n");
+  r = run_hippo("sweep tiny.yaml --db out.db --dry-run", d.path());
+  EXPECT_NE(r.out.find("4 runs"), std::string::npos);
+}
+
+TEST(Cli, ResultsDocMatchesTheSchema) {
+  // docs/RESULTS.md embeds `hippo results schema`; regenerate it with scripts/gen-results-doc.sh.
+  TempDir d;
+  auto r = run_hippo("results schema", d.path());
+  ASSERT_EQ(r.exit_code, 0);
+  const std::string doc = testing::read_file(HIPPO_SOURCE_DIR "/docs/RESULTS.md");
+  EXPECT_NE(doc.find(r.out), std::string::npos) << "docs/RESULTS.md is out of date: run scripts/gen-results-doc.sh";
+}
+
+struct BadCase {
+  std::string args;
+  std::string message;
+};
+
+TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
+  TempDir d;
+  // An existing database that every bad command must leave byte for byte unchanged.
+  testing::write_file(d.file("tiny.yaml"), kTinySweep);
+  ASSERT_EQ(run_hippo("sweep tiny.yaml --db keep.db -q", d.path()).exit_code, 0);
+  testing::write_file(d.file("bad.yaml"), "fixed:\n  epochs: [1, 2\n");
+  testing::write_file(d.file("unknown.yaml"), "fixed: {layer: s4d, task: induction_head, epoch: 3}\n");
+  testing::write_file(d.file("empty.yaml"), "fixed: {layer: s4d, task: induction_head}\ngrid: {seed: []}\n");
+  testing::write_file(d.file("notdb.db"), "hello\n");
+  const std::vector<BadCase> cases = {
+      {"train --layer mamba --task induction_head --db keep.db", "unknown layer 'mamba'; registered: attention, diag_ssm, gss, h3, s4d, shift_ssm"},
+      {"train --layer s4d --task copy --db keep.db", "unknown task 'copy'"},
+      {"train --layer s4d --task induction_head --set s4d.d_stat=3 --db keep.db", "unknown option 'd_stat'"},
+      {"train --layer s4d --task induction_head --set lr=fast --db keep.db", "option 'lr'"},
+      {"train --layer attention --task induction_head --d-model 30 --set attention.n_heads=4 --db keep.db",
+       "not divisible by n_heads 4"},
+      {"train --layer s4d --task induction_head --epochs x --db keep.db", "epochs"},
+      {"train --layer s4d --task induction_head --bogus 1 --db keep.db", "unrecognised option '--bogus'"},
+      {"train --layer s4d --task induction_head --device cuda --db keep.db", "no CUDA GPU"},
+      {"sweep bad.yaml --db keep.db", "bad.yaml:3:1: malformed YAML"},
+      {"sweep unknown.yaml --db keep.db", "unknown key 'epoch'"},
+      {"sweep empty.yaml --db keep.db", "empty list"},
+      {"sweep missing.yaml --db keep.db", "cannot read sweep file 'missing.yaml'"},
+      {"results list --db notdb.db", "not a hippo results database"},
+      {"results list --db none.db", "no results database at 'none.db'"},
+      {"results list --db keep.db --status done", "unknown status 'done'"},
+      {"results show abc --db keep.db", "RUN must be a run id"},
+      {"results show 99 --db keep.db", "no run with id 99"},
+      {"results table --db keep.db --format html", "unknown table format 'html'"},
+      {"results query \"DELETE FROM runs\" --db keep.db", "query failed"},
+      {"results frobnicate --db keep.db", "unknown results subcommand"},
+      {"frobnicate", "unknown command 'frobnicate'"},
+      {"train --layer s4d --task induction_head --db notdb.db", "not a hippo results database"},
+  };
+  const std::string before = snapshot(d.file("keep.db")), notdb = snapshot(d.file("notdb.db"));
+  for (const auto& c : cases) {
+    auto r = run_hippo(c.args, d.path());
+    EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args << "\nstderr: " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c.args << "\nstderr: " << r.err;
+    EXPECT_EQ(snapshot(d.file("keep.db")), before) << c.args << " modified the database";
+  }
+  EXPECT_EQ(snapshot(d.file("notdb.db")), notdb);
+  EXPECT_EQ(snapshot(d.file("none.db")), "<missing>");
+}
+
+}  // namespace
+}  // namespace hippo

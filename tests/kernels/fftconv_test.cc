@@ -1,0 +1,114 @@
+// The reference FFT convolution against direct convolution, every option, half-precision inputs, gradients
+// by finite differences, and argument errors.
+#include "kernels/fftconv.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/testing.h"
+
+namespace hippo {
+namespace {
+using testing::all_close;
+
+struct Shape {
+  int64_t B, H, L, Lk;
+};
+
+class FftConvShapes : public ::testing::TestWithParam<Shape> {};
+
+TEST_P(FftConvShapes, MatchesDirectConvolutionFloat64) {
+  const auto s = GetParam();
+  torch::manual_seed(s.L);
+  auto u = torch::randn({s.B, s.H, s.L}, torch::kDouble);
+  auto k = torch::randn({s.H, s.Lk}, torch::kDouble);
+  auto D = torch::randn({s.H}, torch::kDouble);
+  // float64 end to end: only FFT rounding, far below 1e-10 relative.
+  EXPECT_TRUE(all_close(fftconv_ref(u, k, D), causal_conv_direct(u, k, D), 1e-10, 1e-10));
+}
+
+TEST_P(FftConvShapes, MatchesDirectConvolutionFloat32) {
+  const auto s = GetParam();
+  torch::manual_seed(s.L + 1);
+  auto u = torch::randn({s.B, s.H, s.L});
+  auto k = torch::randn({s.H, s.Lk}) / std::sqrt(static_cast<double>(s.Lk));
+  auto D = torch::randn({s.H});
+  auto ref = causal_conv_direct(u.to(torch::kDouble), k.to(torch::kDouble), D.to(torch::kDouble));
+  // float32 FFT: error grows like log(n) * eps32; 1e-4 relative to the output scale with atol for cancellation.
+  EXPECT_TRUE(all_close(fftconv_ref(u, k, D), ref, 1e-4, 1e-4));
+}
+
+// Lengths that break power-of-two and L == FFT-size assumptions; H = 111 channels; B = 1.
+INSTANTIATE_TEST_SUITE_P(Shapes, FftConvShapes,
+                         ::testing::Values(Shape{1, 3, 1, 1}, Shape{2, 5, 2, 2}, Shape{1, 111, 31, 31},
+                                           Shape{3, 4, 32, 32}, Shape{1, 4, 33, 33}, Shape{1, 8, 1000, 1000},
+                                           Shape{1, 2, 1023, 1023}, Shape{2, 3, 1024, 1024}, Shape{1, 2, 1025, 1025},
+                                           Shape{2, 3, 100, 7}));
+
+TEST(FftConv, GatesGeluAndDropoutCompose) {
+  torch::manual_seed(3);
+  const int64_t B = 2, H = 5, L = 37;
+  auto u = torch::randn({B, H, L}, torch::kDouble), k = torch::randn({H, L}, torch::kDouble);
+  auto D = torch::randn({H}, torch::kDouble), v = torch::randn({B, H, L}, torch::kDouble);
+  auto q = torch::randn({B, H, L}, torch::kDouble);
+  auto mask = (torch::rand({B, H}, torch::kDouble) > 0.3).to(torch::kDouble) / 0.7;
+  FftConvOptions o;
+  o.v = v;
+  o.q = q;
+  o.gelu = true;
+  o.dropout_mask = mask;
+  auto expected = torch::gelu(causal_conv_direct(u * v, k, D)) * mask.unsqueeze(-1) * q;
+  EXPECT_TRUE(all_close(fftconv_ref(u, k, D, o), expected, 1e-10, 1e-10));
+}
+
+TEST(FftConv, HalfInputsUpcastAndReturnTheirDtype) {
+  torch::manual_seed(4);
+  for (auto dt : {torch::kHalf, torch::kBFloat16}) {
+    auto u = torch::randn({2, 6, 64}).to(dt);
+    auto k = torch::randn({6, 64}) / 8, D = torch::randn({6});
+    auto y = fftconv_ref(u, k, D);
+    EXPECT_EQ(y.scalar_type(), dt);
+    auto ref = causal_conv_direct(u.to(torch::kDouble), k.to(torch::kDouble), D.to(torch::kDouble));
+    // Inside arithmetic is float32; only the final rounding to the half type remains: a few ulps of it.
+    const double ulp = dt == torch::kHalf ? 1e-3 : 8e-3;
+    EXPECT_LT(testing::rel_error(y, ref), 2 * ulp);
+  }
+}
+
+TEST(FftConv, GradientsMatchFiniteDifferences) {
+  torch::manual_seed(5);
+  const int64_t B = 2, H = 3, L = 19;
+  auto opts = torch::TensorOptions().dtype(torch::kDouble).requires_grad(true);
+  std::vector<torch::Tensor> in = {torch::randn({B, H, L}, opts), torch::randn({H, 11}, opts), torch::randn({H}, opts),
+                                   torch::randn({B, H, L}, opts), torch::randn({B, H, L}, opts)};
+  auto w = torch::randn({B, H, L}, torch::kDouble);
+  auto f = [&](const std::vector<torch::Tensor>& x) {
+    FftConvOptions o;
+    o.v = x[3];
+    o.q = x[4];
+    o.gelu = true;
+    return (fftconv_ref(x[0], x[1], x[2], o) * w).sum();
+  };
+  EXPECT_TRUE(testing::grad_check(f, in));
+}
+
+TEST(FftConv, RejectsBadArguments) {
+  auto u = torch::randn({2, 3, 8});
+  EXPECT_THROW(fftconv_ref(torch::randn({3, 8}), torch::randn({3, 8}), torch::randn({3})), c10::Error);
+  EXPECT_THROW(fftconv_ref(u, torch::randn({4, 8}), torch::randn({3})), c10::Error);  // H mismatch
+  EXPECT_THROW(fftconv_ref(u, torch::randn({3, 9}), torch::randn({3})), c10::Error);  // L_k > L
+  EXPECT_THROW(fftconv_ref(u.to(torch::kInt), torch::randn({3, 8}), torch::randn({3})), c10::Error);
+  FftConvOptions o;
+  o.q = torch::randn({2, 3, 7});
+  EXPECT_THROW(fftconv_ref(u, torch::randn({3, 8}), torch::randn({3}), o), c10::Error);
+}
+
+TEST(FftConv, SizeIsNextPowerOfTwoAtLeast16) {
+  EXPECT_EQ(fftconv_size(1, 1), 16);
+  EXPECT_EQ(fftconv_size(8, 8), 16);
+  EXPECT_EQ(fftconv_size(9, 9), 32);
+  EXPECT_EQ(fftconv_size(1024, 1024), 2048);
+  EXPECT_EQ(fftconv_size(1025, 7), 2048);
+}
+
+}  // namespace
+}  // namespace hippo

@@ -1,0 +1,85 @@
+// The model of H3.md 5: shapes, initialisation, parameter groups for the optimiser, position embeddings,
+// tied output, state size.
+#include "layers/model.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "tests/testing.h"
+
+namespace hippo {
+namespace {
+
+ModelConfig config(std::vector<std::string> schedule, bool pos_emb = false) {
+  ModelConfig c;
+  c.vocab_size = 20;
+  c.d_model = 32;
+  c.max_seq_len = 31;
+  c.schedule = schedule;
+  for (const auto& n : schedule) {
+    const LayerEntry* e = value_or_throw(LayerRegistry::global().find(n, "layer"));
+    Json given = (n == "attention" && pos_emb) ? Json{{"pos_emb", true}} : Json();
+    c.layer_options[n] = value_or_throw(resolve_options(e->schema, given, n));
+  }
+  return c;
+}
+
+TEST(Model, ForwardGivesLogitsPerPosition) {
+  torch::manual_seed(1);
+  LanguageModel m(config({"s4d", "attention"}));
+  auto logits = m->forward(torch::randint(20, {3, 31}, torch::kLong));
+  EXPECT_EQ(logits.sizes(), torch::IntArrayRef({3, 31, 20}));
+  EXPECT_EQ(m->blocks().size(), 2u);
+}
+
+TEST(Model, InitialisationOfH3Section5) {
+  torch::manual_seed(2);
+  ModelConfig c = config({"attention", "attention"});
+  c.d_model = 128;
+  LanguageModel m(c);
+  EXPECT_NEAR(m->embed_->weight.std().item<double>(), 0.02, 0.002);
+  EXPECT_NEAR(m->blocks()[0]->fc1_->weight.std().item<double>(), 0.02, 0.001);
+  EXPECT_NEAR(m->blocks()[0]->fc2_->weight.std().item<double>(), 0.02 / 2.0, 0.001);  // 1/sqrt(2 * 2 layers)
+  EXPECT_EQ(m->blocks()[0]->fc1_->bias.abs().max().item<double>(), 0.0);
+}
+
+TEST(Model, ParamGroupsPartitionEveryParameter) {
+  LanguageModel m(config({"s4d", "attention"}));
+  auto g = m->param_groups();
+  std::set<const void*> seen;
+  for (auto* group : {&g.ssm, &g.decay, &g.no_decay})
+    for (auto& p : *group) EXPECT_TRUE(seen.insert(p.unsafeGetTensorImpl()).second) << "parameter in two groups";
+  EXPECT_EQ(seen.size(), m->parameters().size());
+  EXPECT_EQ(g.ssm.size(), 4u);  // log_dt, log_A_real, A_imag, B of the one s4d layer
+  for (auto& p : g.no_decay) EXPECT_LT(p.dim(), 2);
+  EXPECT_DOUBLE_EQ(g.ssm_lr, 1e-3);
+}
+
+TEST(Model, PositionEmbeddingOnlyWhenAMixerAsks) {
+  EXPECT_FALSE(LanguageModel(config({"attention"}))->pos_embed_);
+  EXPECT_TRUE(LanguageModel(config({"attention"}, true))->pos_embed_);
+  EXPECT_FALSE(LanguageModel(config({"s4d"}))->pos_embed_);
+}
+
+TEST(Model, OutputIsTiedToEmbedding) {
+  torch::manual_seed(3);
+  LanguageModel m(config({"s4d"}));
+  m->eval();
+  auto tokens = torch::randint(20, {1, 5}, torch::kLong);
+  auto before = m->forward(tokens);
+  {
+    torch::NoGradGuard ng;
+    m->embed_->weight[7].mul_(3.0);
+  }
+  auto after = m->forward(tokens);
+  EXPECT_FALSE(torch::allclose(before.select(2, 7), after.select(2, 7)));
+}
+
+TEST(Model, StateSizeSumsLayers) {
+  LanguageModel m(config({"s4d", "attention"}));
+  EXPECT_EQ(m->state_size(31), 32 * 64 + 2 * 32 * 31);
+}
+
+}  // namespace
+}  // namespace hippo

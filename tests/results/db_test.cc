@@ -1,0 +1,192 @@
+// The results database: schema round trip, claims and leases, idempotent metrics, and refusal of files that
+// are not hippo databases (leaving them byte for byte unchanged).
+#include "results/db.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "results/schema.h"
+#include "results/table.h"
+#include "tests/testing.h"
+
+namespace hippo {
+namespace {
+using testing::TempDir;
+
+std::unique_ptr<ResultsDb> open_rw(const std::string& p) {
+  auto db = ResultsDb::open(p, ResultsDb::Mode::kReadWrite);
+  EXPECT_TRUE(db.ok()) << db.status();
+  return std::move(db).value();
+}
+
+TEST(ResultsDb, RoundTripOfARun) {
+  TempDir dir;
+  const std::string path = dir.file("r.db");
+  {
+    auto db = open_rw(path);
+    auto sweep = db->upsert_sweep("s", Json{{"grid", 1}});
+    ASSERT_TRUE(sweep.ok());
+    auto q = db->enqueue("abc", Json{{"x", 1}}, "s4d", "induction_head", 3, *sweep);
+    ASSERT_TRUE(q.ok());
+    EXPECT_TRUE(q->created);
+    auto again = db->enqueue("abc", Json{{"x", 1}}, "s4d", "induction_head", 3, *sweep);
+    EXPECT_FALSE(again->created);
+    EXPECT_EQ(again->id, q->id);
+    auto c = db->claim_next(*sweep, "w1", 60);
+    ASSERT_TRUE(c.ok() && c->has_value());
+    EXPECT_EQ((*c)->status, "running");
+    EXPECT_EQ((*c)->attempts, 1);
+    ASSERT_TRUE(db->record_start(q->id, Json{{"commit", "deadbeef"}, {"torch_version", "1.13.0"}, {"device", "cpu"}, {"threads", 1}}, 1234, 4096).ok());
+    ASSERT_TRUE(db->add_metrics(q->id, {{10, "test", "accuracy", 0.5}, {20, "test", "accuracy", 0.75}}).ok());
+    ASSERT_TRUE(db->finish_run(q->id, "finished", 20, 1.5).ok());
+  }
+  auto db = ResultsDb::open(path, ResultsDb::Mode::kReadOnly);
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto r = (*db)->get_run(1);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, "finished");
+  EXPECT_EQ(r->config, Json({{"x", 1}}));
+  EXPECT_EQ(*r->param_count, 1234);
+  EXPECT_EQ(*r->state_size, 4096);
+  EXPECT_EQ(r->commit_hash, "deadbeef");
+  EXPECT_EQ(*r->steps, 20);
+  auto ms = (*db)->metrics(1);
+  ASSERT_EQ(ms->size(), 2u);
+  EXPECT_DOUBLE_EQ((*ms)[1].value, 0.75);
+  auto runs = (*db)->list_runs({std::string("s"), std::string("finished")});
+  EXPECT_EQ(runs->size(), 1u);
+  EXPECT_EQ((*db)->get_run(99).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ResultsDb, MetricsAreReplacedNotDuplicated) {
+  TempDir dir;
+  auto db = open_rw(dir.file("r.db"));
+  auto q = db->enqueue("h", Json::object(), "a", "t", 0, std::nullopt);
+  ASSERT_TRUE(db->add_metrics(q->id, {{5, "test", "loss", 1.0}}).ok());
+  ASSERT_TRUE(db->add_metrics(q->id, {{5, "test", "loss", 2.0}}).ok());  // a resumed run writes step 5 again
+  auto ms = db->metrics(q->id);
+  ASSERT_EQ(ms->size(), 1u);
+  EXPECT_DOUBLE_EQ((*ms)[0].value, 2.0);
+}
+
+TEST(ResultsDb, ExpiredLeaseIsTakenOverAndLiveLeaseIsNot) {
+  TempDir dir;
+  auto db = open_rw(dir.file("r.db"));
+  db->enqueue("a", Json::object(), "l", "t", 0, std::nullopt);
+  auto first = db->claim_next(std::nullopt, "w1", 1000);
+  ASSERT_TRUE(first->has_value());
+  EXPECT_FALSE(db->claim_next(std::nullopt, "w2", 1000)->has_value());  // held
+  db->enqueue("b", Json::object(), "l", "t", 1, std::nullopt);
+  auto second = db->claim_next(std::nullopt, "w2", -5);  // a lease already expired: as if w2 died
+  ASSERT_TRUE(second->has_value());
+  EXPECT_EQ((*second)->config_hash, "b");
+  auto taken = db->claim_next(std::nullopt, "w3", 1000);
+  ASSERT_TRUE(taken->has_value());
+  EXPECT_EQ((*taken)->config_hash, "b");
+  EXPECT_EQ((*taken)->attempts, 2);
+}
+
+TEST(ResultsDb, RequeueFailedOnlyTouchesFailed) {
+  TempDir dir;
+  auto db = open_rw(dir.file("r.db"));
+  auto s = db->upsert_sweep("s", Json::object());
+  for (const char* h : {"a", "b"}) db->enqueue(h, Json::object(), "l", "t", 0, *s);
+  auto a = db->claim_next(*s, "w", 60);
+  db->finish_run((*a)->id, "failed", 0, 0.1, "boom");
+  auto b = db->claim_next(*s, "w", 60);
+  db->finish_run((*b)->id, "finished", 10, 0.1);
+  EXPECT_EQ(*db->requeue_failed(*s), 1);
+  EXPECT_EQ(db->get_run((*a)->id)->status, "queued");
+  EXPECT_EQ(db->get_run((*b)->id)->status, "finished");
+}
+
+TEST(ResultsDb, MissingFileReadOnlyIsNotFoundAndNotCreated) {
+  TempDir dir;
+  auto db = ResultsDb::open(dir.file("nope.db"), ResultsDb::Mode::kReadOnly);
+  EXPECT_EQ(db.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(testing::snapshot(dir.file("nope.db")), "<missing>");
+}
+
+TEST(ResultsDb, RefusesFilesThatAreNotHippoDatabasesAndLeavesThemAlone) {
+  TempDir dir;
+  // A text file.
+  testing::write_file(dir.file("text.db"), "not a database at all\n");
+  // A foreign SQLite database.
+  { SQLite::Database other(dir.file("other.db"), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE); other.exec("CREATE TABLE t(x)"); }
+  // A hippo database from a newer schema.
+  { open_rw(dir.file("new.db")); SQLite::Database d(dir.file("new.db"), SQLite::OPEN_READWRITE); d.exec("PRAGMA user_version = 99"); }
+  // A truncated hippo database.
+  { open_rw(dir.file("trunc.db")); }
+  const std::string full = testing::read_file(dir.file("trunc.db"));
+  testing::write_file(dir.file("trunc.db"), full.substr(0, 100));
+  for (const char* f : {"text.db", "other.db", "new.db", "trunc.db"})
+    for (auto mode : {ResultsDb::Mode::kReadOnly, ResultsDb::Mode::kReadWrite}) {
+      const std::string before = testing::snapshot(dir.file(f));
+      auto db = ResultsDb::open(dir.file(f), mode);
+      EXPECT_FALSE(db.ok()) << f;
+      EXPECT_TRUE(db.status().code() == absl::StatusCode::kInvalidArgument ||
+                  db.status().code() == absl::StatusCode::kFailedPrecondition) << f << ": " << db.status();
+      EXPECT_EQ(testing::snapshot(dir.file(f)), before) << f << " was modified";
+    }
+  auto newer = ResultsDb::open(dir.file("new.db"), ResultsDb::Mode::kReadOnly);
+  EXPECT_NE(std::string(newer.status().message()).find("newer"), std::string::npos);
+}
+
+TEST(ResultsDb, SchemaVersionAndWalMode) {
+  TempDir dir;
+  auto db = open_rw(dir.file("r.db"));
+  EXPECT_EQ(db->raw().execAndGet("PRAGMA user_version").getInt(), kSchemaVersion);
+  EXPECT_EQ(db->raw().execAndGet("PRAGMA application_id").getInt(), kApplicationId);
+  EXPECT_EQ(db->raw().execAndGet("PRAGMA journal_mode").getString(), "wal");
+  for (const auto& t : schema_tables())
+    EXPECT_EQ(db->raw().execAndGet("SELECT count(*) FROM sqlite_master WHERE name = '" + std::string(t.name) + "'").getInt(), 1);
+}
+
+TEST(ResultsDb, QueryOnReadOnlyHandleRefusesWrites) {
+  TempDir dir;
+  open_rw(dir.file("r.db"));
+  auto db = ResultsDb::open(dir.file("r.db"), ResultsDb::Mode::kReadOnly);
+  EXPECT_TRUE((*db)->query("SELECT count(*) FROM runs").ok());
+  auto w = (*db)->query("DELETE FROM runs");
+  EXPECT_FALSE(w.ok());
+}
+
+TEST(Table, SummaryUsesStudentT) {
+  auto s = summarize({0.9, 1.0});
+  EXPECT_DOUBLE_EQ(s.mean, 0.95);
+  // sd = 0.0707..., t(1) = 12.706: half-width 12.706 * 0.0707 / sqrt(2) = 0.6353
+  EXPECT_NEAR(s.half_width, 0.6353, 1e-3);
+  EXPECT_EQ(summarize({0.5}).half_width, 0.0);
+}
+
+TEST(Table, PivotsFinalAccuracyWithChance) {
+  TempDir dir;
+  auto db = open_rw(dir.file("r.db"));
+  auto s = db->upsert_sweep("s", Json::object());
+  int n = 0;
+  for (const char* layer : {"attention", "s4d"})
+    for (const char* task : {"induction_head", "associative_recall"})
+      for (int seed = 0; seed < 2; ++seed) {
+        auto q = db->enqueue(std::to_string(n++), Json::object(), layer, task, seed, *s);
+        auto c = db->claim_next(*s, "w", 60);
+        const double acc = std::string(layer) == "attention" ? 1.0 : 0.3 + 0.1 * seed;
+        db->add_metrics(q->id, {{0, "test", "chance", 0.25}, {0, "test", "accuracy", 0.0}, {100, "test", "accuracy", acc}});
+        db->finish_run(q->id, "finished", 100, 1.0);
+      }
+  TableOptions o;
+  o.sweep = "s";
+  auto t = results_table(*db, o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_NE(t->find("100.0 ± 0.0 (n=2)"), std::string::npos) << *t;
+  EXPECT_NE(t->find("35.0 ± 63.5 (n=2)"), std::string::npos) << *t;
+  EXPECT_NE(t->find("random"), std::string::npos) << *t;
+  o.format = "md";
+  EXPECT_NE(results_table(*db, o)->find("| layer | associative_recall | induction_head |"), std::string::npos);
+  o.sweep = "missing";
+  EXPECT_EQ(results_table(*db, o).status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace hippo

@@ -23,6 +23,7 @@ const char* kResultsUsage =
     "  export [--format csv|json] [--sweep NAME] [--status S] [--out FILE]\n"
     "  query \"SQL\"                           any SQL on a read-only connection\n"
     "  schema                                every table and column with its meaning (Markdown)\n"
+    "  merge OUT.db SHARD.db...              fold shard databases (e.g. of a Slurm array) into OUT; idempotent\n"
     "every subcommand takes --db PATH (default results.db)\n";
 
 absl::StatusOr<std::unique_ptr<ResultsDb>> open_ro(const po::variables_map& vm) {
@@ -95,6 +96,31 @@ int show(ResultsDb& db, const std::string& id_text) {
     std::printf("    %8lld %-6s %-16s %.6g\n", static_cast<long long>(m.step), m.split.c_str(), m.name.c_str(), m.value);
   return kExitOk;
 }
+int merge(const po::variables_map& vm) {
+  const auto paths = vm.count("paths") ? vm["paths"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  if (paths.size() < 2)
+    return report(absl::InvalidArgumentError("hippo results merge: expected OUT.db and at least one SHARD.db"));
+  // Every shard must open as a hippo database before OUT is touched.
+  std::vector<std::unique_ptr<ResultsDb>> shards;
+  for (size_t i = 1; i < paths.size(); ++i) {
+    if (paths[i] == paths[0]) return report(absl::InvalidArgumentError("hippo results merge: OUT.db is also a shard"));
+    auto s = ResultsDb::open(paths[i], ResultsDb::Mode::kReadOnly);
+    if (!s.ok()) return report(s.status());
+    shards.push_back(*std::move(s));
+  }
+  auto out = ResultsDb::open(paths[0], ResultsDb::Mode::kReadWrite);
+  if (!out.ok()) return report(out.status());
+  int64_t changed = 0;
+  for (auto& s : shards) {
+    auto n = (*out)->merge_from(*s);
+    if (!n.ok()) return report(n.status());
+    changed += *n;
+  }
+  auto runs = (*out)->list_runs({});
+  std::printf("merged %zu shard(s) into %s: %lld run(s) added or replaced, %zu runs in all\n", shards.size(),
+              paths[0].c_str(), static_cast<long long>(changed), runs.ok() ? runs->size() : 0);
+  return kExitOk;
+}
 }  // namespace
 
 int cmd_results(const std::vector<std::string>& args) {
@@ -127,8 +153,11 @@ int cmd_results(const std::vector<std::string>& args) {
     desc.add_options()("sql", po::value<std::string>(), "SQL statement");
     pos.add("sql", 1);
   } else if (sub == "schema") {
+  } else if (sub == "merge") {
+    desc.add_options()("paths", po::value<std::vector<std::string>>()->composing(), "OUT.db SHARD.db...");
+    pos.add("paths", -1);
   } else {
-    std::fprintf(stderr, "hippo: error: unknown results subcommand '%s'; accepted: list, show, table, export, query, schema\n",
+    std::fprintf(stderr, "hippo: error: unknown results subcommand '%s'; accepted: list, show, table, export, query, schema, merge\n",
                  sub.c_str());
     return kExitBadInput;
   }
@@ -142,6 +171,7 @@ int cmd_results(const std::vector<std::string>& args) {
     std::printf("%s", schema_markdown().c_str());
     return kExitOk;
   }
+  if (sub == "merge") return merge(vm);
   if (auto st = check_status_name(vm); !st.ok()) return report(st);
   auto db = open_ro(vm);
   if (!db.ok()) return report(db.status());

@@ -8,13 +8,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <thread>
 #include <sstream>
 
 #include "apps/cli.h"
 #include "core/device.h"
+#include "core/progress.h"
 #include "results/table.h"
 #include "runner/executor.h"
 #include "runner/sweep.h"
@@ -54,25 +58,63 @@ absl::StatusOr<std::vector<int64_t>> int_list(const std::string& text, const std
 }
 
 // Starts `hippo worker` child processes on the same database and sweep; returns their pids.
+// gpus: when non-empty, worker i sees only GPU gpus[i] (CUDA_VISIBLE_DEVICES) and trains on cuda.
 absl::StatusOr<std::vector<pid_t>> spawn_workers(int n, const std::string& db, const std::string& sweep,
-                                                 const po::variables_map& vm) {
+                                                 const po::variables_map& vm, const std::vector<int64_t>& gpus = {}) {
   std::vector<pid_t> pids;
   char exe[4096];
   const ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   if (len <= 0) return absl::InternalError("cannot find the hippo executable to start workers");
   exe[len] = 0;
   for (int i = 0; i < n; ++i) {
-    std::vector<std::string> a = {exe, "worker", "--db", db, "--sweep", sweep, "--device", vm["device"].as<std::string>(),
-                                  "--threads", std::to_string(vm["threads"].as<int>()), "--quiet"};
+    std::vector<std::string> a = {exe, "worker", "--db", db, "--sweep", sweep, "--device",
+                                  gpus.empty() ? vm["device"].as<std::string>() : "cuda",
+                                  "--threads", std::to_string(vm["threads"].as<int>()), "--quiet",
+                                  "--checkpoint-every", std::to_string(vm["checkpoint-every"].as<int64_t>()),
+                                  "--lease", std::to_string(vm["lease"].as<double>())};
+    if (vm["keep-checkpoints"].as<bool>()) a.push_back("--keep-checkpoints");
+    if (vm.count("checkpoint-dir")) {
+      a.push_back("--checkpoint-dir");
+      a.push_back(vm["checkpoint-dir"].as<std::string>());
+    }
     std::vector<char*> argv;
     for (auto& s : a) argv.push_back(s.data());
     argv.push_back(nullptr);
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e)
+      if (gpus.empty() || std::string(*e).rfind("CUDA_VISIBLE_DEVICES=", 0) != 0) env.push_back(*e);
+    if (!gpus.empty()) env.push_back("CUDA_VISIBLE_DEVICES=" + std::to_string(gpus[i]));
+    std::vector<char*> envp;
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
     pid_t pid;
-    if (posix_spawn(&pid, exe, nullptr, nullptr, argv.data(), environ) != 0)
+    if (posix_spawn(&pid, exe, nullptr, nullptr, argv.data(), envp.data()) != 0)
       return absl::InternalError("cannot start a worker process");
     pids.push_back(pid);
   }
   return pids;
+}
+
+void add_exec_options(po::options_description& d) {
+  d.add_options()("checkpoint-every", po::value<int64_t>()->default_value(1000),
+                  "write a mid-run checkpoint every this many steps (0 = never); a re-queued run resumes from it")(
+      "keep-checkpoints", po::bool_switch(), "keep each run's last checkpoint after it ends")(
+      "checkpoint-dir", po::value<std::string>(), "checkpoint folder (default: DB.checkpoints)")(
+      "lease", po::value<double>()->default_value(60),
+      "seconds a claimed run stays claimed without its worker's heartbeat; then another worker takes it over");
+}
+
+absl::StatusOr<ExecOptions> exec_options(const po::variables_map& vm) {
+  ExecOptions eo;
+  eo.device = vm["device"].as<std::string>();
+  eo.checkpoint_every = vm["checkpoint-every"].as<int64_t>();
+  eo.keep_checkpoints = vm["keep-checkpoints"].as<bool>();
+  if (vm.count("checkpoint-dir")) eo.checkpoint_dir = vm["checkpoint-dir"].as<std::string>();
+  eo.lease_seconds = vm["lease"].as<double>();
+  if (eo.checkpoint_every < 0) return absl::InvalidArgumentError("--checkpoint-every must be >= 0");
+  if (!(eo.lease_seconds >= 2)) return absl::InvalidArgumentError("--lease must be at least 2 seconds");
+  eo.renew_every_seconds = std::min(10.0, eo.lease_seconds / 3);
+  return eo;
 }
 
 int exit_code(const ExecSummary& s) {
@@ -98,6 +140,7 @@ int cmd_train(const std::vector<std::string>& args) {
       "force", po::bool_switch(), "train again even if this config already finished");
   add_db_option(desc);
   add_run_options(desc);
+  add_exec_options(desc);
   po::variables_map vm;
   if (auto st = parse(args, desc, {}, vm, "train"); !st.ok()) return report(st);
   if (vm.count("help")) {
@@ -142,6 +185,8 @@ int cmd_train(const std::vector<std::string>& args) {
     }
   auto spec = resolve_run(raw);
   if (!spec.ok()) return report(spec.status());
+  auto eo = exec_options(vm);
+  if (!eo.ok()) return report(eo.status());
   if (auto dev = parse_device(vm["device"].as<std::string>()); !dev.ok()) return report(dev.status());
   apply_run_options(vm);
 
@@ -159,14 +204,71 @@ int cmd_train(const std::vector<std::string>& args) {
     }
     if (auto st = (*db)->requeue(q->id); !st.ok()) return report(st);
   }
-  ExecOptions eo;
-  eo.device = vm["device"].as<std::string>();
-  eo.run_id = q->id;
-  auto sum = execute_queue(**db, std::nullopt, eo);
+  eo->run_id = q->id;
+  auto sum = execute_queue(**db, std::nullopt, *eo);
   if (!sum.ok()) return report(sum.status());
   std::printf("%s\n", run_summary(**db, q->id).c_str());
   return exit_code(*sum);
 }
+
+namespace {
+absl::StatusOr<std::string> self_exe() {
+  char exe[4096];
+  const ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (len <= 0) return absl::InternalError("cannot find the hippo executable");
+  exe[len] = 0;
+  return std::string(exe);
+}
+
+std::string absolute(const std::string& p) {
+  if (!p.empty() && p[0] == '/') return p;
+  char cwd[4096];
+  return std::string(getcwd(cwd, sizeof(cwd)) ? cwd : ".") + "/" + p;
+}
+
+// Writes OUTDIR/sweep.yaml (a frozen copy), OUTDIR/sweep.sbatch (a job array, one shard database per task) and
+// OUTDIR/merge.sh; with `submit`, runs sbatch. Returns the script path.
+absl::StatusOr<std::string> write_slurm(const po::variables_map& vm, const SweepSpec& sweep, size_t n_runs) {
+  const std::string out = absolute(vm["slurm"].as<std::string>());
+  if (std::system(("mkdir -p '" + out + "/shards' '" + out + "/logs'").c_str()) != 0)
+    return absl::FailedPreconditionError(absl::StrCat("cannot create '", out, "'"));
+  HIPPO_ASSIGN_OR_RETURN(std::string exe, self_exe());
+  {
+    std::ifstream in(vm["file"].as<std::string>());
+    std::ofstream copy(out + "/sweep.yaml");
+    copy << in.rdbuf();
+    if (!copy) return absl::FailedPreconditionError(absl::StrCat("cannot write '", out, "/sweep.yaml'"));
+  }
+  int64_t tasks = vm["array-size"].as<int64_t>();
+  if (tasks <= 0) tasks = static_cast<int64_t>(std::min<size_t>(n_runs, 64));
+  if (tasks > static_cast<int64_t>(n_runs)) tasks = static_cast<int64_t>(n_runs);
+  const int64_t gpus = vm["gpus-per-task"].as<int64_t>();
+  std::ostringstream sb;
+  sb << "#!/bin/bash\n"
+     << "# Written by `hippo sweep --slurm` for sweep '" << sweep.name << "' (" << n_runs << " runs in " << tasks
+     << " array tasks).\n# Each task runs its share into its own shard database (SQLite is never shared over a network file\n"
+     << "# system); merge.sh folds the shards into one database afterwards.\n"
+     << "#SBATCH --job-name=hippo-" << sweep.name << "\n"
+     << "#SBATCH --array=0-" << tasks - 1;
+  if (vm["max-parallel"].as<int64_t>() > 0) sb << "%" << vm["max-parallel"].as<int64_t>();
+  sb << "\n#SBATCH --output=" << out << "/logs/%A_%a.out\n#SBATCH --ntasks=1\n#SBATCH --cpus-per-task="
+     << std::max(1, vm["threads"].as<int>()) << "\n";
+  if (vm.count("partition")) sb << "#SBATCH --partition=" << vm["partition"].as<std::string>() << "\n";
+  if (gpus > 0) sb << "#SBATCH --gpus-per-task=" << gpus << "\n";
+  sb << "set -euo pipefail\n"
+     << "exec '" << exe << "' sweep '" << out << "/sweep.yaml' --db '" << out
+     << "/shards/shard-'\"${SLURM_ARRAY_TASK_ID}\"'.db' --shard \"${SLURM_ARRAY_TASK_ID}/" << tasks << "\""
+        " --workers 1 --threads " << std::max(1, vm["threads"].as<int>()) << " --device " << (gpus > 0 ? "cuda" : "cpu")
+     << " --checkpoint-every " << vm["checkpoint-every"].as<int64_t>() << " --quiet\n";
+  const std::string script = out + "/sweep.sbatch";
+  std::ofstream(script) << sb.str();
+  std::ofstream(out + "/merge.sh") << "#!/bin/bash\n# Folds every shard into OUT (default " << out
+                                   << "/merged.db); safe to run again.\nset -euo pipefail\nexec '" << exe
+                                   << "' results merge \"${1:-" << out << "/merged.db}\" '" << out << "'/shards/shard-*.db\n";
+  std::system(("chmod +x '" + script + "' '" + out + "/merge.sh'").c_str());
+  return script;
+}
+}  // namespace
 
 int cmd_sweep(const std::vector<std::string>& args) {
   po::options_description desc(
@@ -176,9 +278,18 @@ int cmd_sweep(const std::vector<std::string>& args) {
       "retry-failed", po::bool_switch(), "queue the sweep's failed runs again")(
       "dry-run", po::bool_switch(), "print the runs the grid expands to; write nothing")(
       "workers", po::value<int>()->default_value(0),
-      "worker processes running runs in parallel (0 = cores / threads); more can join with hippo worker");
+      "worker processes running runs in parallel (0 = cores / threads); more can join with hippo worker")(
+      "gpus", po::value<std::string>(), "comma-separated GPU ids: one worker per GPU, each seeing only its GPU")(
+      "shard", po::value<std::string>(), "I/K: queue only the runs whose index in the grid is I modulo K")(
+      "slurm", po::value<std::string>(), "OUTDIR: write a Slurm job-array script (and merge.sh) instead of running")(
+      "partition", po::value<std::string>(), "Slurm partition (with --slurm)")(
+      "gpus-per-task", po::value<int64_t>()->default_value(0), "GPUs per array task (with --slurm)")(
+      "max-parallel", po::value<int64_t>()->default_value(0), "array tasks running at once (with --slurm; 0 = no limit)")(
+      "array-size", po::value<int64_t>()->default_value(0), "array tasks (with --slurm; 0 = min(runs, 64))")(
+      "submit", po::bool_switch(), "submit the script with sbatch (with --slurm)");
   add_db_option(desc);
   add_run_options(desc);
+  add_exec_options(desc);
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
@@ -188,10 +299,25 @@ int cmd_sweep(const std::vector<std::string>& args) {
     return kExitOk;
   }
   if (!vm.count("file")) return report(absl::InvalidArgumentError("hippo sweep: missing FILE (a sweep YAML file)"));
+  auto eo = exec_options(vm);
+  if (!eo.ok()) return report(eo.status());
+  if (vm["workers"].as<int>() < 0) return report(absl::InvalidArgumentError("--workers must be >= 0"));
   auto sweep = load_sweep_file(vm["file"].as<std::string>());
   if (!sweep.ok()) return report(sweep.status());
   auto runs = expand_sweep(*sweep);
   if (!runs.ok()) return report(runs.status());
+  if (vm.count("shard")) {
+    int64_t i = -1, k = 0;
+    const std::string sh = vm["shard"].as<std::string>();
+    const auto slash = sh.find('/');
+    if (slash == std::string::npos || !absl::SimpleAtoi(sh.substr(0, slash), &i) || !absl::SimpleAtoi(sh.substr(slash + 1), &k) ||
+        k < 1 || i < 0 || i >= k)
+      return report(absl::InvalidArgumentError(absl::StrCat("--shard '", sh, "': expected I/K with 0 <= I < K")));
+    std::vector<RunSpec> mine;
+    for (size_t j = 0; j < runs->size(); ++j)
+      if (static_cast<int64_t>(j) % k == i) mine.push_back((*runs)[j]);
+    *runs = std::move(mine);
+  }
   if (vm["dry-run"].as<bool>()) {
     std::printf("sweep '%s': %zu runs\n", sweep->name.c_str(), runs->size());
     for (const auto& r : *runs)
@@ -199,7 +325,30 @@ int cmd_sweep(const std::vector<std::string>& args) {
                   static_cast<long long>(r.seed), r.config["train"].dump().c_str());
     return kExitOk;
   }
-  if (auto dev = parse_device(vm["device"].as<std::string>()); !dev.ok()) return report(dev.status());
+  if (vm.count("slurm")) {
+    if (runs->empty()) return report(absl::InvalidArgumentError("the sweep has no runs to distribute"));
+    auto script = write_slurm(vm, *sweep, runs->size());
+    if (!script.ok()) return report(script.status());
+    std::printf("wrote %s (and merge.sh beside it)\n", script->c_str());
+    if (vm["submit"].as<bool>()) {
+      const int rc = std::system(("sbatch '" + *script + "'").c_str());
+      if (rc != 0) return report(absl::FailedPreconditionError("sbatch failed (is Slurm installed and reachable?)"));
+    } else {
+      std::printf("submit with: sbatch %s\n", script->c_str());
+    }
+    return kExitOk;
+  }
+  std::vector<int64_t> gpus;
+  if (vm.count("gpus")) {
+    auto g = int_list(vm["gpus"].as<std::string>(), "--gpus");
+    if (!g.ok()) return report(g.status());
+    if (g->empty()) return report(absl::InvalidArgumentError("--gpus: no GPU ids given"));
+    for (int64_t id : *g)
+      if (auto dev = parse_device(absl::StrCat("cuda:", id)); !dev.ok()) return report(dev.status());
+    gpus = *g;
+  } else if (auto dev = parse_device(vm["device"].as<std::string>()); !dev.ok()) {
+    return report(dev.status());
+  }
   apply_run_options(vm);
   auto db = ResultsDb::open(vm["db"].as<std::string>(), ResultsDb::Mode::kReadWrite);
   if (!db.ok()) return report(db.status());
@@ -221,28 +370,31 @@ int cmd_sweep(const std::vector<std::string>& args) {
   std::fprintf(stderr, "hippo: sweep '%s': %zu runs (%lld new, %zu finished before) into %s\n", sweep->name.c_str(),
                runs->size(), static_cast<long long>(created), before->size(), (*db)->path().c_str());
   int workers = vm["workers"].as<int>();
-  if (workers < 0) return report(absl::InvalidArgumentError("--workers must be >= 0"));
   if (workers == 0)
     workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, vm["threads"].as<int>()));
   std::vector<pid_t> children;
-  if (workers > 1) {
-    auto pids = spawn_workers(workers - 1, (*db)->path(), sweep->name, vm);
+  if (!gpus.empty() || workers > 1) {
+    // With --gpus every worker is a child bound to its GPU; otherwise this process is one of the workers.
+    const int n = gpus.empty() ? workers - 1 : static_cast<int>(gpus.size());
+    auto pids = spawn_workers(n, (*db)->path(), sweep->name, vm, gpus);
     if (!pids.ok()) return report(pids.status());
     children = *pids;
-    std::fprintf(stderr, "hippo: %d worker processes\n", workers);
+    std::fprintf(stderr, "hippo: %d worker processes%s\n", gpus.empty() ? workers : n, gpus.empty() ? "" : ", one per GPU");
   }
-  ExecOptions eo;
-  eo.device = vm["device"].as<std::string>();
-  auto sum = execute_queue(**db, *sweep_id, eo);
+  absl::StatusOr<ExecSummary> sum = ExecSummary{};
+  if (gpus.empty()) sum = execute_queue(**db, *sweep_id, *eo);
   int child_failures = 0;
   for (pid_t pid : children) {
     int st = 0;
     if (!sum.ok() || sum->interrupted) kill(pid, SIGINT);
-    waitpid(pid, &st, 0);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
     child_failures += !(WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 1));
   }
   if (!sum.ok()) return report(sum.status());
-  if (child_failures) std::fprintf(stderr, "hippo: %d worker process(es) ended abnormally; their runs are re-queued when their leases expire\n", child_failures);
+  if (child_failures)
+    std::fprintf(stderr, "hippo: %d worker process(es) ended abnormally; their runs are taken over when their leases expire\n",
+                 child_failures);
   auto fin = (*db)->list_runs({sweep->name, std::string("finished")});
   auto fail = (*db)->list_runs({sweep->name, std::string("failed")});
   auto div = (*db)->list_runs({sweep->name, std::string("diverged")});
@@ -263,6 +415,7 @@ int cmd_worker(const std::vector<std::string>& args) {
   desc.add_options()("help,h", "this help")("sweep", po::value<std::string>(), "only runs of this sweep");
   add_db_option(desc);
   add_run_options(desc);
+  add_exec_options(desc);
   po::variables_map vm;
   if (auto st = parse(args, desc, {}, vm, "worker"); !st.ok()) return report(st);
   if (vm.count("help")) {
@@ -270,7 +423,12 @@ int cmd_worker(const std::vector<std::string>& args) {
     return kExitOk;
   }
   if (auto dev = parse_device(vm["device"].as<std::string>()); !dev.ok()) return report(dev.status());
+  auto eo = exec_options(vm);
+  if (!eo.ok()) return report(eo.status());
   apply_run_options(vm);
+  // A worker joins an existing queue: it never creates a database.
+  if (!std::ifstream(vm["db"].as<std::string>()).good())
+    return report(absl::NotFoundError(absl::StrCat("no results database at '", vm["db"].as<std::string>(), "'")));
   auto db = ResultsDb::open(vm["db"].as<std::string>(), ResultsDb::Mode::kReadWrite);
   if (!db.ok()) return report(db.status());
   std::optional<int64_t> sweep_id;
@@ -280,11 +438,10 @@ int cmd_worker(const std::vector<std::string>& args) {
     if (!*id) return report(absl::NotFoundError(absl::StrCat("no sweep named '", vm["sweep"].as<std::string>(), "'")));
     sweep_id = **id;
   }
-  ExecOptions eo;
-  eo.device = vm["device"].as<std::string>();
-  auto sum = execute_queue(**db, sweep_id, eo);
+  auto sum = execute_queue(**db, sweep_id, *eo);
   if (!sum.ok()) return report(sum.status());
-  std::fprintf(stderr, "hippo: worker: %lld finished, %lld diverged, %lld failed\n", static_cast<long long>(sum->finished),
+  if (!Progress::quiet())
+    std::fprintf(stderr, "hippo: worker: %lld finished, %lld diverged, %lld failed\n", static_cast<long long>(sum->finished),
                static_cast<long long>(sum->diverged), static_cast<long long>(sum->failed));
   return exit_code(*sum);
 }

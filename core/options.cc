@@ -176,6 +176,23 @@ std::vector<int64_t> Options::get_int_list(absl::string_view name) const {
   return at(name).get<std::vector<int64_t>>();
 }
 
+absl::Status set_path(Json& raw, const std::string& path, const Json& value) {
+  std::vector<std::string> parts = absl::StrSplit(path, '.');
+  Json* cur = &raw;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    if (parts[i].empty()) return absl::InvalidArgumentError(absl::StrCat("malformed key '", path, "'"));
+    Json& next = (*cur)[parts[i]];
+    if (next.is_null()) next = Json::object();
+    if (!next.is_object())
+      return absl::InvalidArgumentError(
+          absl::StrCat("key '", path, "': '", parts[i], "' is already set to a non-mapping value"));
+    cur = &next;
+  }
+  if (parts.back().empty()) return absl::InvalidArgumentError(absl::StrCat("malformed key '", path, "'"));
+  (*cur)[parts.back()] = value;
+  return absl::OkStatus();
+}
+
 Json parse_scalar(absl::string_view text) {
   absl::string_view t = absl::StripAsciiWhitespace(text);
   if (t == "true") return true;

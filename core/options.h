@@ -84,6 +84,10 @@ class Options {
 // object; an unknown key (lists the accepted keys); a wrong type; a value outside its range or choices.
 absl::StatusOr<Options> resolve_options(const OptionSchema& schema, const Json& given, absl::string_view owner);
 
+// Sets `value` at a dotted path ("s4d.d_state") inside `raw`, creating objects along the way.
+// Errors (kInvalidArgument) when a path component exists and is not an object, or a component is empty.
+absl::Status set_path(Json& raw, const std::string& path, const Json& value);
+
 // Parses a command-line or YAML scalar into JSON: integers, floats, true/false, [a, b] lists, else a string.
 Json parse_scalar(absl::string_view text);
 

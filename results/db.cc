@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <map>
 
 #include "results/schema.h"
 
@@ -425,6 +426,114 @@ absl::StatusOr<ResultsDb::QueryResult> ResultsDb::query(const std::string& sql) 
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("query failed: ", e.what()));
   }
+}
+
+namespace {
+int status_rank(const std::string& s) {
+  if (s == "finished") return 4;
+  if (s == "diverged") return 3;
+  if (s == "failed") return 2;
+  if (s == "running") return 1;
+  return 0;
+}
+
+void bind_column(SQLite::Statement& st, int index, const SQLite::Column& c) {
+  if (c.isNull()) st.bind(index);
+  else if (c.isInteger()) st.bind(index, c.getInt64());
+  else if (c.isFloat()) st.bind(index, c.getDouble());
+  else st.bind(index, c.getString());
+}
+}  // namespace
+
+absl::StatusOr<int64_t> ResultsDb::merge_from(ResultsDb& other) {
+  std::vector<std::string> cols;  // every runs column but id, from the one schema declaration
+  for (const auto& t : schema_tables())
+    if (std::string(t.name) == "runs")
+      for (const auto& c : t.columns)
+        if (std::string(c.name) != "id") cols.push_back(c.name);
+  std::string names, marks, sets;
+  for (size_t i = 0; i < cols.size(); ++i) {
+    names += (i ? ", " : "") + cols[i];
+    marks += i ? ", ?" : "?";
+    sets += (i ? ", " : "") + cols[i] + " = ?";
+  }
+  int64_t changed = 0;
+  try {
+    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    // Sweeps, by name.
+    std::map<int64_t, int64_t> sweep_map;
+    SQLite::Statement sw(*other.db_, "SELECT id, name, spec, created_at FROM sweeps");
+    while (sw.executeStep()) {
+      SQLite::Statement ins(*db_, "INSERT INTO sweeps(name, spec, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING");
+      ins.bind(1, sw.getColumn(1).getString());
+      ins.bind(2, sw.getColumn(2).getString());
+      ins.bind(3, sw.getColumn(3).getString());
+      ins.exec();
+      SQLite::Statement id(*db_, "SELECT id FROM sweeps WHERE name = ?");
+      id.bind(1, sw.getColumn(1).getString());
+      id.executeStep();
+      sweep_map[sw.getColumn(0).getInt64()] = id.getColumn(0).getInt64();
+    }
+    // Runs, by config hash, the copy further along winning.
+    std::map<int64_t, int64_t> run_map;
+    SQLite::Statement rs(*other.db_, "SELECT id, " + names + " FROM runs ORDER BY id");
+    while (rs.executeStep()) {
+      const int64_t other_id = rs.getColumn(0).getInt64();
+      const std::string hash = rs.getColumn("config_hash").getString();
+      const std::string status = rs.getColumn("status").getString();
+      SQLite::Statement find(*db_, "SELECT id, status FROM runs WHERE config_hash = ?");
+      find.bind(1, hash);
+      int64_t id = 0;
+      bool copy = false;
+      if (find.executeStep()) {
+        id = find.getColumn(0).getInt64();
+        if (status_rank(status) > status_rank(find.getColumn(1).getString())) {
+          SQLite::Statement up(*db_, "UPDATE runs SET " + sets + " WHERE id = ?");
+          for (size_t i = 0; i < cols.size(); ++i) bind_column(up, static_cast<int>(i + 1), rs.getColumn(static_cast<int>(i + 1)));
+          up.bind(static_cast<int>(cols.size() + 1), id);
+          up.exec();
+          SQLite::Statement del(*db_, "DELETE FROM metrics WHERE run_id = ?");
+          del.bind(1, id);
+          del.exec();
+          copy = true;
+        }
+      } else {
+        SQLite::Statement ins(*db_, "INSERT INTO runs(" + names + ") VALUES (" + marks + ")");
+        for (size_t i = 0; i < cols.size(); ++i) bind_column(ins, static_cast<int>(i + 1), rs.getColumn(static_cast<int>(i + 1)));
+        ins.exec();
+        id = db_->getLastInsertRowid();
+        copy = true;
+      }
+      run_map[other_id] = id;
+      if (copy) {
+        ++changed;
+        SQLite::Statement ms(*other.db_, "SELECT step, split, name, value FROM metrics WHERE run_id = ?");
+        ms.bind(1, other_id);
+        SQLite::Statement put(*db_, "INSERT OR REPLACE INTO metrics(run_id, step, split, name, value) VALUES (?, ?, ?, ?, ?)");
+        while (ms.executeStep()) {
+          put.bind(1, id);
+          put.bind(2, ms.getColumn(0).getInt64());
+          put.bind(3, ms.getColumn(1).getString());
+          put.bind(4, ms.getColumn(2).getString());
+          put.bind(5, ms.getColumn(3).getDouble());
+          put.exec();
+          put.reset();
+        }
+      }
+    }
+    // Sweep membership.
+    SQLite::Statement links(*other.db_, "SELECT sweep_id, run_id FROM sweep_runs");
+    while (links.executeStep()) {
+      SQLite::Statement link(*db_, "INSERT OR IGNORE INTO sweep_runs(sweep_id, run_id) VALUES (?, ?)");
+      link.bind(1, sweep_map.at(links.getColumn(0).getInt64()));
+      link.bind(2, run_map.at(links.getColumn(1).getInt64()));
+      link.exec();
+    }
+    tx.commit();
+  } catch (const std::exception& e) {
+    return sql_error(absl::StrCat("merge '", other.path(), "'"), e);
+  }
+  return changed;
 }
 
 }  // namespace hippo

@@ -106,6 +106,12 @@ class ResultsDb {
   };
   absl::StatusOr<QueryResult> query(const std::string& sql);
 
+  // Folds another hippo database into this one, in one transaction: sweeps by name, runs by config hash
+  // (a run present in both is kept once; the copy further along wins: finished > diverged > failed >
+  // running > queued, ties keep this database's copy), the winning copy's metrics, and sweep membership.
+  // Merging the same shard twice changes nothing. Returns the number of runs added or replaced.
+  absl::StatusOr<int64_t> merge_from(ResultsDb& other);
+
   SQLite::Database& raw() { return *db_; }
 
  private:

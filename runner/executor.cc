@@ -3,11 +3,14 @@
 
 #include <absl/strings/str_format.h>
 #include <c10/util/Exception.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <thread>
 
 #include "core/device.h"
@@ -50,6 +53,9 @@ absl::StatusOr<ExecSummary> execute_queue(ResultsDb& db, std::optional<int64_t> 
   } restore{old_int, old_term};
 
   const std::string worker = worker_id();
+  const std::string ck_dir = o.checkpoint_dir.empty() ? db.path() + ".checkpoints" : o.checkpoint_dir;
+  if (o.checkpoint_every > 0 && ::mkdir(ck_dir.c_str(), 0755) != 0 && errno != EEXIST)
+    return absl::FailedPreconditionError(absl::StrCat("cannot create checkpoint folder '", ck_dir, "'"));
   ExecSummary summary;
   Progress progress(true);
   const auto sweep_start = std::chrono::steady_clock::now();
@@ -104,11 +110,17 @@ absl::StatusOr<ExecSummary> execute_queue(ResultsDb& db, std::optional<int64_t> 
                                       step, total, loss, last_acc < 0 ? "-" : absl::StrFormat("%.3f", last_acc), eta));
     };
     std::string status, error;
-    int64_t steps = 0;
+    int64_t steps = 0, resumed_from = 0;
     std::optional<int64_t> diverged_step;
     double acc = 0;
+    CheckpointOptions ck;
+    if (o.checkpoint_every > 0) {
+      ck.path = absl::StrCat(ck_dir, "/run-", run.id, ".pt");
+      ck.every = o.checkpoint_every;
+    }
     try {
-      TrainResult r = train_run(spec, o.device, cb);
+      TrainResult r = train_run(spec, o.device, cb, ck);
+      resumed_from = r.resumed_from;
       status = r.status;
       steps = r.steps;
       diverged_step = r.diverged_step;
@@ -130,13 +142,15 @@ absl::StatusOr<ExecSummary> execute_queue(ResultsDb& db, std::optional<int64_t> 
       error = e.what();
     }
     HIPPO_RETURN_IF_ERROR(db_error);
+    if (!ck.path.empty() && !o.keep_checkpoints) std::remove(ck.path.c_str());
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     HIPPO_RETURN_IF_ERROR(db.finish_run(run.id, status, steps, wall, error, diverged_step));
     ++done_here;
     progress.clear();
     if (status == "finished") {
       ++summary.finished;
-      progress.log(absl::StrFormat("%s: finished in %s, test accuracy %.3f", label, format_duration(wall), acc));
+      progress.log(absl::StrFormat("%s: finished in %s, test accuracy %.3f%s", label, format_duration(wall), acc,
+                                   resumed_from ? absl::StrFormat(" (resumed from step %d)", resumed_from) : ""));
     } else if (status == "diverged") {
       ++summary.diverged;
       progress.log(absl::StrFormat("%s: diverged at step %d (NaN/Inf loss)", label, diverged_step.value_or(0)));

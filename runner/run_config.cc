@@ -2,7 +2,6 @@
 #include "runner/run_config.h"
 
 #include <absl/strings/str_join.h>
-#include <absl/strings/str_split.h>
 
 #include <map>
 #include <set>
@@ -35,23 +34,6 @@ const OptionSchema& train_schema() {
     return t;
   }();
   return s;
-}
-
-absl::Status set_path(Json& raw, const std::string& path, const Json& value) {
-  std::vector<std::string> parts = absl::StrSplit(path, '.');
-  Json* cur = &raw;
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    if (parts[i].empty()) return absl::InvalidArgumentError(absl::StrCat("malformed key '", path, "'"));
-    Json& next = (*cur)[parts[i]];
-    if (next.is_null()) next = Json::object();
-    if (!next.is_object())
-      return absl::InvalidArgumentError(
-          absl::StrCat("key '", path, "': '", parts[i], "' is already set to a non-mapping value"));
-    cur = &next;
-  }
-  if (parts.back().empty()) return absl::InvalidArgumentError(absl::StrCat("malformed key '", path, "'"));
-  (*cur)[parts.back()] = value;
-  return absl::OkStatus();
 }
 
 namespace {

@@ -38,8 +38,4 @@ struct RunSpec {
 // (e.g. d_model divisible by n_heads) and tasks run here, before anything is built or written.
 absl::StatusOr<RunSpec> resolve_run(const Json& raw);
 
-// Sets `value` at a dotted path ("s4d.d_state") inside `raw`, creating objects along the way.
-// Errors when a path component exists and is not an object.
-absl::Status set_path(Json& raw, const std::string& path, const Json& value);
-
 }  // namespace hippo

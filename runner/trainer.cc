@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <fstream>
 
 #include "core/device.h"
 #include "layers/model.h"
@@ -57,7 +59,47 @@ EvalResult evaluate(LanguageModel& model, const TaskData& data, int64_t max_exam
 }
 }  // namespace
 
-TrainResult train_run(const RunSpec& spec, const std::string& device_text, const TrainCallbacks& cb) {
+namespace {
+// The order of epoch `epoch`'s examples: a permutation drawn from its own generator, so that a resumed run
+// needs no generator state to continue the data order.
+torch::Tensor epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
+  auto gen = at::detail::createCPUGenerator(seed * 1000003ULL + static_cast<uint64_t>(epoch) + 1);
+  return torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kInt64));
+}
+
+void save_checkpoint(const std::string& path, LanguageModel& model, torch::optim::AdamW& opt, int64_t step) {
+  torch::serialize::OutputArchive archive;
+  torch::serialize::OutputArchive model_archive, opt_archive;
+  model->save(model_archive);
+  opt.save(opt_archive);
+  archive.write("model", model_archive);
+  archive.write("optimizer", opt_archive);
+  archive.write("step", torch::tensor(step));
+  archive.write("rng", at::detail::getDefaultCPUGenerator().get_state());
+  const std::string tmp = path + ".tmp";
+  archive.save_to(tmp);
+  TORCH_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot move checkpoint into place at ", path);
+}
+
+int64_t load_checkpoint(const std::string& path, LanguageModel& model, torch::optim::AdamW& opt,
+                        const torch::Device& dev) {
+  torch::serialize::InputArchive archive, model_archive, opt_archive;
+  archive.load_from(path, dev);
+  archive.read("model", model_archive);
+  archive.read("optimizer", opt_archive);
+  model->load(model_archive);
+  opt.load(opt_archive);
+  torch::Tensor step, rng;
+  archive.read("step", step);
+  archive.read("rng", rng);
+  auto gen = at::detail::getDefaultCPUGenerator();
+  gen.set_state(rng.to(torch::kCPU));
+  return step.item<int64_t>();
+}
+}  // namespace
+
+TrainResult train_run(const RunSpec& spec, const std::string& device_text, const TrainCallbacks& cb,
+                      const CheckpointOptions& ck) {
   const Json& c = spec.config;
   const Options train(c["train"]);
   const torch::Device dev = value_or_throw(parse_device(device_text));
@@ -145,11 +187,19 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
   };
 
   model->train();
-  do_eval(0);
   int64_t step = 0;
-  for (int64_t epoch = 0; step < total; ++epoch) {
-    auto perm = torch::randperm(N, torch::TensorOptions().dtype(torch::kInt64)).to(dev);
-    for (int64_t i = 0; i < N && step < total; i += batch) {
+  const bool checkpoints = !ck.path.empty() && ck.every > 0;
+  if (checkpoints && std::ifstream(ck.path).good()) {
+    step = load_checkpoint(ck.path, model, opt, dev);
+    TORCH_CHECK(step >= 0 && step <= total, "checkpoint ", ck.path, " is at step ", step, " of a ", total,
+                "-step run: it belongs to another config");
+    result.resumed_from = step;
+  } else {
+    do_eval(0);
+  }
+  for (int64_t epoch = step / steps_per_epoch; step < total; ++epoch) {
+    auto perm = epoch_order(N, static_cast<uint64_t>(spec.seed), epoch).to(dev);
+    for (int64_t i = (step % steps_per_epoch) * batch; i < N && step < total; i += batch) {
       const double f = lr_factor(step, total, warm, start_ratio, min_ratio);
       for (size_t g = 0; g < opt.param_groups().size(); ++g)
         static_cast<torch::optim::AdamWOptions&>(opt.param_groups()[g].options()).lr(peaks[g] * f);
@@ -176,6 +226,7 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
       ++loss_count;
       if (cb.on_step) cb.on_step(step, total, lv);
       if (step % eval_every == 0 && step < total) do_eval(step);
+      if (checkpoints && step % ck.every == 0 && step < total) save_checkpoint(ck.path, model, opt, step);
     }
   }
   do_eval(step);

@@ -22,12 +22,18 @@ struct TrainCallbacks {
   std::function<void(int64_t step, int64_t total_steps, double loss)> on_step;
 };
 
+struct CheckpointOptions {
+  std::string path;          // empty: no checkpoints
+  int64_t every = 0;         // optimiser steps between checkpoints (0: none)
+};
+
 struct TrainResult {
   std::string status;  // "finished" or "diverged"
   int64_t steps = 0;
   std::optional<int64_t> diverged_step;
   double test_accuracy = 0;  // final, answer positions
   double test_loss = 0;      // final, nats per token
+  int64_t resumed_from = 0;  // step of the checkpoint training resumed from (0: a fresh start)
 };
 
 // Trains `spec` on `device` ("cpu", "cuda", "cuda:N", "auto"). Learning rate at step s of T with W warmup
@@ -35,7 +41,14 @@ struct TrainResult {
 // parameters use min(ssm_lr, lr) on the same schedule and no weight decay (H3.md 2.1).
 // A NaN or infinite training loss ends training with status "diverged" (not an exception).
 // Throws StatusError for bad input that slipped past resolve_run, c10::Error for tensor failures.
-TrainResult train_run(const RunSpec& spec, const std::string& device, const TrainCallbacks& callbacks);
+//
+// Checkpoints (when `checkpoint.path` and `checkpoint.every` are set): every `every` steps the model, the
+// optimiser state, the step and the dropout RNG state are written to a temporary file that is then renamed
+// over `path`, so a reader never sees a partial file. If `path` exists at the start, training resumes from it
+// and continues exactly as the uninterrupted run would (the data order of each epoch is drawn from a generator
+// seeded by (seed, epoch)). TrainResult.resumed_from is the step resumed at.
+TrainResult train_run(const RunSpec& spec, const std::string& device, const TrainCallbacks& callbacks,
+                      const CheckpointOptions& checkpoint = {});
 
 // Learning-rate multiplier in (0, 1] at step `step` of `total` (shared by every parameter group; the warmup
 // start is given as a fraction of the peak). Exposed for tests.

@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache git pkg-config
   libtorch-dev libopenblas0-pthread
   libboost-program-options-dev libabsl-dev
-  libsqlite3-dev sqlite3 libsqlitecpp-dev
+  libsqlite3-dev sqlite3 libsqlitecpp-dev bc procps clang libclang-rt-14-dev
   libeigen3-dev libgtest-dev libgmock-dev
   libyaml-cpp-dev nlohmann-json3-dev
 )

@@ -1,6 +1,8 @@
 // Every `hippo` subcommand run as a user would: exit codes, output, and that bad input writes nothing.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "tests/testing.h"
 
 namespace hippo {
@@ -104,6 +106,22 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
   testing::write_file(d.file("unknown.yaml"), "fixed: {layer: s4d, task: induction_head, epoch: 3}\n");
   testing::write_file(d.file("empty.yaml"), "fixed: {layer: s4d, task: induction_head}\ngrid: {seed: []}\n");
   testing::write_file(d.file("notdb.db"), "hello\n");
+  testing::write_file(d.file("empty.db"), "");
+  testing::write_file(d.file("latin1.yaml"), "name: caf\xe9\nfixed: {layer: s4d, task: induction_head}\n");
+  testing::write_file(d.file("blank.yaml"), "# only a comment\n");
+  testing::write_file(d.file("gridlist.yaml"), "fixed: {layer: s4d, task: induction_head}\ngrid: [1, 2]\n");
+  testing::write_file(d.file("badlayers.yaml"), "fixed: {layers: [], task: induction_head}\n");
+  testing::write_file(d.file("attn.yaml"), "fixed: {layer: s4d, task: induction_head, attn_layers: [5]}\n");
+  testing::write_file(d.file("heads.yaml"), "fixed: {layer: attention, task: induction_head, d_model: 30}\ngrid: {attention.n_heads: [1, 4]}\n");
+  testing::write_file(d.file("list.yaml"), "- layer: s4d\n");
+  testing::write_file(d.file("trunc.db"), testing::read_file(d.file("keep.db")).substr(0, 200));
+  {
+    // A hippo database from a newer schema.
+    testing::write_file(d.file("newer.db"), testing::read_file(d.file("keep.db")));
+    std::system(("sqlite3 '" + d.file("newer.db") + "' 'PRAGMA user_version = 7'").c_str());
+    // A foreign SQLite database.
+    std::system(("sqlite3 '" + d.file("foreign.db") + "' 'CREATE TABLE t(x)'").c_str());
+  }
   const std::vector<BadCase> cases = {
       {"train --layer mamba --task induction_head --db keep.db", "unknown layer 'mamba'; registered: attention, diag_ssm, gss, h3, s4d, shift_ssm"},
       {"train --layer s4d --task copy --db keep.db", "unknown task 'copy'"},
@@ -128,8 +146,39 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
       {"results frobnicate --db keep.db", "unknown results subcommand"},
       {"frobnicate", "unknown command 'frobnicate'"},
       {"train --layer s4d --task induction_head --db notdb.db", "not a hippo results database"},
+      {"train --layer s4d --task induction_head --db foreign.db", "SQLite database but not a hippo results database"},
+      {"train --layer s4d --task induction_head --db newer.db", "newer than this hippo's"},
+      {"results list --db newer.db", "newer than this hippo's"},
+      {"results list --db trunc.db", "hippo results database"},
+      {"results list --db empty.db", "empty file"},
+      {"train --layer s4d --task induction_head --db no/such/dir/x.db", "cannot open results database"},
+      {"sweep latin1.yaml --db keep.db", "not UTF-8"},
+      {"sweep blank.yaml --db keep.db", "must be a mapping"},
+      {"sweep gridlist.yaml --db keep.db", "'grid' must be a mapping"},
+      {"sweep badlayers.yaml --db keep.db", "'layers' must be a non-empty list"},
+      {"sweep attn.yaml --db keep.db", "not a layer index in [0, 1]"},
+      {"sweep heads.yaml --db keep.db", "grid point attention.n_heads=4"},
+      {"sweep list.yaml --db keep.db", "must be a mapping"},
+      {"sweep tiny.yaml --db keep.db --workers -1", "--workers must be >= 0"},
+      {"sweep tiny.yaml --db keep.db --lease 1", "--lease must be at least 2 seconds"},
+      {"sweep tiny.yaml --db keep.db --checkpoint-every -5", "--checkpoint-every must be >= 0"},
+      {"sweep tiny.yaml --db keep.db --shard 3/2", "expected I/K with 0 <= I < K"},
+      {"sweep tiny.yaml --db keep.db --gpus 0", "no CUDA GPU"},
+      {"sweep --db keep.db", "missing FILE"},
+      {"train --layer s4d --task induction_head --set lr --db keep.db", "expected KEY=VALUE"},
+      {"train --config nope.yaml --db keep.db", "cannot read config file 'nope.yaml'"},
+      {"train --config list.yaml --db keep.db", "a run config must be a mapping"},
+      {"train --layers s4d,mamba --task induction_head --db keep.db", "unknown layer 'mamba'"},
+      {"train --layer s4d --task induction_head --seed -3 --db keep.db", "'seed' must be an integer >= 0"},
+      {"train --layer h3 --task induction_head --set h3.head_dim=5 --db keep.db", "not divisible by head_dim 5"},
+      {"results merge out.db", "expected OUT.db and at least one SHARD.db"},
+      {"results merge out.db nope.db", "no results database at 'nope.db'"},
+      {"results merge keep.db keep.db", "OUT.db is also a shard"},
+      {"worker --db none.db", "no results database"},
   };
   const std::string before = snapshot(d.file("keep.db")), notdb = snapshot(d.file("notdb.db"));
+  std::map<std::string, std::string> others;
+  for (const char* f : {"empty.db", "trunc.db", "newer.db", "foreign.db"}) others[f] = snapshot(d.file(f));
   for (const auto& c : cases) {
     auto r = run_hippo(c.args, d.path());
     EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.err;
@@ -139,6 +188,9 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
   }
   EXPECT_EQ(snapshot(d.file("notdb.db")), notdb);
   EXPECT_EQ(snapshot(d.file("none.db")), "<missing>");
+  EXPECT_EQ(snapshot(d.file("out.db")), "<missing>");
+  EXPECT_GE(cases.size(), 30u);
+  for (const auto& [f, bytes] : others) EXPECT_EQ(snapshot(d.file(f)), bytes) << f << " was modified";
 }
 
 }  // namespace

@@ -153,6 +153,40 @@ TEST(ResultsDb, QueryOnReadOnlyHandleRefusesWrites) {
   EXPECT_FALSE(w.ok());
 }
 
+TEST(ResultsDb, MergeKeepsOneCopyPerRunTheFinishedOneWinningAndIsIdempotent) {
+  TempDir dir;
+  auto a = open_rw(dir.file("a.db")), b = open_rw(dir.file("b.db")), out = open_rw(dir.file("out.db"));
+  auto sa = a->upsert_sweep("s", Json::object()), sb = b->upsert_sweep("s", Json::object());
+  // Run "x" is failed in shard a and finished in shard b; "y" only in a; "z" only in b.
+  auto xa = a->enqueue("x", Json{{"k", 1}}, "l", "t", 0, *sa);
+  a->claim_next(*sa, "w", 60);
+  a->add_metrics(xa->id, {{1, "test", "accuracy", 0.1}});
+  a->finish_run(xa->id, "failed", 1, 0.1, "boom");
+  auto ya = a->enqueue("y", Json::object(), "l", "t", 1, *sa);
+  a->claim_next(*sa, "w", 60);
+  a->add_metrics(ya->id, {{5, "test", "accuracy", 0.5}});
+  a->finish_run(ya->id, "finished", 5, 0.1);
+  auto zb = b->enqueue("z", Json::object(), "l", "t", 2, *sb);
+  auto xb = b->enqueue("x", Json{{"k", 1}}, "l", "t", 0, *sb);
+  b->claim_next(*sb, "w", 60, xb->id);
+  b->add_metrics(xb->id, {{9, "test", "accuracy", 0.9}});
+  b->finish_run(xb->id, "finished", 9, 0.1);
+  (void)zb;
+  EXPECT_EQ(*out->merge_from(*a), 2);
+  EXPECT_EQ(*out->merge_from(*b), 2);  // z added, x replaced by the finished copy
+  auto dump = [&] { return out->query("SELECT r.config_hash, r.status, m.step, m.value FROM runs r LEFT JOIN metrics m "
+                                      "ON m.run_id = r.id ORDER BY 1, 3")->rows; };
+  const auto once = dump();
+  EXPECT_EQ(*out->merge_from(*a), 0);
+  EXPECT_EQ(*out->merge_from(*b), 0);
+  EXPECT_EQ(dump(), once);
+  ASSERT_EQ(once.size(), 3u);
+  EXPECT_EQ(once[0], std::vector<std::string>({"x", "finished", "9", "0.9"}));
+  EXPECT_EQ(once[1], std::vector<std::string>({"y", "finished", "5", "0.5"}));
+  EXPECT_EQ(once[2][1], "queued");
+  EXPECT_EQ(out->list_runs({std::string("s"), std::nullopt})->size(), 3u);
+}
+
 TEST(Table, SummaryUsesStudentT) {
   auto s = summarize({0.9, 1.0});
   EXPECT_DOUBLE_EQ(s.mean, 0.95);

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "layers/mixer.h"
+#include "tests/testing.h"
 
 namespace hippo {
 namespace {
@@ -82,6 +83,30 @@ TEST(Trainer, SameSeedGivesIdenticalMetrics) {
   ASSERT_EQ(a.rows.size(), b.rows.size());
   for (size_t i = 0; i < a.rows.size(); ++i) EXPECT_EQ(a.rows[i].value, b.rows[i].value) << a.rows[i].name;
   EXPECT_NE(metric(a, "train", "loss", 60), metric(c, "train", "loss", 60));
+}
+
+TEST(Trainer, ResumingFromACheckpointContinuesExactly) {
+  testing::TempDir dir;
+  const std::string ck = dir.file("run.pt");
+  Collected full, first, second;
+  run(tiny("s4d", 2), full);
+  // An attempt that dies at step 47; checkpoints every 20 steps leave one at step 40.
+  TrainCallbacks cb;
+  cb.on_metrics = [&](const std::vector<MetricRow>& r) { first.rows.insert(first.rows.end(), r.begin(), r.end()); };
+  cb.on_step = [&](int64_t step, int64_t, double) {
+    if (step == 47) throw std::runtime_error("simulated crash");
+  };
+  EXPECT_THROW(train_run(tiny("s4d", 2), "cpu", cb, {ck, 20}), std::runtime_error);
+  // The next attempt resumes at step 40 and ends exactly as the uninterrupted run.
+  TrainCallbacks cb2;
+  cb2.on_metrics = [&](const std::vector<MetricRow>& r) { second.rows.insert(second.rows.end(), r.begin(), r.end()); };
+  auto r = train_run(tiny("s4d", 2), "cpu", cb2, {ck, 20});
+  EXPECT_EQ(r.resumed_from, 40);
+  EXPECT_EQ(r.steps, 60);
+  for (const char* name : {"loss", "accuracy", "token_accuracy"})
+    for (const char* split : {"train", "test"})
+      EXPECT_EQ(metric(second, split, name, 60), metric(full, split, name, 60)) << split << " " << name;
+  EXPECT_EQ(metric(second, "test", "loss", 0), -1);  // step 0 was not evaluated again
 }
 
 // A mixer whose output turns NaN: the run must end as diverged, not as an exception.

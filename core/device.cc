@@ -11,6 +11,7 @@
 
 #if __has_include(<ATen/cuda/CUDAContext.h>) && defined(HIPPO_WITH_CUDA)
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #define HIPPO_HAVE_CUDA_CONTEXT 1
 #endif
 
@@ -68,10 +69,12 @@ Json environment(const c10::Device& device) {
   if (device.is_cuda()) {
     const auto* prop = at::cuda::getDeviceProperties(device.index());
     env["gpu"] = prop->name;
-    env["cuda_version"] = std::to_string(CUDA_VERSION / 1000) + "." + std::to_string((CUDA_VERSION % 1000) / 10);
+#ifdef CUDART_VERSION
+    env["cuda_version"] = std::to_string(CUDART_VERSION / 1000) + "." + std::to_string((CUDART_VERSION % 1000) / 10);
+#endif
+    if (torch::cuda::cudnn_is_available()) env["cudnn_version"] = std::to_string(at::detail::getCUDAHooks().versionCuDNN());
   }
 #endif
-  if (torch::cuda::cudnn_is_available()) env["cudnn_version"] = "available";
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   env["host"] = host;

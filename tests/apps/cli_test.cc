@@ -1,4 +1,5 @@
 // Every `hippo` subcommand run as a user would: exit codes, output, and that bad input writes nothing.
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <gtest/gtest.h>
 
 #include <map>
@@ -118,9 +119,9 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
   {
     // A hippo database from a newer schema.
     testing::write_file(d.file("newer.db"), testing::read_file(d.file("keep.db")));
-    std::system(("sqlite3 '" + d.file("newer.db") + "' 'PRAGMA user_version = 7'").c_str());
+    SQLite::Database(d.file("newer.db"), SQLite::OPEN_READWRITE).exec("PRAGMA user_version = 7");
     // A foreign SQLite database.
-    std::system(("sqlite3 '" + d.file("foreign.db") + "' 'CREATE TABLE t(x)'").c_str());
+    SQLite::Database(d.file("foreign.db"), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE).exec("CREATE TABLE t(x)");
   }
   const std::vector<BadCase> cases = {
       {"train --layer mamba --task induction_head --db keep.db", "unknown layer 'mamba'; registered: attention, diag_ssm, gss, h3, s4d, shift_ssm"},

@@ -19,7 +19,7 @@ grid:
   seed: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
 YAML
 start=$(date +%s.%N)
-"$hippo" sweep many.yaml --db "$dir/m.db" --workers 4 --threads 1 --quiet > sweep.log 2>&1 &
+"$hippo" sweep many.yaml --db "$dir/m.db" --workers "${WORKERS:-4}" --threads 1 --quiet > sweep.log 2>&1 &
 sweep=$!
 sleep 1
 "$hippo" worker --db "$dir/m.db" --threads 1 --quiet > worker.log 2>&1 || true

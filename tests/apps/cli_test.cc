@@ -123,6 +123,8 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
     // A foreign SQLite database.
     SQLite::Database(d.file("foreign.db"), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE).exec("CREATE TABLE t(x)");
   }
+  // What hippo says when asked for GPU 99: no GPU at all here, or too few.
+  const std::string kNoSuchGpu = torch::cuda::is_available() ? "GPU(s) visible" : "no CUDA GPU";
   const std::vector<BadCase> cases = {
       {"train --layer mamba --task induction_head --db keep.db", "unknown layer 'mamba'; registered: attention, diag_ssm, gss, h3, s4d, shift_ssm"},
       {"train --layer s4d --task copy --db keep.db", "unknown task 'copy'"},
@@ -132,7 +134,8 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
        "not divisible by n_heads 4"},
       {"train --layer s4d --task induction_head --epochs x --db keep.db", "epochs"},
       {"train --layer s4d --task induction_head --bogus 1 --db keep.db", "unrecognised option '--bogus'"},
-      {"train --layer s4d --task induction_head --device cuda --db keep.db", "no CUDA GPU"},
+      // A GPU that does not exist: on a machine without CUDA every GPU request is refused.
+      {"train --layer s4d --task induction_head --device cuda:99 --db keep.db", kNoSuchGpu},
       {"sweep bad.yaml --db keep.db", "bad.yaml:3:1: malformed YAML"},
       {"sweep unknown.yaml --db keep.db", "unknown key 'epoch'"},
       {"sweep empty.yaml --db keep.db", "empty list"},
@@ -164,7 +167,7 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
       {"sweep tiny.yaml --db keep.db --lease 1", "--lease must be at least 2 seconds"},
       {"sweep tiny.yaml --db keep.db --checkpoint-every -5", "--checkpoint-every must be >= 0"},
       {"sweep tiny.yaml --db keep.db --shard 3/2", "expected I/K with 0 <= I < K"},
-      {"sweep tiny.yaml --db keep.db --gpus 0", "no CUDA GPU"},
+      {"sweep tiny.yaml --db keep.db --gpus 99", kNoSuchGpu},
       {"sweep --db keep.db", "missing FILE"},
       {"train --layer s4d --task induction_head --set lr --db keep.db", "expected KEY=VALUE"},
       {"train --config nope.yaml --db keep.db", "cannot read config file 'nope.yaml'"},

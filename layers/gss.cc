@@ -3,7 +3,7 @@
 
 namespace hippo {
 
-GSSImpl::GSSImpl(const MixerArgs& a) : ssm_lr_(a.options.get_float("ssm_lr")) {
+GSSImpl::GSSImpl(const MixerArgs& a) : RecurrentMixerImpl(a.options) {
   const int64_t D = a.d_model, E = a.options.get_int("expand") * D, S = a.options.get_int("d_ssm");
   u_proj_ = register_module("u_proj", torch::nn::Linear(D, E));
   v_proj_ = register_module("v_proj", torch::nn::Linear(D, S));

@@ -8,25 +8,19 @@
 
 namespace hippo {
 
-class GSSImpl : public MixerImpl {
+class GSSImpl : public RecurrentMixerImpl {
  public:
   explicit GSSImpl(const MixerArgs& args);
   torch::Tensor forward(const torch::Tensor& x) override;
-  bool recurrent() const override { return true; }
-  bool can_step() const override { return true; }
   // State: {diagonal SSM state (B, d_ssm, d_state/2, 2)}.
   MixerState initial_state(int64_t batch) const override;
   torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override;
   MixerState state_after(const torch::Tensor& x) override;
   std::vector<torch::Tensor> ssm_parameters() override { return ssm_->ssm_parameters(); }
-  double ssm_lr() const override { return ssm_lr_; }
 
   torch::nn::Linear u_proj_{nullptr}, v_proj_{nullptr}, g_proj_{nullptr}, out_proj_{nullptr};
   torch::nn::LayerNorm norm_{nullptr};
   DiagSSM ssm_{nullptr};
-
- private:
-  double ssm_lr_;
 };
 
 }  // namespace hippo

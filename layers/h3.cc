@@ -6,7 +6,7 @@
 namespace hippo {
 
 H3Impl::H3Impl(const MixerArgs& a)
-    : d_model_(a.d_model), head_dim_(a.options.get_int("head_dim")), ssm_lr_(a.options.get_float("ssm_lr")) {
+    : RecurrentMixerImpl(a.options), d_model_(a.d_model), head_dim_(a.options.get_int("head_dim")) {
   TORCH_CHECK(d_model_ % head_dim_ == 0, "h3: d_model ", d_model_, " not divisible by head_dim ", head_dim_);
   q_proj_ = register_module("q_proj", torch::nn::Linear(d_model_, d_model_));
   k_proj_ = register_module("k_proj", torch::nn::Linear(d_model_, d_model_));

@@ -11,19 +11,16 @@
 
 namespace hippo {
 
-class H3Impl : public MixerImpl {
+class H3Impl : public RecurrentMixerImpl {
  public:
   explicit H3Impl(const MixerArgs& args);
   // x: (B, L, D) -> (B, L, D).
   torch::Tensor forward(const torch::Tensor& x) override;
-  bool recurrent() const override { return true; }
-  bool can_step() const override { return true; }
   // State: {shift state (B, D, shift_d_state), diagonal state (B, D*head_dim, d_state/2, 2)}.
   MixerState initial_state(int64_t batch) const override;
   torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override;
   MixerState state_after(const torch::Tensor& x) override;
   std::vector<torch::Tensor> ssm_parameters() override;
-  double ssm_lr() const override { return ssm_lr_; }
 
   int64_t head_dim() const { return head_dim_; }
 
@@ -37,7 +34,6 @@ class H3Impl : public MixerImpl {
   // q: (B, D, ...), y: (B, D*d_h, ...) -> (B, D, ...): out[h, j] = sum_i q[h, i] y[h, i, j].
   torch::Tensor contract(const torch::Tensor& q, const torch::Tensor& y) const;
   int64_t d_model_, head_dim_;
-  double ssm_lr_;
 };
 
 }  // namespace hippo

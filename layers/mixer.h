@@ -57,6 +57,19 @@ class MixerImpl : public torch::nn::Module {
 };
 using Mixer = std::shared_ptr<MixerImpl>;
 
+// Base of the mixers with a fixed-size recurrent state and SSM parameters (s4d, h3, gss, shift_ssm,
+// diag_ssm): they decode with step() and take the SSM learning-rate cap from their `ssm_lr` option.
+class RecurrentMixerImpl : public MixerImpl {
+ public:
+  explicit RecurrentMixerImpl(const Options& options) : ssm_lr_(options.get_float("ssm_lr")) {}
+  bool recurrent() const override { return true; }
+  bool can_step() const override { return true; }
+  double ssm_lr() const override { return ssm_lr_; }
+
+ private:
+  double ssm_lr_;
+};
+
 // A registered mixer: its options, traits and factory. `hippo layers` prints these.
 struct LayerEntry {
   std::string name;

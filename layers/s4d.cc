@@ -3,7 +3,7 @@
 
 namespace hippo {
 
-S4DImpl::S4DImpl(const MixerArgs& a) : ssm_lr_(a.options.get_float("ssm_lr")) {
+S4DImpl::S4DImpl(const MixerArgs& a) : RecurrentMixerImpl(a.options) {
   ssm_ = register_module("ssm", DiagSSM(a.d_model, a.options));
   out_proj_ = register_module("out_proj", torch::nn::Linear(a.d_model, 2 * a.d_model));
   dropout_ = register_module("dropout", torch::nn::Dropout(a.options.get_float("dropout")));

@@ -7,26 +7,20 @@
 
 namespace hippo {
 
-class S4DImpl : public MixerImpl {
+class S4DImpl : public RecurrentMixerImpl {
  public:
   explicit S4DImpl(const MixerArgs& args);
   // x: (B, L, D) -> (B, L, D).
   torch::Tensor forward(const torch::Tensor& x) override;
-  bool recurrent() const override { return true; }
-  bool can_step() const override { return true; }
   // State: {ssm state (B, D, d_state/2, 2)}.
   MixerState initial_state(int64_t batch) const override;
   torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override;
   MixerState state_after(const torch::Tensor& x) override;
   std::vector<torch::Tensor> ssm_parameters() override { return ssm_->ssm_parameters(); }
-  double ssm_lr() const override { return ssm_lr_; }
 
   DiagSSM ssm_{nullptr};
   torch::nn::Linear out_proj_{nullptr};
   torch::nn::Dropout dropout_{nullptr};
-
- private:
-  double ssm_lr_;
 };
 
 }  // namespace hippo

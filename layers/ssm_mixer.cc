@@ -3,7 +3,7 @@
 
 namespace hippo {
 
-ShiftSSMMixerImpl::ShiftSSMMixerImpl(const MixerArgs& a) : ssm_lr_(a.options.get_float("ssm_lr")) {
+ShiftSSMMixerImpl::ShiftSSMMixerImpl(const MixerArgs& a) : RecurrentMixerImpl(a.options) {
   ssm_ = register_module("ssm", ShiftSSM(a.d_model, a.options.get_int("d_state")));
   out_proj_ = register_module("out_proj", torch::nn::Linear(a.d_model, a.d_model));
 }
@@ -16,7 +16,7 @@ torch::Tensor ShiftSSMMixerImpl::step(const torch::Tensor& x_t, MixerState& stat
 }
 MixerState ShiftSSMMixerImpl::state_after(const torch::Tensor& x) { return {ssm_->state_after(x.transpose(1, 2))}; }
 
-DiagSSMMixerImpl::DiagSSMMixerImpl(const MixerArgs& a) : ssm_lr_(a.options.get_float("ssm_lr")) {
+DiagSSMMixerImpl::DiagSSMMixerImpl(const MixerArgs& a) : RecurrentMixerImpl(a.options) {
   ssm_ = register_module("ssm", DiagSSM(a.d_model, a.options));
   out_proj_ = register_module("out_proj", torch::nn::Linear(a.d_model, a.d_model));
 }

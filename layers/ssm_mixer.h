@@ -8,44 +8,32 @@
 
 namespace hippo {
 
-class ShiftSSMMixerImpl : public MixerImpl {
+class ShiftSSMMixerImpl : public RecurrentMixerImpl {
  public:
   explicit ShiftSSMMixerImpl(const MixerArgs& args);
   torch::Tensor forward(const torch::Tensor& x) override;
-  bool recurrent() const override { return true; }
-  bool can_step() const override { return true; }
   // State: {shift state (B, D, d_state)}.
   MixerState initial_state(int64_t batch) const override;
   torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override;
   MixerState state_after(const torch::Tensor& x) override;
   std::vector<torch::Tensor> ssm_parameters() override { return ssm_->ssm_parameters(); }
-  double ssm_lr() const override { return ssm_lr_; }
 
   ShiftSSM ssm_{nullptr};
   torch::nn::Linear out_proj_{nullptr};
-
- private:
-  double ssm_lr_;
 };
 
-class DiagSSMMixerImpl : public MixerImpl {
+class DiagSSMMixerImpl : public RecurrentMixerImpl {
  public:
   explicit DiagSSMMixerImpl(const MixerArgs& args);
   torch::Tensor forward(const torch::Tensor& x) override;
-  bool recurrent() const override { return true; }
-  bool can_step() const override { return true; }
   // State: {diagonal SSM state (B, D, d_state/2, 2)}.
   MixerState initial_state(int64_t batch) const override;
   torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override;
   MixerState state_after(const torch::Tensor& x) override;
   std::vector<torch::Tensor> ssm_parameters() override { return ssm_->ssm_parameters(); }
-  double ssm_lr() const override { return ssm_lr_; }
 
   DiagSSM ssm_{nullptr};
   torch::nn::Linear out_proj_{nullptr};
-
- private:
-  double ssm_lr_;
 };
 
 }  // namespace hippo

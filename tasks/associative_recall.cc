@@ -22,28 +22,6 @@ Sequence draw_associative_recall(Rng& rng, const SyntheticVocab& vocab, int64_t 
 }
 
 namespace {
-class AssociativeRecall : public Task {
- public:
-  explicit AssociativeRecall(const Options& o)
-      : vocab_{o.get_int("vocab_size")},
-        seq_len_(o.get_int("seq_len")),
-        num_train_(o.get_int("num_train")),
-        num_test_(o.get_int("num_test")) {}
-  int64_t vocab_size() const override { return vocab_.vocab_size; }
-  int64_t input_len() const override { return seq_len_ + 2; }
-  double chance() const override { return 1.0 / static_cast<double>(vocab_.num_ordinary() / 2); }
-  absl::StatusOr<TaskSplits> make(uint64_t seed) const override {
-    HIPPO_ASSIGN_OR_RETURN(auto split, draw_distinct(num_train_, num_test_, seed, [this](Rng& r) {
-                             return draw_associative_recall(r, vocab_, seq_len_);
-                           }));
-    return TaskSplits{last_answer_data(split.first), last_answer_data(split.second)};
-  }
-
- private:
-  SyntheticVocab vocab_;
-  int64_t seq_len_, num_train_, num_test_;
-};
-
 TaskEntry make_entry() {
   TaskEntry e;
   e.name = "associative_recall";
@@ -64,7 +42,13 @@ TaskEntry make_entry() {
           o.get_int("seq_len")));
     return absl::OkStatus();
   };
-  e.factory = [](const Options& o) -> std::unique_ptr<Task> { return std::make_unique<AssociativeRecall>(o); };
+  e.factory = [](const Options& o) -> std::unique_ptr<Task> {
+    const SyntheticVocab vocab{o.get_int("vocab_size")};
+    const int64_t seq_len = o.get_int("seq_len");
+    return std::make_unique<LastAnswerTask>(
+        vocab.vocab_size, seq_len + 2, 1.0 / static_cast<double>(vocab.num_ordinary() / 2), o.get_int("num_train"),
+        o.get_int("num_test"), [vocab, seq_len](Rng& r) { return draw_associative_recall(r, vocab, seq_len); });
+  };
   return e;
 }
 const Registrar<TaskEntry> kRegistered(make_entry());

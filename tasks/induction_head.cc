@@ -15,28 +15,6 @@ Sequence draw_induction_head(Rng& rng, const SyntheticVocab& vocab, int64_t seq_
 }
 
 namespace {
-class InductionHead : public Task {
- public:
-  explicit InductionHead(const Options& o)
-      : vocab_{o.get_int("vocab_size")},
-        seq_len_(o.get_int("seq_len")),
-        num_train_(o.get_int("num_train")),
-        num_test_(o.get_int("num_test")) {}
-  int64_t vocab_size() const override { return vocab_.vocab_size; }
-  int64_t input_len() const override { return seq_len_ + 1; }
-  double chance() const override { return 1.0 / static_cast<double>(vocab_.num_ordinary()); }
-  absl::StatusOr<TaskSplits> make(uint64_t seed) const override {
-    HIPPO_ASSIGN_OR_RETURN(auto split, draw_distinct(num_train_, num_test_, seed, [this](Rng& r) {
-                             return draw_induction_head(r, vocab_, seq_len_);
-                           }));
-    return TaskSplits{last_answer_data(split.first), last_answer_data(split.second)};
-  }
-
- private:
-  SyntheticVocab vocab_;
-  int64_t seq_len_, num_train_, num_test_;
-};
-
 TaskEntry make_entry() {
   TaskEntry e;
   e.name = "induction_head";
@@ -46,7 +24,13 @@ TaskEntry make_entry() {
       .add_int("seq_len", 30, "ordinary tokens before the final trigger (model input: seq_len+1)", 3, 1 << 20)
       .add_int("num_train", 5000, "distinct training examples", 1, 100000000)
       .add_int("num_test", 500, "distinct test examples, disjoint from training", 1, 100000000);
-  e.factory = [](const Options& o) -> std::unique_ptr<Task> { return std::make_unique<InductionHead>(o); };
+  e.factory = [](const Options& o) -> std::unique_ptr<Task> {
+    const SyntheticVocab vocab{o.get_int("vocab_size")};
+    const int64_t seq_len = o.get_int("seq_len");
+    return std::make_unique<LastAnswerTask>(
+        vocab.vocab_size, seq_len + 1, 1.0 / static_cast<double>(vocab.num_ordinary()), o.get_int("num_train"),
+        o.get_int("num_test"), [vocab, seq_len](Rng& r) { return draw_induction_head(r, vocab, seq_len); });
+  };
   return e;
 }
 const Registrar<TaskEntry> kRegistered(make_entry());

@@ -29,6 +29,11 @@ absl::StatusOr<std::pair<std::vector<Sequence>, std::vector<Sequence>>> draw_dis
   return std::make_pair(std::move(all), std::move(test));
 }
 
+absl::StatusOr<TaskSplits> LastAnswerTask::make(uint64_t seed) const {
+  HIPPO_ASSIGN_OR_RETURN(auto split, draw_distinct(num_train_, num_test_, seed, draw_));
+  return TaskSplits{last_answer_data(split.first), last_answer_data(split.second)};
+}
+
 TaskData last_answer_data(const std::vector<Sequence>& seqs) {
   TORCH_CHECK(!seqs.empty(), "synthetic task: no sequences");
   const int64_t N = static_cast<int64_t>(seqs.size()), T = static_cast<int64_t>(seqs[0].size());

@@ -29,6 +29,27 @@ struct SyntheticVocab {
 absl::StatusOr<std::pair<std::vector<Sequence>, std::vector<Sequence>>> draw_distinct(
     int64_t num_train, int64_t num_test, uint64_t seed, const std::function<Sequence(Rng&)>& draw);
 
+// A synthetic task whose examples come from one drawing function and are scored at the last position
+// (induction_head, associative_recall): distinct examples, disjoint splits (draw_distinct), last_answer_data.
+class LastAnswerTask : public Task {
+ public:
+  // draw: one example of input_len + 1 tokens; chance: accuracy of a uniform guess among the answers.
+  LastAnswerTask(int64_t vocab_size, int64_t input_len, double chance, int64_t num_train, int64_t num_test,
+                 std::function<Sequence(Rng&)> draw)
+      : vocab_size_(vocab_size), input_len_(input_len), chance_(chance), num_train_(num_train),
+        num_test_(num_test), draw_(std::move(draw)) {}
+  int64_t vocab_size() const override { return vocab_size_; }
+  int64_t input_len() const override { return input_len_; }
+  double chance() const override { return chance_; }
+  absl::StatusOr<TaskSplits> make(uint64_t seed) const override;
+
+ private:
+  int64_t vocab_size_, input_len_;
+  double chance_;
+  int64_t num_train_, num_test_;
+  std::function<Sequence(Rng&)> draw_;
+};
+
 // Sequences of equal length T -> TaskData with inputs s[:-1], targets s[1:], loss over every position and
 // accuracy on the last position only (the answer). H3.md 6.1.
 TaskData last_answer_data(const std::vector<Sequence>& seqs);

@@ -73,7 +73,7 @@ int cmd_tasks(const std::vector<std::string>& args) {
   for (const auto& [name, e] : TaskRegistry::global().entries()) {
     auto opts = resolve_options(e.schema, {}, "task '" + name + "'");
     auto task = e.factory(*opts);
-    std::printf("\n%s: %s\n  defaults: vocab_size %lld, model input length %lld, chance %.1f%%\n", name.c_str(),
+    std::printf("\n%s: %s\n  defaults: vocab_size %lld, model input length %lld, chance %.3g%%\n", name.c_str(),
                 e.doc.c_str(), static_cast<long long>(task->vocab_size()), static_cast<long long>(task->input_len()),
                 100.0 * task->chance());
     print_schema(e.schema, opts->json());

@@ -27,15 +27,17 @@ double lr_factor(int64_t step, int64_t total, double warmup_fraction, double war
 namespace {
 struct EvalResult {
   double loss = 0, accuracy = 0, token_accuracy = 0;
+  std::vector<std::pair<std::string, double>> slices;  // accuracy on each of the task's eval slices
 };
 
 // Masked mean cross-entropy; predictions at the answer positions (eval_mask) and at every position.
 EvalResult evaluate(LanguageModel& model, const TaskData& data, int64_t max_examples, const torch::Device& dev,
-                    int64_t batch) {
+                    int64_t batch, const std::vector<std::pair<std::string, torch::Tensor>>& slices = {}) {
   torch::NoGradGuard no_grad;
   model->eval();
   const int64_t N = std::min(data.size(), max_examples);
   double loss_sum = 0, loss_n = 0, acc_hits = 0, acc_n = 0, tok_hits = 0, tok_n = 0;
+  std::vector<double> slice_hits(slices.size(), 0.0), slice_n(slices.size(), 0.0);
   for (int64_t i = 0; i < N; i += batch) {
     const int64_t b = std::min(batch, N - i);
     auto x = data.inputs.narrow(0, i, b).to(dev);
@@ -53,9 +55,17 @@ EvalResult evaluate(LanguageModel& model, const TaskData& data, int64_t max_exam
     acc_n += em.sum().item<double>();
     tok_hits += hit.sum().item<double>();
     tok_n += static_cast<double>(hit.numel());
+    for (size_t s = 0; s < slices.size(); ++s) {
+      auto m = slices[s].second.narrow(0, i, b).to(dev);
+      slice_hits[s] += hit.masked_select(m).sum().item<double>();
+      slice_n[s] += m.sum().item<double>();
+    }
   }
   model->train();
-  return {loss_sum / std::max(1.0, loss_n), acc_hits / std::max(1.0, acc_n), tok_hits / std::max(1.0, tok_n)};
+  EvalResult r{loss_sum / std::max(1.0, loss_n), acc_hits / std::max(1.0, acc_n), tok_hits / std::max(1.0, tok_n), {}};
+  for (size_t s = 0; s < slices.size(); ++s)
+    if (slice_n[s] > 0) r.slices.emplace_back(slices[s].first, slice_hits[s] / slice_n[s]);
+  return r;
 }
 }  // namespace
 
@@ -164,8 +174,9 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
   double loss_acc = 0;
   int64_t loss_count = 0;
 
+  const auto test_slices = task->eval_slices(data.test);
   auto do_eval = [&](int64_t step) {
-    auto te_res = evaluate(model, data.test, data.test.size(), dev, eval_batch);
+    auto te_res = evaluate(model, data.test, data.test.size(), dev, eval_batch, test_slices);
     // Train metrics on the same basis, over (at most) as many training examples as the test split has.
     auto tr_res = evaluate(model, data.train, data.test.size(), dev, eval_batch);
     std::vector<MetricRow> rows = {
@@ -178,6 +189,7 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
         {step, "train", "lr", lr * lr_factor(std::max<int64_t>(0, step - 1), total, warm, start_ratio, min_ratio)},
     };
     if (step == 0) rows.push_back({0, "test", "chance", task->chance()});
+    for (const auto& [name, acc] : te_res.slices) rows.push_back({step, "test", name, acc});
     if (loss_count > 0) rows.push_back({step, "train", "running_loss", loss_acc / static_cast<double>(loss_count)});
     loss_acc = 0;
     loss_count = 0;

@@ -7,6 +7,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/options.h"
 #include "core/registry.h"
@@ -38,6 +40,9 @@ class Task {
   // disjoint, without duplicates. Errors (kInvalidArgument) when the options cannot give enough distinct
   // examples.
   virtual absl::StatusOr<TaskSplits> make(uint64_t seed) const = 0;
+  // Named subsets of `data`'s eval_mask ((N, L) bool each) whose accuracy is stored beside the overall one
+  // (metric name = the slice's name), e.g. accuracy by query position. Default: none.
+  virtual std::vector<std::pair<std::string, torch::Tensor>> eval_slices(const TaskData& data) const { return {}; }
 };
 
 struct TaskEntry {

@@ -34,7 +34,7 @@ TEST(Cli, LayersAndTasksListEveryOption) {
   EXPECT_NE(r.out.find("= 512"), std::string::npos) << r.out;  // 32 channels x 16
   r = run_hippo("tasks", d.path());
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* s : {"induction_head", "associative_recall", "chance 25.0%", "vocab_size", "epochs"})
+  for (const char* s : {"induction_head", "associative_recall", "chance 25%", "vocab_size", "epochs"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s;
   EXPECT_EQ(run_hippo("version", d.path()).exit_code, 0);
 }

@@ -109,6 +109,22 @@ TEST(Trainer, ResumingFromACheckpointContinuesExactly) {
   EXPECT_EQ(metric(second, "test", "loss", 0), -1);  // step 0 was not evaluated again
 }
 
+TEST(Trainer, MqarStoresAccuracyPerQuerySlice) {
+  Json raw = {{"layer", "attention"}, {"task", "mqar"}, {"d_model", 32}, {"epochs", 4}, {"lr", 3e-3},
+              {"mqar", {{"vocab_size", 64}, {"seq_len", 16}, {"num_kv_pairs", 2}, {"num_train", 256}, {"num_test", 64}}}};
+  Collected c;
+  auto r = run(value_or_throw(resolve_run(raw)), c);
+  EXPECT_EQ(r.status, "finished");
+  int slices = 0;
+  for (const auto& m : c.rows)
+    if (m.step == r.steps && m.name.rfind("accuracy_pos_", 0) == 0) {
+      ++slices;
+      EXPECT_GE(m.value, 0.0);
+    }
+  EXPECT_EQ(slices, 3);  // positions 0-3 hold the pairs, so the first quarter has no query and no row
+  EXPECT_LT(metric(c, "train", "loss", r.steps), metric(c, "train", "loss", 0));
+}
+
 // A mixer whose output turns NaN: the run must end as diverged, not as an exception.
 class NanMixer : public MixerImpl {
  public:

@@ -18,8 +18,8 @@ const char* kResultsUsage =
     "usage: hippo results SUBCOMMAND [options]\n"
     "  list [--sweep NAME] [--status S]      runs with status, final test accuracy and wall time\n"
     "  show RUN                              one run: config, environment, every metric\n"
-    "  table [--sweep NAME] [--metric M] [--split S] [--format text|md]\n"
-    "                                        final metric pivoted: layers x tasks, mean ± 95% interval, n\n"
+    "  table [--sweep NAME] [--metric M] [--split S] [--format text|md] [--rows K] [--cols K] [--best-over K]\n"
+    "                                        final metric pivoted (default layers x tasks), mean ± 95% interval, n\n"
     "  export [--format csv|json] [--sweep NAME] [--status S] [--out FILE]\n"
     "  query \"SQL\"                           any SQL on a read-only connection\n"
     "  schema                                every table and column with its meaning (Markdown)\n"
@@ -144,7 +144,10 @@ int cmd_results(const std::vector<std::string>& args) {
     desc.add_options()("sweep", po::value<std::string>(), "only this sweep")(
         "metric", po::value<std::string>()->default_value("accuracy"), "metric name")(
         "split", po::value<std::string>()->default_value("test"), "train or test")(
-        "format", po::value<std::string>()->default_value("text"), "text or md");
+        "format", po::value<std::string>()->default_value("text"), "text or md")(
+        "rows", po::value<std::string>()->default_value("layer"), "rows: layer, task, seed or a config key (d_model, lr, seq_len, ...)")(
+        "cols", po::value<std::string>()->default_value("task"), "columns: the same choices")(
+        "best-over", po::value<std::string>(), "per cell, keep the value of this key (e.g. lr) with the best mean");
   } else if (sub == "export") {
     desc.add_options()("format", po::value<std::string>()->default_value("csv"), "csv or json")(
         "sweep", po::value<std::string>(), "only this sweep")("status", po::value<std::string>(), "only this status")(
@@ -187,6 +190,9 @@ int cmd_results(const std::vector<std::string>& args) {
     o.split = vm["split"].as<std::string>();
     o.format = vm["format"].as<std::string>();
     o.percent = o.metric.find("accuracy") != std::string::npos || o.metric == "chance";
+    o.rows = vm["rows"].as<std::string>();
+    o.cols = vm["cols"].as<std::string>();
+    if (vm.count("best-over")) o.best_over = vm["best-over"].as<std::string>();
     auto t = results_table(**db, o);
     if (!t.ok()) return report(t.status());
     std::printf("%s", t->c_str());

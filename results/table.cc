@@ -46,33 +46,65 @@ Summary summarize(const std::vector<double>& v) {
   return s;
 }
 
+std::string run_key(const RunRow& run, const std::string& key) {
+  if (key == "layer") return run.layer;
+  if (key == "task") return run.task;
+  if (key == "seed") return std::to_string(run.seed);
+  auto text = [](const Json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+  auto lookup = [&](const Json& root) -> const Json* {
+    const Json* cur = &root;
+    size_t begin = 0;
+    while (true) {
+      const size_t dot = key.find('.', begin);
+      const std::string part = key.substr(begin, dot == std::string::npos ? std::string::npos : dot - begin);
+      if (!cur->is_object() || !cur->contains(part)) return nullptr;
+      cur = &(*cur)[part];
+      if (dot == std::string::npos) return cur;
+      begin = dot + 1;
+    }
+  };
+  for (const char* scope : {"", "train", "task_options"}) {
+    const Json& root = *scope ? (run.config.contains(scope) ? run.config[scope] : Json()) : run.config;
+    if (const Json* v = lookup(root)) return text(*v);
+  }
+  if (run.config.contains("layer_options"))
+    for (const auto& [name, opts] : run.config["layer_options"].items())
+      if (const Json* v = lookup(opts)) return text(*v);
+  return "-";
+}
+
 absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) {
   if (o.format != "text" && o.format != "md")
     return absl::InvalidArgumentError(absl::StrCat("unknown table format '", o.format, "'; accepted: text, md"));
-  std::map<std::string, std::map<std::string, std::vector<double>>> cells;
+  // (row, col) -> best-over value -> final metric of each run.
+  std::map<std::string, std::map<std::string, std::map<std::string, std::vector<double>>>> cells;
   std::map<std::string, std::vector<double>> chance;
-  std::set<std::string> tasks;
+  std::set<std::string> cols;
   try {
     std::string sweep_filter;
     if (o.sweep)
       sweep_filter = " AND r.id IN (SELECT run_id FROM sweep_runs JOIN sweeps s ON s.id = sweep_id WHERE s.name = ?)";
     SQLite::Statement q(db.raw(),
-                        "SELECT r.layer, r.task, m.value FROM runs r JOIN metrics m ON m.run_id = r.id "
+                        "SELECT r.id, m.value FROM runs r JOIN metrics m ON m.run_id = r.id "
                         "WHERE r.status = 'finished' AND m.split = ? AND m.name = ? AND m.step = "
                         "(SELECT max(step) FROM metrics WHERE run_id = r.id AND split = m.split AND name = m.name)" +
-                            sweep_filter + " ORDER BY r.layer, r.task");
+                            sweep_filter + " ORDER BY r.id");
     q.bind(1, o.split);
     q.bind(2, o.metric);
     if (o.sweep) q.bind(3, *o.sweep);
-    while (q.executeStep()) {
-      cells[q.getColumn(0).getString()][q.getColumn(1).getString()].push_back(q.getColumn(2).getDouble());
-      tasks.insert(q.getColumn(1).getString());
+    std::vector<std::pair<int64_t, double>> finals;
+    while (q.executeStep()) finals.emplace_back(q.getColumn(0).getInt64(), q.getColumn(1).getDouble());
+    for (const auto& [id, value] : finals) {
+      HIPPO_ASSIGN_OR_RETURN(RunRow run, db.get_run(id));
+      const std::string c = run_key(run, o.cols);
+      cells[run_key(run, o.rows)][c][o.best_over ? run_key(run, *o.best_over) : ""].push_back(value);
+      cols.insert(c);
     }
-    SQLite::Statement c(db.raw(),
-                        "SELECT r.task, m.value FROM runs r JOIN metrics m ON m.run_id = r.id "
-                        "WHERE m.name = 'chance' AND m.split = 'test'" + sweep_filter);
-    if (o.sweep) c.bind(1, *o.sweep);
-    while (c.executeStep()) chance[c.getColumn(0).getString()].push_back(c.getColumn(1).getDouble());
+    SQLite::Statement ch(db.raw(),
+                         "SELECT r.task, m.value FROM runs r JOIN metrics m ON m.run_id = r.id "
+                         "WHERE m.name = 'chance' AND m.split = 'test'" + sweep_filter);
+    if (o.sweep) ch.bind(1, *o.sweep);
+    while (ch.executeStep()) chance[ch.getColumn(0).getString()].push_back(ch.getColumn(1).getDouble());
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("database: table: ", e.what()));
   }
@@ -81,30 +113,36 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
                                             o.sweep ? absl::StrCat(" in sweep '", *o.sweep, "'") : ""));
   const double scale = o.percent ? 100.0 : 1.0;
   const int prec = o.percent ? 1 : 4;
-  auto fmt_cell = [&](const std::vector<double>& v) {
-    if (v.empty()) return std::string("-");
-    Summary s = summarize(v);
-    return absl::StrFormat("%.*f ± %.*f (n=%d)", prec, s.mean * scale, prec, s.half_width * scale, s.n);
+  auto fmt_cell = [&](const std::map<std::string, std::vector<double>>& by_best) {
+    // The best-over value with the highest mean (the only one without --best-over).
+    const std::pair<const std::string, std::vector<double>>* best = nullptr;
+    for (const auto& kv : by_best)
+      if (!best || summarize(kv.second).mean > summarize(best->second).mean) best = &kv;
+    Summary s = summarize(best->second);
+    std::string cell = absl::StrFormat("%.*f ± %.*f (n=%d)", prec, s.mean * scale, prec, s.half_width * scale, s.n);
+    if (o.best_over) absl::StrAppend(&cell, " @ ", *o.best_over, "=", best->first);
+    return cell;
   };
-  std::vector<std::string> header = {"layer"};
-  for (const auto& t : tasks) header.push_back(t);
+  std::vector<std::string> header = {o.rows};
+  for (const auto& c : cols) header.push_back(c);
   std::vector<std::vector<std::string>> rows;
-  if (!chance.empty()) {
+  if (!chance.empty() && o.cols == "task") {
     std::vector<std::string> r = {"random"};
-    for (const auto& t : tasks)
+    for (const auto& t : cols)
       r.push_back(chance.count(t) ? absl::StrFormat("%.*f", prec, summarize(chance[t]).mean * scale) : "-");
     rows.push_back(r);
   }
-  for (const auto& [layer, by_task] : cells) {
-    std::vector<std::string> r = {layer};
-    for (const auto& t : tasks) r.push_back(by_task.count(t) ? fmt_cell(by_task.at(t)) : "-");
+  for (const auto& [row, by_col] : cells) {
+    std::vector<std::string> r = {row};
+    for (const auto& c : cols) r.push_back(by_col.count(c) ? fmt_cell(by_col.at(c)) : "-");
     rows.push_back(r);
   }
   std::ostringstream os;
-  const std::string what = absl::StrCat(o.split, " ", o.metric, o.percent ? " (%)" : "",
-                                        ", mean ± 95% interval over seeds (n runs)");
+  const std::string what =
+      absl::StrCat(o.split, " ", o.metric, o.percent ? " (%)" : "", ", mean ± 95% interval over seeds (n runs)",
+                   o.best_over ? absl::StrCat(", best ", *o.best_over, " per cell by mean") : "");
   if (o.format == "md") {
-    os << "| " << absl::StrJoin(header, " | ") << " |\n|" << std::string() ;
+    os << "| " << absl::StrJoin(header, " | ") << " |\n|";
     for (size_t i = 0; i < header.size(); ++i) os << "---|";
     os << "\n";
     for (const auto& r : rows) os << "| " << absl::StrJoin(r, " | ") << " |\n";

@@ -23,11 +23,20 @@ struct TableOptions {
   std::string split = "test";
   std::string format = "text";       // text or md
   bool percent = true;               // print fractions as percentages
+  std::string rows = "layer";        // what the rows and columns are: layer, task, seed, or a config key
+  std::string cols = "task";         //   (d_model, lr, seq_len, num_kv_pairs, ... or a dotted path in the config)
+  std::optional<std::string> best_over;  // e.g. "lr": per cell, the value of this key with the best mean
 };
 
-// Rows: layer label; columns: task; cells "mean ± half-width (n)" over finished runs' final `metric`, plus a
-// "random" row with each task's chance level when recorded. Errors: kNotFound when no finished run has the
-// metric; kInvalidArgument for an unknown format.
+// The value of `key` for a run, as text: "layer", "task" and "seed" from the run; otherwise `key` looked up in
+// the canonical config: as a dotted path from the top, then under train, task_options and each layer's options.
+// "-" when absent.
+std::string run_key(const RunRow& run, const std::string& key);
+
+// Cells "mean ± half-width (n)" over finished runs' final `metric`, grouped by `rows` x `cols`; with
+// `best_over`, each cell shows the best value of that key (by mean over the rest, seeds included) and its
+// summary, "@ key=value" beside it. A "random" row gives each task's chance level when the columns are tasks.
+// Errors: kNotFound when no finished run has the metric; kInvalidArgument for an unknown format.
 absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& options);
 
 // Every run (columns of `runs`) with its final test and train metrics, as CSV (one row per run) or JSON (an

@@ -187,6 +187,39 @@ TEST(ResultsDb, MergeKeepsOneCopyPerRunTheFinishedOneWinningAndIsIdempotent) {
   EXPECT_EQ(out->list_runs({std::string("s"), std::nullopt})->size(), 3u);
 }
 
+TEST(Table, AnyPivotWithTheBestLearningRatePerCell) {
+  TempDir dir;
+  auto db = open_rw(dir.file("r.db"));
+  auto s = db->upsert_sweep("grid", Json::object());
+  int n = 0;
+  for (int d : {16, 32})
+    for (double lr : {1e-3, 3e-3})
+      for (int seed = 0; seed < 2; ++seed) {
+        const Json config = {{"train", {{"d_model", d}, {"lr", lr}}}, {"task_options", {{"seq_len", 64}}}};
+        auto q = db->enqueue(std::to_string(n++), config, "h3", "mqar", seed, *s);
+        db->claim_next(*s, "w", 60);
+        // lr 3e-3 is better at width 16, lr 1e-3 at width 32.
+        const bool good = (d == 16) == (lr > 2e-3);
+        ASSERT_TRUE(db->add_metrics(q->id, {{10, "test", "accuracy", good ? 0.9 : 0.5}}).ok());
+        ASSERT_TRUE(db->finish_run(q->id, "finished", 10, 1.0).ok());
+      }
+  TableOptions o;
+  o.rows = "layer";
+  o.cols = "d_model";
+  o.best_over = "lr";
+  auto t = results_table(*db, o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_NE(t->find("layer  16"), std::string::npos) << *t;
+  EXPECT_NE(t->find("90.0 ± 0.0 (n=2) @ lr=0.003"), std::string::npos) << *t;
+  EXPECT_NE(t->find("90.0 ± 0.0 (n=2) @ lr=0.001"), std::string::npos) << *t;
+  o.best_over.reset();
+  o.rows = "lr";
+  o.cols = "seq_len";  // found under task_options
+  auto plain = results_table(*db, o);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_NE(plain->find("70.0 ± 36.7 (n=4)"), std::string::npos) << *plain;  // 0.5, 0.5, 0.9, 0.9: t(3) * sd / 2
+}
+
 TEST(Table, SummaryUsesStudentT) {
   auto s = summarize({0.9, 1.0});
   EXPECT_DOUBLE_EQ(s.mean, 0.95);

@@ -43,12 +43,18 @@ void add_run_options(po::options_description& d) {
   d.add_options()("device", po::value<std::string>()->default_value("cpu"), "cpu, cuda, cuda:N or auto")(
       "threads", po::value<int>()->default_value(1),
       "LibTorch intra-op threads per process (0 = all cores); 1 is fastest for the small synthetic models")(
-      "quiet,q", po::bool_switch(), "no progress display");
+      "quiet,q", po::bool_switch(), "no progress display")(
+      "log-only", po::bool_switch(), "log lines only, no live progress line (what sweep workers use)");
 }
 
-void apply_run_options(const po::variables_map& vm) {
+absl::Status apply_run_options(const po::variables_map& vm) {
+  const int threads = vm["threads"].as<int>();
+  if (threads < 0 || threads > 4096)
+    return absl::InvalidArgumentError(absl::StrCat("--threads must be in [0, 4096] (0 = all cores), got ", threads));
   Progress::set_quiet(vm["quiet"].as<bool>());
-  set_threads(vm["threads"].as<int>());
+  Progress::set_log_only(vm["log-only"].as<bool>());
+  set_threads(threads);
+  return absl::OkStatus();
 }
 
 }  // namespace hippo::cli

@@ -28,8 +28,8 @@ absl::Status parse(const std::vector<std::string>& args, const po::options_descr
 // Common options: --db, --quiet, --threads, --device (each added only where asked).
 void add_db_option(po::options_description& d);
 void add_run_options(po::options_description& d);
-// Applies --quiet and --threads.
-void apply_run_options(const po::variables_map& vm);
+// Checks and applies --quiet and --threads (0..4096). Errors (kInvalidArgument) name the flag.
+absl::Status apply_run_options(const po::variables_map& vm);
 
 // The commands; each returns an exit code. args exclude the command words.
 int cmd_layers(const std::vector<std::string>& args);

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <set>
 
 #include "apps/cli.h"
 #include "results/schema.h"
@@ -102,8 +103,10 @@ int merge(const po::variables_map& vm) {
     return report(absl::InvalidArgumentError("hippo results merge: expected OUT.db and at least one SHARD.db"));
   // Every shard must open as a hippo database before OUT is touched.
   std::vector<std::unique_ptr<ResultsDb>> shards;
+  std::set<std::string> seen;
   for (size_t i = 1; i < paths.size(); ++i) {
     if (paths[i] == paths[0]) return report(absl::InvalidArgumentError("hippo results merge: OUT.db is also a shard"));
+    if (!seen.insert(paths[i]).second) continue;  // the same shard named twice is merged once
     auto s = ResultsDb::open(paths[i], ResultsDb::Mode::kReadOnly);
     if (!s.ok()) return report(s.status());
     shards.push_back(*std::move(s));

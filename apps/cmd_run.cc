@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
+#include <filesystem>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -69,7 +71,8 @@ absl::StatusOr<std::vector<pid_t>> spawn_workers(int n, const std::string& db, c
   for (int i = 0; i < n; ++i) {
     std::vector<std::string> a = {exe, "worker", "--db", db, "--sweep", sweep, "--device",
                                   gpus.empty() ? vm["device"].as<std::string>() : "cuda",
-                                  "--threads", std::to_string(vm["threads"].as<int>()), "--quiet",
+                                  "--threads", std::to_string(vm["threads"].as<int>()),
+                                  vm["quiet"].as<bool>() ? "--quiet" : "--log-only",
                                   "--checkpoint-every", std::to_string(vm["checkpoint-every"].as<int64_t>()),
                                   "--lease", std::to_string(vm["lease"].as<double>())};
     if (vm["keep-checkpoints"].as<bool>()) a.push_back("--keep-checkpoints");
@@ -126,7 +129,7 @@ int exit_code(const ExecSummary& s) {
 int cmd_train(const std::vector<std::string>& args) {
   po::options_description desc(
       "hippo train: train one run and store it (a finished identical config is not trained again)\n"
-      "example: hippo train --layer s4d --task associative_recall --epochs 10 --set s4d.d_state=32");
+      "example: hippo train --layer s4d --task associative_recall --epochs 10 --set s4d.d_state=32\noptions");
   desc.add_options()("help,h", "this help")("layer", po::value<std::string>(), "mixer in every layer (see hippo layers)")(
       "layers", po::value<std::string>(), "per-layer schedule, comma-separated (e.g. s4d,attention)")(
       "attn-layers", po::value<std::string>(), "0-based layers that become attention (e.g. 1,8)")(
@@ -161,7 +164,14 @@ int cmd_train(const std::vector<std::string>& args) {
   }
   auto set = [&](const std::string& key, const Json& v) { raw[key] = v; };
   if (vm.count("layer")) set("layer", vm["layer"].as<std::string>());
-  if (vm.count("layers")) set("layers", std::vector<std::string>(absl::StrSplit(vm["layers"].as<std::string>(), ',', absl::SkipEmpty())));
+  if (vm.count("layers")) {
+    std::vector<std::string> names = absl::StrSplit(vm["layers"].as<std::string>(), ',');
+    for (const auto& n : names)
+      if (n.empty())
+        return report(absl::InvalidArgumentError(
+            absl::StrCat("--layers '", vm["layers"].as<std::string>(), "': an empty layer name")));
+    set("layers", names);
+  }
   if (vm.count("attn-layers")) {
     auto l = int_list(vm["attn-layers"].as<std::string>(), "--attn-layers");
     if (!l.ok()) return report(l.status());
@@ -184,11 +194,14 @@ int cmd_train(const std::vector<std::string>& args) {
       if (auto st = set_path(raw, kv.substr(0, eq), parse_scalar(kv.substr(eq + 1))); !st.ok()) return report(st);
     }
   auto spec = resolve_run(raw);
-  if (!spec.ok()) return report(spec.status());
+  if (!spec.ok())
+    return report(vm.count("config") ? absl::Status(spec.status().code(), absl::StrCat(vm["config"].as<std::string>(), " (with the flags): ",
+                                                                                     spec.status().message()))
+                                     : spec.status());
   auto eo = exec_options(vm);
   if (!eo.ok()) return report(eo.status());
   if (auto dev = parse_device(vm["device"].as<std::string>()); !dev.ok()) return report(dev.status());
-  apply_run_options(vm);
+  if (auto st = apply_run_options(vm); !st.ok()) return report(st);
 
   auto db = ResultsDb::open(vm["db"].as<std::string>(), ResultsDb::Mode::kReadWrite);
   if (!db.ok()) return report(db.status());
@@ -226,12 +239,33 @@ std::string absolute(const std::string& p) {
   return std::string(getcwd(cwd, sizeof(cwd)) ? cwd : ".") + "/" + p;
 }
 
+// A word safe inside single quotes in a POSIX shell script: ' becomes '\''.
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += (c == '\'') ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// Paths and names that go into #SBATCH lines, which Slurm reads without shell quoting.
+absl::Status check_sbatch_word(const std::string& what, const std::string& s) {
+  for (unsigned char c : s)
+    if (std::isspace(c) || c == '\'' || c == '"' || c == '\\' || c == '$' || c == '`' || c < 0x20)
+      return absl::InvalidArgumentError(absl::StrCat(what, " '", s, "' must not contain spaces, quotes, '\\', '$' or '`' "
+                                                     "(it is written into #SBATCH lines)"));
+  return absl::OkStatus();
+}
+
 // Writes OUTDIR/sweep.yaml (a frozen copy), OUTDIR/sweep.sbatch (a job array, one shard database per task) and
-// OUTDIR/merge.sh; with `submit`, runs sbatch. Returns the script path.
+// OUTDIR/merge.sh; with `submit`, runs sbatch. Returns the script path. No path or name reaches a shell unquoted.
 absl::StatusOr<std::string> write_slurm(const po::variables_map& vm, const SweepSpec& sweep, size_t n_runs) {
   const std::string out = absolute(vm["slurm"].as<std::string>());
-  if (std::system(("mkdir -p '" + out + "/shards' '" + out + "/logs'").c_str()) != 0)
-    return absl::FailedPreconditionError(absl::StrCat("cannot create '", out, "'"));
+  HIPPO_RETURN_IF_ERROR(check_sbatch_word("--slurm OUTDIR", out));
+  HIPPO_RETURN_IF_ERROR(check_sbatch_word("the sweep name", sweep.name));
+  if (vm.count("partition")) HIPPO_RETURN_IF_ERROR(check_sbatch_word("--partition", vm["partition"].as<std::string>()));
+  std::error_code ec;
+  std::filesystem::create_directories(out + "/shards", ec);
+  if (!ec) std::filesystem::create_directories(out + "/logs", ec);
+  if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create '", out, "': ", ec.message()));
   HIPPO_ASSIGN_OR_RETURN(std::string exe, self_exe());
   {
     std::ifstream in(vm["file"].as<std::string>());
@@ -243,29 +277,32 @@ absl::StatusOr<std::string> write_slurm(const po::variables_map& vm, const Sweep
   if (tasks <= 0) tasks = static_cast<int64_t>(std::min<size_t>(n_runs, 64));
   if (tasks > static_cast<int64_t>(n_runs)) tasks = static_cast<int64_t>(n_runs);
   const int64_t gpus = vm["gpus-per-task"].as<int64_t>();
+  const int threads = std::max(1, vm["threads"].as<int>());
   std::ostringstream sb;
   sb << "#!/bin/bash\n"
-     << "# Written by `hippo sweep --slurm` for sweep '" << sweep.name << "' (" << n_runs << " runs in " << tasks
-     << " array tasks).\n# Each task runs its share into its own shard database (SQLite is never shared over a network file\n"
+     << "# Written by `hippo sweep --slurm` (" << n_runs << " runs in " << tasks << " array tasks).\n"
+     << "# Each task runs its share into its own shard database (SQLite is never shared over a network file\n"
      << "# system); merge.sh folds the shards into one database afterwards.\n"
      << "#SBATCH --job-name=hippo-" << sweep.name << "\n"
      << "#SBATCH --array=0-" << tasks - 1;
   if (vm["max-parallel"].as<int64_t>() > 0) sb << "%" << vm["max-parallel"].as<int64_t>();
-  sb << "\n#SBATCH --output=" << out << "/logs/%A_%a.out\n#SBATCH --ntasks=1\n#SBATCH --cpus-per-task="
-     << std::max(1, vm["threads"].as<int>()) << "\n";
+  sb << "\n#SBATCH --output=" << out << "/logs/%A_%a.out\n#SBATCH --ntasks=1\n#SBATCH --cpus-per-task=" << threads << "\n";
   if (vm.count("partition")) sb << "#SBATCH --partition=" << vm["partition"].as<std::string>() << "\n";
   if (gpus > 0) sb << "#SBATCH --gpus-per-task=" << gpus << "\n";
   sb << "set -euo pipefail\n"
-     << "exec '" << exe << "' sweep '" << out << "/sweep.yaml' --db '" << out
-     << "/shards/shard-'\"${SLURM_ARRAY_TASK_ID}\"'.db' --shard \"${SLURM_ARRAY_TASK_ID}/" << tasks << "\""
-        " --workers 1 --threads " << std::max(1, vm["threads"].as<int>()) << " --device " << (gpus > 0 ? "cuda" : "cpu")
-     << " --checkpoint-every " << vm["checkpoint-every"].as<int64_t>() << " --quiet\n";
+     << "exec " << shell_quote(exe) << " sweep " << shell_quote(out + "/sweep.yaml") << " --db "
+     << shell_quote(out + "/shards/shard-") << "\"${SLURM_ARRAY_TASK_ID}\".db --shard \"${SLURM_ARRAY_TASK_ID}/" << tasks
+     << "\" --workers 1 --threads " << threads << " --device " << (gpus > 0 ? "cuda" : "cpu") << " --checkpoint-every "
+     << vm["checkpoint-every"].as<int64_t>() << " --quiet\n";
   const std::string script = out + "/sweep.sbatch";
   std::ofstream(script) << sb.str();
-  std::ofstream(out + "/merge.sh") << "#!/bin/bash\n# Folds every shard into OUT (default " << out
-                                   << "/merged.db); safe to run again.\nset -euo pipefail\nexec '" << exe
-                                   << "' results merge \"${1:-" << out << "/merged.db}\" '" << out << "'/shards/shard-*.db\n";
-  std::system(("chmod +x '" + script + "' '" + out + "/merge.sh'").c_str());
+  std::ofstream(out + "/merge.sh") << "#!/bin/bash\n# Folds every shard into OUT (default OUTDIR/merged.db); safe to run again.\n"
+                                   << "set -euo pipefail\nexec " << shell_quote(exe) << " results merge \"${1:-"
+                                   << shell_quote(out + "/merged.db") << "}\" " << shell_quote(out + "/shards")
+                                   << "/shard-*.db\n";
+  for (const std::string f : {script, out + "/merge.sh"})
+    std::filesystem::permissions(f, std::filesystem::perms::owner_exec | std::filesystem::perms::group_exec,
+                                 std::filesystem::perm_options::add, ec);
   return script;
 }
 }  // namespace
@@ -322,16 +359,20 @@ int cmd_sweep(const std::vector<std::string>& args) {
     std::printf("sweep '%s': %zu runs\n", sweep->name.c_str(), runs->size());
     for (const auto& r : *runs)
       std::printf("  %s  %-24s %-20s seed %lld  %s\n", r.hash.c_str(), r.layer_label.c_str(), r.task.c_str(),
-                  static_cast<long long>(r.seed), r.config["train"].dump().c_str());
+                  static_cast<long long>(r.seed), r.config.dump().c_str());
     return kExitOk;
   }
+  if (!vm.count("slurm") && (vm.count("partition") || vm["submit"].as<bool>() || vm["gpus-per-task"].as<int64_t>() != 0 ||
+                             vm["max-parallel"].as<int64_t>() != 0 || vm["array-size"].as<int64_t>() != 0))
+    return report(absl::InvalidArgumentError(
+        "--partition, --gpus-per-task, --max-parallel, --array-size and --submit only apply with --slurm OUTDIR"));
   if (vm.count("slurm")) {
     if (runs->empty()) return report(absl::InvalidArgumentError("the sweep has no runs to distribute"));
     auto script = write_slurm(vm, *sweep, runs->size());
     if (!script.ok()) return report(script.status());
     std::printf("wrote %s (and merge.sh beside it)\n", script->c_str());
     if (vm["submit"].as<bool>()) {
-      const int rc = std::system(("sbatch '" + *script + "'").c_str());
+      const int rc = std::system(("sbatch " + shell_quote(*script)).c_str());
       if (rc != 0) return report(absl::FailedPreconditionError("sbatch failed (is Slurm installed and reachable?)"));
     } else {
       std::printf("submit with: sbatch %s\n", script->c_str());
@@ -349,17 +390,15 @@ int cmd_sweep(const std::vector<std::string>& args) {
   } else if (auto dev = parse_device(vm["device"].as<std::string>()); !dev.ok()) {
     return report(dev.status());
   }
-  apply_run_options(vm);
+  if (auto st = apply_run_options(vm); !st.ok()) return report(st);
   auto db = ResultsDb::open(vm["db"].as<std::string>(), ResultsDb::Mode::kReadWrite);
   if (!db.ok()) return report(db.status());
-  auto sweep_id = (*db)->upsert_sweep(sweep->name, sweep->source);
-  if (!sweep_id.ok()) return report(sweep_id.status());
-  int64_t created = 0;
-  for (const auto& r : *runs) {
-    auto q = (*db)->enqueue(r.hash, r.config, r.layer_label, r.task, r.seed, *sweep_id);
-    if (!q.ok()) return report(q.status());
-    created += q->created;
-  }
+  std::vector<ResultsDb::NewRun> new_runs;
+  for (const auto& r : *runs) new_runs.push_back({r.hash, r.config, r.layer_label, r.task, r.seed});
+  auto enq = (*db)->enqueue_sweep(sweep->name, sweep->source, new_runs);
+  if (!enq.ok()) return report(enq.status());
+  const std::optional<int64_t> sweep_id = enq->sweep_id;
+  const int64_t created = enq->created;
   if (vm["retry-failed"].as<bool>()) {
     auto n = (*db)->requeue_failed(*sweep_id);
     if (!n.ok()) return report(n.status());
@@ -425,7 +464,7 @@ int cmd_worker(const std::vector<std::string>& args) {
   if (auto dev = parse_device(vm["device"].as<std::string>()); !dev.ok()) return report(dev.status());
   auto eo = exec_options(vm);
   if (!eo.ok()) return report(eo.status());
-  apply_run_options(vm);
+  if (auto st = apply_run_options(vm); !st.ok()) return report(st);
   // A worker joins an existing queue: it never creates a database.
   if (!std::ifstream(vm["db"].as<std::string>()).good())
     return report(absl::NotFoundError(absl::StrCat("no results database at '", vm["db"].as<std::string>(), "'")));

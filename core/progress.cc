@@ -8,12 +8,15 @@
 namespace hippo {
 namespace {
 bool g_quiet = false;
+bool g_log_only = false;
 }
+
+void Progress::set_log_only(bool log_only) { g_log_only = log_only; }
 
 void Progress::set_quiet(bool quiet) { g_quiet = quiet; }
 bool Progress::quiet() { return g_quiet; }
 
-Progress::Progress(bool enabled) : live_(enabled && !g_quiet && isatty(fileno(stderr))) {}
+Progress::Progress(bool enabled) : live_(enabled && !g_quiet && !g_log_only && isatty(fileno(stderr))) {}
 Progress::~Progress() { clear(); }
 
 void Progress::update(const std::string& line, bool force) {

@@ -23,6 +23,8 @@ class Progress {
   // Process-wide quiet switch set by --quiet.
   static void set_quiet(bool quiet);
   static bool quiet();
+  // Process-wide: no live line even on a terminal, log lines still printed (worker processes of a sweep).
+  static void set_log_only(bool log_only);
 
  private:
   bool live_;

@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -169,19 +170,26 @@ absl::StatusOr<std::unique_ptr<ResultsDb>> ResultsDb::open(const std::string& pa
 
 ResultsDb::~ResultsDb() = default;
 
+int64_t ResultsDb::upsert_sweep_in_tx(const std::string& name, const Json& spec) {
+  SQLite::Statement ins(*db_,
+                        "INSERT INTO sweeps(name, spec, created_at) VALUES (?, ?, ?) "
+                        "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec");
+  ins.bind(1, name);
+  ins.bind(2, spec.dump());
+  ins.bind(3, utc_now());
+  ins.exec();
+  SQLite::Statement q(*db_, "SELECT id FROM sweeps WHERE name = ?");
+  q.bind(1, name);
+  q.executeStep();
+  return q.getColumn(0).getInt64();
+}
+
 absl::StatusOr<int64_t> ResultsDb::upsert_sweep(const std::string& name, const Json& spec) {
   try {
-    SQLite::Statement ins(*db_,
-                          "INSERT INTO sweeps(name, spec, created_at) VALUES (?, ?, ?) "
-                          "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec");
-    ins.bind(1, name);
-    ins.bind(2, spec.dump());
-    ins.bind(3, utc_now());
-    ins.exec();
-    SQLite::Statement q(*db_, "SELECT id FROM sweeps WHERE name = ?");
-    q.bind(1, name);
-    q.executeStep();
-    return q.getColumn(0).getInt64();
+    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    const int64_t id = upsert_sweep_in_tx(name, spec);
+    tx.commit();
+    return id;
   } catch (const std::exception& e) {
     return sql_error("upsert sweep", e);
   }
@@ -198,35 +206,53 @@ absl::StatusOr<std::optional<int64_t>> ResultsDb::find_sweep(const std::string& 
   }
 }
 
+ResultsDb::Enqueued ResultsDb::enqueue_in_tx(const NewRun& r, std::optional<int64_t> sweep_id) {
+  SQLite::Statement ins(*db_,
+                        "INSERT INTO runs(config_hash, config, layer, task, seed, status, created_at) "
+                        "VALUES (?, ?, ?, ?, ?, 'queued', ?) ON CONFLICT(config_hash) DO NOTHING");
+  ins.bind(1, r.config_hash);
+  ins.bind(2, r.config.dump());
+  ins.bind(3, r.layer);
+  ins.bind(4, r.task);
+  ins.bind(5, static_cast<int64_t>(r.seed));
+  ins.bind(6, utc_now());
+  const bool created = ins.exec() > 0;
+  SQLite::Statement q(*db_, "SELECT id FROM runs WHERE config_hash = ?");
+  q.bind(1, r.config_hash);
+  q.executeStep();
+  const int64_t id = q.getColumn(0).getInt64();
+  if (sweep_id) {
+    SQLite::Statement link(*db_, "INSERT OR IGNORE INTO sweep_runs(sweep_id, run_id) VALUES (?, ?)");
+    link.bind(1, *sweep_id);
+    link.bind(2, id);
+    link.exec();
+  }
+  return Enqueued{id, created};
+}
+
 absl::StatusOr<ResultsDb::Enqueued> ResultsDb::enqueue(const std::string& config_hash, const Json& config,
                                                        const std::string& layer, const std::string& task,
                                                        int64_t seed, std::optional<int64_t> sweep_id) {
   try {
     SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-    SQLite::Statement ins(*db_,
-                          "INSERT INTO runs(config_hash, config, layer, task, seed, status, created_at) "
-                          "VALUES (?, ?, ?, ?, ?, 'queued', ?) ON CONFLICT(config_hash) DO NOTHING");
-    ins.bind(1, config_hash);
-    ins.bind(2, config.dump());
-    ins.bind(3, layer);
-    ins.bind(4, task);
-    ins.bind(5, static_cast<int64_t>(seed));
-    ins.bind(6, utc_now());
-    const bool created = ins.exec() > 0;
-    SQLite::Statement q(*db_, "SELECT id FROM runs WHERE config_hash = ?");
-    q.bind(1, config_hash);
-    q.executeStep();
-    const int64_t id = q.getColumn(0).getInt64();
-    if (sweep_id) {
-      SQLite::Statement link(*db_, "INSERT OR IGNORE INTO sweep_runs(sweep_id, run_id) VALUES (?, ?)");
-      link.bind(1, *sweep_id);
-      link.bind(2, id);
-      link.exec();
-    }
+    Enqueued e = enqueue_in_tx({config_hash, config, layer, task, seed}, sweep_id);
     tx.commit();
-    return Enqueued{id, created};
+    return e;
   } catch (const std::exception& e) {
     return sql_error("enqueue run", e);
+  }
+}
+
+absl::StatusOr<ResultsDb::SweepEnqueued> ResultsDb::enqueue_sweep(const std::string& name, const Json& spec,
+                                                                  const std::vector<NewRun>& runs) {
+  try {
+    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SweepEnqueued out{upsert_sweep_in_tx(name, spec), 0};
+    for (const auto& r : runs) out.created += enqueue_in_tx(r, out.sweep_id).created;
+    tx.commit();
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error(absl::StrCat("enqueue sweep '", name, "'"), e);
   }
 }
 
@@ -410,22 +436,33 @@ absl::StatusOr<std::vector<MetricRow>> ResultsDb::metrics(int64_t run_id) {
 }
 
 absl::StatusOr<ResultsDb::QueryResult> ResultsDb::query(const std::string& sql) {
-  try {
-    SQLite::Statement q(*db_, sql);
-    QueryResult r;
-    for (int i = 0; i < q.getColumnCount(); ++i) r.columns.push_back(q.getColumnName(i));
-    while (q.executeStep()) {
-      std::vector<std::string> row;
-      for (int i = 0; i < q.getColumnCount(); ++i) {
-        auto c = q.getColumn(i);
-        row.push_back(c.isNull() ? "NULL" : c.getString());
-      }
-      r.rows.push_back(std::move(row));
+  sqlite3* h = db_->getHandle();
+  sqlite3_stmt* st = nullptr;
+  const char* tail = nullptr;
+  if (sqlite3_prepare_v2(h, sql.c_str(), static_cast<int>(sql.size()), &st, &tail) != SQLITE_OK)
+    return absl::InvalidArgumentError(absl::StrCat("query failed: ", sqlite3_errmsg(h)));
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> guard(st, sqlite3_finalize);
+  if (st == nullptr) return absl::InvalidArgumentError("query failed: empty SQL");
+  for (const char* p = tail; p && *p; ++p)
+    if (!std::isspace(static_cast<unsigned char>(*p)) && *p != ';')
+      return absl::InvalidArgumentError("query failed: one SQL statement at a time");
+  // Only statements that change nothing (VACUUM INTO and PRAGMA writes included) are run.
+  if (!sqlite3_stmt_readonly(st))
+    return absl::InvalidArgumentError("query failed: hippo results query runs read-only statements only");
+  QueryResult r;
+  const int n = sqlite3_column_count(st);
+  for (int i = 0; i < n; ++i) r.columns.push_back(sqlite3_column_name(st, i));
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    std::vector<std::string> row;
+    for (int i = 0; i < n; ++i) {
+      const unsigned char* v = sqlite3_column_text(st, i);
+      row.push_back(v ? reinterpret_cast<const char*>(v) : "NULL");
     }
-    return r;
-  } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("query failed: ", e.what()));
+    r.rows.push_back(std::move(row));
   }
+  if (rc != SQLITE_DONE) return absl::InvalidArgumentError(absl::StrCat("query failed: ", sqlite3_errmsg(h)));
+  return r;
 }
 
 namespace {

@@ -72,6 +72,19 @@ class ResultsDb {
   absl::StatusOr<Enqueued> enqueue(const std::string& config_hash, const Json& config, const std::string& layer,
                                    const std::string& task, int64_t seed, std::optional<int64_t> sweep_id);
 
+  // The sweep row and every run of it in ONE transaction: either all are written or nothing is.
+  struct NewRun {
+    std::string config_hash;
+    Json config;
+    std::string layer, task;
+    int64_t seed;
+  };
+  struct SweepEnqueued {
+    int64_t sweep_id;
+    int64_t created;  // runs that were new
+  };
+  absl::StatusOr<SweepEnqueued> enqueue_sweep(const std::string& name, const Json& spec, const std::vector<NewRun>& runs);
+
   // Sets failed runs of a sweep (or all, if nullopt) back to queued. Returns how many.
   absl::StatusOr<int64_t> requeue_failed(std::optional<int64_t> sweep_id);
 
@@ -116,6 +129,9 @@ class ResultsDb {
 
  private:
   ResultsDb() = default;
+  // enqueue() without its own transaction (the caller holds one).
+  Enqueued enqueue_in_tx(const NewRun& run, std::optional<int64_t> sweep_id);
+  int64_t upsert_sweep_in_tx(const std::string& name, const Json& spec);
   std::string path_;
   std::unique_ptr<SQLite::Database> db_;
 };

@@ -78,6 +78,9 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
     return absl::InvalidArgumentError(absl::StrCat("unknown table format '", o.format, "'; accepted: text, md"));
   // (row, col) -> best-over value -> final metric of each run.
   std::map<std::string, std::map<std::string, std::map<std::string, std::vector<double>>>> cells;
+  // The configs (less the seed) pooled in each group: more than one means the "interval over seeds" mixes
+  // runs that differ in more than their seed.
+  std::map<std::string, std::set<std::string>> configs;
   std::map<std::string, std::vector<double>> chance;
   std::set<std::string> cols;
   try {
@@ -96,8 +99,12 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
     while (q.executeStep()) finals.emplace_back(q.getColumn(0).getInt64(), q.getColumn(1).getDouble());
     for (const auto& [id, value] : finals) {
       HIPPO_ASSIGN_OR_RETURN(RunRow run, db.get_run(id));
-      const std::string c = run_key(run, o.cols);
-      cells[run_key(run, o.rows)][c][o.best_over ? run_key(run, *o.best_over) : ""].push_back(value);
+      const std::string c = run_key(run, o.cols), r = run_key(run, o.rows);
+      const std::string b = o.best_over ? run_key(run, *o.best_over) : "";
+      cells[r][c][b].push_back(value);
+      Json sig = run.config;
+      sig.erase("seed");
+      configs[r + "\x1f" + c + "\x1f" + b].insert(sig.dump());
       cols.insert(c);
     }
     SQLite::Statement ch(db.raw(),
@@ -113,14 +120,22 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
                                             o.sweep ? absl::StrCat(" in sweep '", *o.sweep, "'") : ""));
   const double scale = o.percent ? 100.0 : 1.0;
   const int prec = o.percent ? 1 : 4;
-  auto fmt_cell = [&](const std::map<std::string, std::vector<double>>& by_best) {
+  bool pooled_any = false;
+  auto fmt_cell = [&](const std::string& row, const std::string& col,
+                      const std::map<std::string, std::vector<double>>& by_best) {
     // The best-over value with the highest mean (the only one without --best-over).
     const std::pair<const std::string, std::vector<double>>* best = nullptr;
     for (const auto& kv : by_best)
       if (!best || summarize(kv.second).mean > summarize(best->second).mean) best = &kv;
     Summary s = summarize(best->second);
-    std::string cell = absl::StrFormat("%.*f ± %.*f (n=%d)", prec, s.mean * scale, prec, s.half_width * scale, s.n);
+    // With one run there is no interval: say so rather than print a spread of 0.
+    std::string cell = s.n < 2 ? absl::StrFormat("%.*f (n=1)", prec, s.mean * scale)
+                               : absl::StrFormat("%.*f ± %.*f (n=%d)", prec, s.mean * scale, prec, s.half_width * scale, s.n);
     if (o.best_over) absl::StrAppend(&cell, " @ ", *o.best_over, "=", best->first);
+    if (configs[row + "\x1f" + col + "\x1f" + best->first].size() > 1) {
+      cell += " *";
+      pooled_any = true;
+    }
     return cell;
   };
   std::vector<std::string> header = {o.rows};
@@ -134,13 +149,15 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
   }
   for (const auto& [row, by_col] : cells) {
     std::vector<std::string> r = {row};
-    for (const auto& c : cols) r.push_back(by_col.count(c) ? fmt_cell(by_col.at(c)) : "-");
+    for (const auto& c : cols) r.push_back(by_col.count(c) ? fmt_cell(row, c, by_col.at(c)) : "-");
     rows.push_back(r);
   }
   std::ostringstream os;
-  const std::string what =
+  std::string what =
       absl::StrCat(o.split, " ", o.metric, o.percent ? " (%)" : "", ", mean ± 95% interval over seeds (n runs)",
                    o.best_over ? absl::StrCat(", best ", *o.best_over, " per cell by mean") : "");
+  if (pooled_any)
+    what += "\n* pools runs whose configs differ in more than the seed: narrow with --sweep, or pivot on the key";
   if (o.format == "md") {
     os << "| " << absl::StrJoin(header, " | ") << " |\n|";
     for (size_t i = 0; i < header.size(); ++i) os << "---|";

@@ -114,14 +114,20 @@ absl::StatusOr<RunSpec> resolve_run(const Json& raw_in) {
     schedule.assign(n_layer, name);
   }
   if (raw.contains("attn_layers")) {
+    if (raw.contains("layers"))
+      return absl::InvalidArgumentError(
+          "'attn_layers' goes with 'layer' (a mixer in every layer); with 'layers' write attention into the schedule");
     const Json& a = raw["attn_layers"];
     Json list = a.is_number_integer() ? Json::array({a}) : a;
     if (!list.is_array())
       return absl::InvalidArgumentError(absl::StrCat("'attn_layers' must be a list of layer indices, got ", a.dump()));
+    std::set<int64_t> seen_idx;
     for (const auto& i : list) {
       if (!i.is_number_integer() || i.get<int64_t>() < 0 || i.get<int64_t>() >= n_layer)
         return absl::InvalidArgumentError(absl::StrCat("'attn_layers' entry ", i.dump(),
                                                        " is not a layer index in [0, ", n_layer - 1, "]"));
+      if (!seen_idx.insert(i.get<int64_t>()).second)
+        return absl::InvalidArgumentError(absl::StrCat("'attn_layers' names layer ", i.dump(), " twice"));
       schedule[i.get<int64_t>()] = "attention";
     }
   }

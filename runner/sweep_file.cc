@@ -3,6 +3,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <absl/strings/str_replace.h>
+
+#include <cctype>
+#include <functional>
 #include <fstream>
 #include <sstream>
 
@@ -111,12 +115,24 @@ absl::StatusOr<SweepSpec> parse_sweep(const std::string& text, const std::string
   HIPPO_ASSIGN_OR_RETURN(s.source, to_json(root, file));
   std::string base = file.substr(file.find_last_of('/') + 1);
   s.name = base.substr(0, base.find_last_of('.'));
+  // Sweep names travel into file names and job names: keep them to letters, digits, '.', '_' and '-'.
+  auto name_ok = [](const std::string& n) {
+    if (n.empty()) return false;
+    for (unsigned char c : n)
+      if (!std::isalnum(c) && c != '.' && c != '_' && c != '-') return false;
+    return true;
+  };
+  for (char& c : s.name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '-';
   for (const auto& kv : root) {
     const std::string key = kv.first.Scalar();
     const YAML::Node& v = kv.second;
     if (key == "name" || key == "description") {
       if (!v.IsScalar() || v.Scalar().empty())
         return absl::InvalidArgumentError(absl::StrCat(where(file, v.Mark()), "'", key, "' must be a non-empty text"));
+      if (key == "name" && !name_ok(v.Scalar()))
+        return absl::InvalidArgumentError(absl::StrCat(where(file, v.Mark()), "'name' may hold only letters, digits, ",
+                                                       "'.', '_' and '-'"));
       (key == "name" ? s.name : s.description) = v.Scalar();
     } else if (key == "fixed") {
       if (!v.IsMap() && !v.IsNull())
@@ -124,8 +140,27 @@ absl::StatusOr<SweepSpec> parse_sweep(const std::string& text, const std::string
       HIPPO_ASSIGN_OR_RETURN(Json fixed, to_json(v, file));
       if (fixed.is_object())
         for (auto it = fixed.begin(); it != fixed.end(); ++it) {
-          absl::Status st = set_path(s.fixed, it.key(), it.value());
+          // A value set twice (s4d: {d_state: 16} and s4d.d_state: 32) is a conflict, not an override.
+          Json single = Json::object(), trial = s.fixed;
+          absl::Status st = set_path(single, it.key(), it.value());
+          if (st.ok()) st = set_path(trial, it.key(), it.value().is_object() ? Json::object() : it.value());
           if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat(file, ": fixed: ", st.message()));
+          // Leaves are non-empty-object values (lists included); a leaf that is already set is a conflict.
+          std::vector<std::pair<std::string, Json>> leaves;
+          std::function<void(const Json&, const std::string&)> walk = [&](const Json& v, const std::string& path) {
+            if (v.is_object() && !v.empty()) {
+              for (auto e = v.begin(); e != v.end(); ++e)
+                walk(e.value(), path + "/" + absl::StrReplaceAll(e.key(), {{"~", "~0"}, {"/", "~1"}}));
+            } else {
+              leaves.emplace_back(path, v);
+            }
+          };
+          walk(single, "");
+          for (const auto& [path, value] : leaves)
+            if (s.fixed.contains(Json::json_pointer(path)))
+              return absl::InvalidArgumentError(
+                  absl::StrCat(file, ": fixed: '", it.key(), "' sets a value that another key of 'fixed' sets too"));
+          for (const auto& [path, value] : leaves) s.fixed[Json::json_pointer(path)] = value;
         }
     } else if (key == "grid") {
       if (!v.IsMap() && !v.IsNull())
@@ -148,6 +183,11 @@ absl::StatusOr<SweepSpec> parse_sweep(const std::string& text, const std::string
       return absl::InvalidArgumentError(absl::StrCat(where(file, kv.first.Mark()), "unknown key '", key,
                                                      "' in a sweep file; accepted: name, description, fixed, grid"));
     }
+  }
+  for (const auto& [gk, values] : s.grid) {
+    const Json::json_pointer ptr("/" + absl::StrReplaceAll(gk, {{"~", "~0"}, {"/", "~1"}, {".", "/"}}));
+    if (s.fixed.contains(ptr))
+      return absl::InvalidArgumentError(absl::StrCat(file, ": '", gk, "' is in both 'fixed' and 'grid'"));
   }
   return s;
 }

@@ -115,6 +115,9 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
   testing::write_file(d.file("attn.yaml"), "fixed: {layer: s4d, task: induction_head, attn_layers: [5]}\n");
   testing::write_file(d.file("heads.yaml"), "fixed: {layer: attention, task: induction_head, d_model: 30}\ngrid: {attention.n_heads: [1, 4]}\n");
   testing::write_file(d.file("list.yaml"), "- layer: s4d\n");
+  testing::write_file(d.file("twice.yaml"), "fixed: {layer: s4d, task: induction_head, s4d: {d_state: 16}, s4d.d_state: 32}\n");
+  testing::write_file(d.file("both.yaml"), "fixed: {layer: s4d, task: induction_head}\ngrid: {layer: [h3]}\n");
+  testing::write_file(d.file("badname.yaml"), "name: \"a b\"\nfixed: {layer: s4d, task: induction_head}\n");
   testing::write_file(d.file("trunc.db"), testing::read_file(d.file("keep.db")).substr(0, 200));
   {
     // A hippo database from a newer schema.
@@ -179,6 +182,19 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
       {"results merge out.db nope.db", "no results database at 'nope.db'"},
       {"results merge keep.db keep.db", "OUT.db is also a shard"},
       {"worker --db none.db", "no results database"},
+      {"train --layer s4d --task induction_head --threads 100000 --db keep.db", "--threads must be in [0, 4096]"},
+      {"train --layer s4d --task induction_head --threads -1 --db keep.db", "--threads must be in [0, 4096]"},
+      {"train --layers s4d,,attention --task induction_head --db keep.db", "an empty layer name"},
+      {"train --layers s4d,attention --attn-layers 0 --task induction_head --db keep.db", "'attn_layers' goes with 'layer'"},
+      {"train --layer s4d --n-layer 4 --attn-layers 1,1 --task induction_head --db keep.db", "names layer 1 twice"},
+      {"sweep twice.yaml --db keep.db", "sets a value that another key of 'fixed' sets too"},
+      {"sweep both.yaml --db keep.db", "'layer' is in both 'fixed' and 'grid'"},
+      {"sweep badname.yaml --db keep.db", "'name' may hold only letters"},
+      {"sweep tiny.yaml --db keep.db --partition gpu", "only apply with --slurm"},
+      {"sweep tiny.yaml --db keep.db --slurm \"o'x\"", "must not contain spaces, quotes"},
+      {"results query \"SELECT 1; DELETE FROM runs\" --db keep.db", "one SQL statement at a time"},
+      {"results query \"VACUUM INTO 'copy.db'\" --db keep.db", "read-only statements only"},
+      {"results query \"\" --db keep.db", "empty SQL"},
   };
   const std::string before = snapshot(d.file("keep.db")), notdb = snapshot(d.file("notdb.db"));
   std::map<std::string, std::string> others;
@@ -193,6 +209,7 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
   EXPECT_EQ(snapshot(d.file("notdb.db")), notdb);
   EXPECT_EQ(snapshot(d.file("none.db")), "<missing>");
   EXPECT_EQ(snapshot(d.file("out.db")), "<missing>");
+  EXPECT_EQ(snapshot(d.file("copy.db")), "<missing>");
   EXPECT_GE(cases.size(), 30u);
   for (const auto& [f, bytes] : others) EXPECT_EQ(snapshot(d.file(f)), bytes) << f << " was modified";
 }

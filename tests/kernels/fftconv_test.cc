@@ -14,6 +14,8 @@ struct Shape {
   int64_t B, H, L, Lk;
 };
 
+void PrintTo(const Shape& s, std::ostream* os) { *os << "B" << s.B << " H" << s.H << " L" << s.L << " Lk" << s.Lk; }
+
 class FftConvShapes : public ::testing::TestWithParam<Shape> {};
 
 TEST_P(FftConvShapes, MatchesDirectConvolutionFloat64) {

@@ -27,6 +27,9 @@ struct Variant {
   Json options;
   std::string label;
 };
+// Printed in test names and failure messages.
+void PrintTo(const Variant& v, std::ostream* os) { *os << v.label << " " << v.options.dump(); }
+
 std::vector<Variant> variants() {
   std::vector<Variant> v;
   for (const auto& n : product_mixers()) v.push_back({n, Json::object(), n});

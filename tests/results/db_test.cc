@@ -74,11 +74,11 @@ TEST(ResultsDb, MetricsAreReplacedNotDuplicated) {
 TEST(ResultsDb, ExpiredLeaseIsTakenOverAndLiveLeaseIsNot) {
   TempDir dir;
   auto db = open_rw(dir.file("r.db"));
-  db->enqueue("a", Json::object(), "l", "t", 0, std::nullopt);
+  ASSERT_TRUE(db->enqueue("a", Json::object(), "l", "t", 0, std::nullopt).ok());
   auto first = db->claim_next(std::nullopt, "w1", 1000);
   ASSERT_TRUE(first->has_value());
   EXPECT_FALSE(db->claim_next(std::nullopt, "w2", 1000)->has_value());  // held
-  db->enqueue("b", Json::object(), "l", "t", 1, std::nullopt);
+  ASSERT_TRUE(db->enqueue("b", Json::object(), "l", "t", 1, std::nullopt).ok());
   auto second = db->claim_next(std::nullopt, "w2", -5);  // a lease already expired: as if w2 died
   ASSERT_TRUE(second->has_value());
   EXPECT_EQ((*second)->config_hash, "b");
@@ -92,11 +92,11 @@ TEST(ResultsDb, RequeueFailedOnlyTouchesFailed) {
   TempDir dir;
   auto db = open_rw(dir.file("r.db"));
   auto s = db->upsert_sweep("s", Json::object());
-  for (const char* h : {"a", "b"}) db->enqueue(h, Json::object(), "l", "t", 0, *s);
+  for (const char* h : {"a", "b"}) ASSERT_TRUE(db->enqueue(h, Json::object(), "l", "t", 0, *s).ok());
   auto a = db->claim_next(*s, "w", 60);
-  db->finish_run((*a)->id, "failed", 0, 0.1, "boom");
+  ASSERT_TRUE(db->finish_run((*a)->id, "failed", 0, 0.1, "boom").ok());
   auto b = db->claim_next(*s, "w", 60);
-  db->finish_run((*b)->id, "finished", 10, 0.1);
+  ASSERT_TRUE(db->finish_run((*b)->id, "finished", 10, 0.1).ok());
   EXPECT_EQ(*db->requeue_failed(*s), 1);
   EXPECT_EQ(db->get_run((*a)->id)->status, "queued");
   EXPECT_EQ(db->get_run((*b)->id)->status, "finished");
@@ -159,18 +159,18 @@ TEST(ResultsDb, MergeKeepsOneCopyPerRunTheFinishedOneWinningAndIsIdempotent) {
   auto sa = a->upsert_sweep("s", Json::object()), sb = b->upsert_sweep("s", Json::object());
   // Run "x" is failed in shard a and finished in shard b; "y" only in a; "z" only in b.
   auto xa = a->enqueue("x", Json{{"k", 1}}, "l", "t", 0, *sa);
-  a->claim_next(*sa, "w", 60);
-  a->add_metrics(xa->id, {{1, "test", "accuracy", 0.1}});
-  a->finish_run(xa->id, "failed", 1, 0.1, "boom");
+  ASSERT_TRUE(a->claim_next(*sa, "w", 60).ok());
+  ASSERT_TRUE(a->add_metrics(xa->id, {{1, "test", "accuracy", 0.1}}).ok());
+  ASSERT_TRUE(a->finish_run(xa->id, "failed", 1, 0.1, "boom").ok());
   auto ya = a->enqueue("y", Json::object(), "l", "t", 1, *sa);
-  a->claim_next(*sa, "w", 60);
-  a->add_metrics(ya->id, {{5, "test", "accuracy", 0.5}});
-  a->finish_run(ya->id, "finished", 5, 0.1);
+  ASSERT_TRUE(a->claim_next(*sa, "w", 60).ok());
+  ASSERT_TRUE(a->add_metrics(ya->id, {{5, "test", "accuracy", 0.5}}).ok());
+  ASSERT_TRUE(a->finish_run(ya->id, "finished", 5, 0.1).ok());
   auto zb = b->enqueue("z", Json::object(), "l", "t", 2, *sb);
   auto xb = b->enqueue("x", Json{{"k", 1}}, "l", "t", 0, *sb);
-  b->claim_next(*sb, "w", 60, xb->id);
-  b->add_metrics(xb->id, {{9, "test", "accuracy", 0.9}});
-  b->finish_run(xb->id, "finished", 9, 0.1);
+  ASSERT_TRUE(b->claim_next(*sb, "w", 60, xb->id).ok());
+  ASSERT_TRUE(b->add_metrics(xb->id, {{9, "test", "accuracy", 0.9}}).ok());
+  ASSERT_TRUE(b->finish_run(xb->id, "finished", 9, 0.1).ok());
   (void)zb;
   EXPECT_EQ(*out->merge_from(*a), 2);
   EXPECT_EQ(*out->merge_from(*b), 2);  // z added, x replaced by the finished copy
@@ -197,7 +197,7 @@ TEST(Table, AnyPivotWithTheBestLearningRatePerCell) {
       for (int seed = 0; seed < 2; ++seed) {
         const Json config = {{"train", {{"d_model", d}, {"lr", lr}}}, {"task_options", {{"seq_len", 64}}}};
         auto q = db->enqueue(std::to_string(n++), config, "h3", "mqar", seed, *s);
-        db->claim_next(*s, "w", 60);
+        ASSERT_TRUE(db->claim_next(*s, "w", 60).ok());
         // lr 3e-3 is better at width 16, lr 1e-3 at width 32.
         const bool good = (d == 16) == (lr > 2e-3);
         ASSERT_TRUE(db->add_metrics(q->id, {{10, "test", "accuracy", good ? 0.9 : 0.5}}).ok());
@@ -217,7 +217,7 @@ TEST(Table, AnyPivotWithTheBestLearningRatePerCell) {
   o.cols = "seq_len";  // found under task_options
   auto plain = results_table(*db, o);
   ASSERT_TRUE(plain.ok()) << plain.status();
-  EXPECT_NE(plain->find("70.0 ± 36.7 (n=4)"), std::string::npos) << *plain;  // 0.5, 0.5, 0.9, 0.9: t(3) * sd / 2
+  EXPECT_NE(plain->find("70.0 ± 36.7 (n=4) *"), std::string::npos) << *plain;  // 0.5, 0.5, 0.9, 0.9: t(3) * sd / 2
 }
 
 TEST(Table, SummaryUsesStudentT) {
@@ -239,14 +239,15 @@ TEST(Table, PivotsFinalAccuracyWithChance) {
         auto q = db->enqueue(std::to_string(n++), Json::object(), layer, task, seed, *s);
         auto c = db->claim_next(*s, "w", 60);
         const double acc = std::string(layer) == "attention" ? 1.0 : 0.3 + 0.1 * seed;
-        db->add_metrics(q->id, {{0, "test", "chance", 0.25}, {0, "test", "accuracy", 0.0}, {100, "test", "accuracy", acc}});
-        db->finish_run(q->id, "finished", 100, 1.0);
+        ASSERT_TRUE(db->add_metrics(q->id, {{0, "test", "chance", 0.25}, {0, "test", "accuracy", 0.0}, {100, "test", "accuracy", acc}}).ok());
+        ASSERT_TRUE(db->finish_run(q->id, "finished", 100, 1.0).ok());
       }
   TableOptions o;
   o.sweep = "s";
   auto t = results_table(*db, o);
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_NE(t->find("100.0 ± 0.0 (n=2)"), std::string::npos) << *t;
+  EXPECT_EQ(t->find("*"), std::string::npos) << "no cell pools different configs here\n" << *t;
   EXPECT_NE(t->find("35.0 ± 63.5 (n=2)"), std::string::npos) << *t;
   EXPECT_NE(t->find("random"), std::string::npos) << *t;
   o.format = "md";

@@ -65,7 +65,7 @@ TEST(Sweep, ErrorsNameTheFileLineAndColumn) {
   EXPECT_NE(error_of("grid: {seed: [1]}\ngrid: {seed: [2]}\n").find("duplicate key 'grid'"), std::string::npos);
   EXPECT_NE(error_of("- a\n- b\n").find("must be a mapping"), std::string::npos);
   EXPECT_NE(error_of("fixed: 3\n").find("'fixed' must be a mapping"), std::string::npos);
-  EXPECT_NE(error_of("fixed: {layer: s4d, task: induction_head}\ngrid: {layer: [s4d, mamba]}\n")
+  EXPECT_NE(error_of("fixed: {task: induction_head}\ngrid: {layer: [s4d, mamba]}\n")
                 .find("grid point layer=\"mamba\": unknown layer 'mamba'"),
             std::string::npos);
 }

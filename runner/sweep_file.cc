@@ -88,6 +88,43 @@ size_t invalid_utf8(const std::string& s) {
   return std::string::npos;
 }
 
+// True when the JSON-pointer `path` already holds a value in `root`, or a non-object value sits on the way to
+// it (so setting it would overwrite something). Never throws, unlike json_pointer look-ups through arrays.
+bool is_set(const Json& root, const std::string& path) {
+  const Json* cur = &root;
+  size_t begin = 1;
+  while (begin <= path.size()) {
+    if (!cur->is_object()) return true;
+    const size_t slash = path.find('/', begin);
+    std::string token = path.substr(begin, slash == std::string::npos ? std::string::npos : slash - begin);
+    token = absl::StrReplaceAll(token, {{"~1", "/"}, {"~0", "~"}});
+    auto it = cur->find(token);
+    if (it == cur->end()) return false;
+    cur = &*it;
+    if (slash == std::string::npos) break;
+    begin = slash + 1;
+  }
+  return true;
+}
+
+// Sets `value` at the JSON-pointer `path` treating every token as an object key (json_pointer's operator[] would
+// turn a numeric key such as "50" into an array index). Call only where is_set(root, path) is false.
+void set_at(Json& root, const std::string& path, const Json& value) {
+  Json* cur = &root;
+  size_t begin = 1;
+  while (true) {
+    const size_t slash = path.find('/', begin);
+    const std::string token = absl::StrReplaceAll(
+        path.substr(begin, slash == std::string::npos ? std::string::npos : slash - begin), {{"~1", "/"}, {"~0", "~"}});
+    if (slash == std::string::npos) {
+      (*cur)[token] = value;
+      return;
+    }
+    cur = &(*cur)[token];
+    begin = slash + 1;
+  }
+}
+
 absl::StatusOr<YAML::Node> load(const std::string& text, const std::string& file) {
   if (const size_t bad = invalid_utf8(text); bad != std::string::npos)
     return absl::InvalidArgumentError(absl::StrCat(file, ": not UTF-8 text (invalid byte at offset ", bad, ")"));
@@ -157,10 +194,10 @@ absl::StatusOr<SweepSpec> parse_sweep(const std::string& text, const std::string
           };
           walk(single, "");
           for (const auto& [path, value] : leaves)
-            if (s.fixed.contains(Json::json_pointer(path)))
+            if (is_set(s.fixed, path))
               return absl::InvalidArgumentError(
                   absl::StrCat(file, ": fixed: '", it.key(), "' sets a value that another key of 'fixed' sets too"));
-          for (const auto& [path, value] : leaves) s.fixed[Json::json_pointer(path)] = value;
+          for (const auto& [path, value] : leaves) set_at(s.fixed, path, value);
         }
     } else if (key == "grid") {
       if (!v.IsMap() && !v.IsNull())
@@ -185,8 +222,7 @@ absl::StatusOr<SweepSpec> parse_sweep(const std::string& text, const std::string
     }
   }
   for (const auto& [gk, values] : s.grid) {
-    const Json::json_pointer ptr("/" + absl::StrReplaceAll(gk, {{"~", "~0"}, {"/", "~1"}, {".", "/"}}));
-    if (s.fixed.contains(ptr))
+    if (is_set(s.fixed, "/" + absl::StrReplaceAll(gk, {{"~", "~0"}, {"/", "~1"}, {".", "/"}})))
       return absl::InvalidArgumentError(absl::StrCat(file, ": '", gk, "' is in both 'fixed' and 'grid'"));
   }
   return s;

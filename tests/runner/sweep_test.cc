@@ -57,6 +57,15 @@ std::string error_of(const std::string& yaml) {
   return std::string(r.status().message());
 }
 
+TEST(Sweep, NumericKeysAreKeysNotArrayIndices) {
+  // Found by the fuzzer: a numeric key inside 'fixed' once made the JSON-pointer code throw.
+  EXPECT_NE(error_of("fixed: {layer: attention, task: induction_head, attention: {n_heads: 2, 50: 1}}\n")
+                .find("unknown option '50' for layer 'attention'"),
+            std::string::npos);
+  EXPECT_NE(error_of("fixed: {layer: s4d, task: induction_head, s4d: [1, 2], s4d.d_state: 4}\n").find("fixed:"),
+            std::string::npos);
+}
+
 TEST(Sweep, ErrorsNameTheFileLineAndColumn) {
   EXPECT_NE(error_of("fixed:\n  epochs: [1, 2\n").find("f.yaml:"), std::string::npos);
   EXPECT_NE(error_of("fixed: {layer: s4d}\ngrid:\n  seed: []\n").find("f.yaml:3:9: grid key 'seed' has an empty list"),

@@ -59,15 +59,21 @@ absl::StatusOr<std::vector<int64_t>> int_list(const std::string& text, const std
   return out;
 }
 
+// The path of this hippo binary (to start workers and to write into Slurm scripts).
+absl::StatusOr<std::string> self_exe() {
+  char exe[4096];
+  const ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (len <= 0) return absl::InternalError("cannot find the hippo executable");
+  exe[len] = 0;
+  return std::string(exe);
+}
+
 // Starts `hippo worker` child processes on the same database and sweep; returns their pids.
 // gpus: when non-empty, worker i sees only GPU gpus[i] (CUDA_VISIBLE_DEVICES) and trains on cuda.
 absl::StatusOr<std::vector<pid_t>> spawn_workers(int n, const std::string& db, const std::string& sweep,
                                                  const po::variables_map& vm, const std::vector<int64_t>& gpus = {}) {
   std::vector<pid_t> pids;
-  char exe[4096];
-  const ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (len <= 0) return absl::InternalError("cannot find the hippo executable to start workers");
-  exe[len] = 0;
+  HIPPO_ASSIGN_OR_RETURN(const std::string exe, self_exe());
   for (int i = 0; i < n; ++i) {
     std::vector<std::string> a = {exe, "worker", "--db", db, "--sweep", sweep, "--device",
                                   gpus.empty() ? vm["device"].as<std::string>() : "cuda",
@@ -91,7 +97,7 @@ absl::StatusOr<std::vector<pid_t>> spawn_workers(int n, const std::string& db, c
     for (auto& e : env) envp.push_back(e.data());
     envp.push_back(nullptr);
     pid_t pid;
-    if (posix_spawn(&pid, exe, nullptr, nullptr, argv.data(), envp.data()) != 0)
+    if (posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv.data(), envp.data()) != 0)
       return absl::InternalError("cannot start a worker process");
     pids.push_back(pid);
   }
@@ -225,13 +231,6 @@ int cmd_train(const std::vector<std::string>& args) {
 }
 
 namespace {
-absl::StatusOr<std::string> self_exe() {
-  char exe[4096];
-  const ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (len <= 0) return absl::InternalError("cannot find the hippo executable");
-  exe[len] = 0;
-  return std::string(exe);
-}
 
 std::string absolute(const std::string& p) {
   if (!p.empty() && p[0] == '/') return p;

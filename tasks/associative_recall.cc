@@ -28,9 +28,8 @@ TaskEntry make_entry() {
   e.doc = "recall the value of the queried key (H3.md 6.3); accuracy on the answer position; "
           "chance 1/((vocab_size-2)/2)";
   e.schema.add_int("vocab_size", 10, "tokens: (vocab_size-2)/2 keys + as many values + trigger + no-op", 6, 1 << 20)
-      .add_int("seq_len", 20, "body length: seq_len/2 key-value pairs (model input: seq_len+2)", 2, 1 << 20)
-      .add_int("num_train", 5000, "distinct training examples", 1, 100000000)
-      .add_int("num_test", 500, "distinct test examples, disjoint from training", 1, 100000000);
+      .add_int("seq_len", 20, "body length: seq_len/2 key-value pairs (model input: seq_len+2)", 2, 1 << 20);
+  add_split_options(e.schema, 5000, 500);
   e.validate = [](const Options& o) -> absl::Status {
     if (o.get_int("vocab_size") % 2 != 0)
       return absl::InvalidArgumentError(absl::StrCat(

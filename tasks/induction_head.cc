@@ -21,9 +21,8 @@ TaskEntry make_entry() {
   e.doc = "recall the token after the earlier trigger (H3.md 6.2); accuracy on the answer position; "
           "chance 1/(vocab_size-2)";
   e.schema.add_int("vocab_size", 20, "tokens: vocab_size-2 ordinary + trigger + no-op", 4, 1 << 20)
-      .add_int("seq_len", 30, "ordinary tokens before the final trigger (model input: seq_len+1)", 3, 1 << 20)
-      .add_int("num_train", 5000, "distinct training examples", 1, 100000000)
-      .add_int("num_test", 500, "distinct test examples, disjoint from training", 1, 100000000);
+      .add_int("seq_len", 30, "ordinary tokens before the final trigger (model input: seq_len+1)", 3, 1 << 20);
+  add_split_options(e.schema, 5000, 500);
   e.factory = [](const Options& o) -> std::unique_ptr<Task> {
     const SyntheticVocab vocab{o.get_int("vocab_size")};
     const int64_t seq_len = o.get_int("seq_len");

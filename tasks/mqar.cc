@@ -104,9 +104,8 @@ TaskEntry make_entry() {
   e.schema.add_int("vocab_size", 8192, "tokens: keys from the first half, values from the second", 4, 1 << 24)
       .add_int("seq_len", 64, "model input length (even)", 4, 1 << 20)
       .add_int("num_kv_pairs", 4, "key-value pairs per example, each queried once (4 * pairs <= seq_len)", 1, 1 << 16)
-      .add_float("power_a", 0.01, "query gaps drawn with probability proportional to gap^(power_a - 1)", 1e-6, 1)
-      .add_int("num_train", 100000, "distinct training examples", 1, 100000000)
-      .add_int("num_test", 3000, "distinct test examples, disjoint from training", 1, 100000000);
+      .add_float("power_a", 0.01, "query gaps drawn with probability proportional to gap^(power_a - 1)", 1e-6, 1);
+  add_split_options(e.schema, 100000, 3000);
   e.validate = [](const Options& o) -> absl::Status {
     const int64_t V = o.get_int("vocab_size"), L = o.get_int("seq_len"), K = o.get_int("num_kv_pairs");
     if (L % 2 != 0)

@@ -7,6 +7,11 @@
 
 namespace hippo {
 
+void add_split_options(OptionSchema& schema, int64_t num_train, int64_t num_test) {
+  schema.add_int("num_train", num_train, "distinct training examples", 1, 100000000)
+      .add_int("num_test", num_test, "distinct test examples, disjoint from training", 1, 100000000);
+}
+
 absl::StatusOr<std::pair<std::vector<Sequence>, std::vector<Sequence>>> draw_distinct(
     int64_t num_train, int64_t num_test, uint64_t seed, const std::function<Sequence(Rng&)>& draw) {
   Rng rng(seed);

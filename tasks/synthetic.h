@@ -23,6 +23,9 @@ struct SyntheticVocab {
   int64_t noop() const { return vocab_size - 1; }
 };
 
+// Declares num_train and num_test, the split sizes every synthetic task takes.
+void add_split_options(OptionSchema& schema, int64_t num_train, int64_t num_test);
+
 // Draws examples with `draw` until num_train + num_test distinct sequences exist (duplicates dropped), the
 // first num_train forming train and the rest test, so the splits are disjoint. Errors (kInvalidArgument)
 // after too many duplicate draws (the options allow too few distinct sequences).

@@ -45,9 +45,4 @@ uint64_t Rng::uniform(uint64_t n) {
 
 double Rng::uniform_double() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 
-Rng Rng::derive(uint64_t seed, uint64_t stream) {
-  uint64_t x = seed ^ (0xd1b54a32d192ed03ULL * (stream + 1));
-  return Rng(splitmix64(x));
-}
-
 }  // namespace hippo

@@ -22,8 +22,6 @@ class Rng {
   void shuffle(std::vector<T>& v) {
     for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[uniform(i)]);
   }
-  // A derived generator for an independent stream (e.g. the test split), stable for a given (seed, stream).
-  static Rng derive(uint64_t seed, uint64_t stream);
 
  private:
   uint64_t s_[4];

@@ -64,7 +64,7 @@ absl::StatusOr<ExecSummary> execute_queue(ResultsDb& db, std::optional<int64_t> 
   while (!g_interrupted) {
     HIPPO_ASSIGN_OR_RETURN(auto claimed, db.claim_next(sweep_id, worker, o.lease_seconds, o.run_id));
     if (!claimed) {
-      if (!o.wait_for_others || o.run_id) break;
+      if (o.run_id) break;
       // Runs still held by other workers: wait for them to finish, or for their leases to expire.
       HIPPO_ASSIGN_OR_RETURN(auto c, counts(db, sweep_id));
       if (c.second >= c.first) break;

@@ -16,7 +16,6 @@ struct ExecOptions {
   double lease_seconds = 60;            // a claim lives this long without renewal
   double renew_every_seconds = 10;      // renewal period while training
   std::optional<int64_t> run_id;        // execute only this run
-  bool wait_for_others = true;          // wait while other workers hold runs of the sweep, then take over stale ones
   int64_t checkpoint_every = 1000;      // optimiser steps between mid-run checkpoints (0: none)
   std::string checkpoint_dir;           // where run-<id>.pt lives (default: "<db path>.checkpoints")
   bool keep_checkpoints = false;        // keep a run's checkpoint after it ends

@@ -41,12 +41,6 @@ TEST(Rng, UniformCoversRangeEvenly) {
   for (int c : counts) EXPECT_NEAR(c, n / 10, 500);  // ~5 standard deviations
 }
 
-TEST(Rng, DeriveGivesIndependentStreams) {
-  auto a = Rng::derive(5, 0), b = Rng::derive(5, 1), c = Rng::derive(5, 0);
-  EXPECT_NE(a.next(), b.next());
-  EXPECT_EQ(Rng::derive(5, 0).next(), c.next());
-}
-
 TEST(Hash, StableHex) {
   EXPECT_EQ(hash_hex(""), "cbf29ce484222325");  // FNV-1a 64 offset basis
   EXPECT_EQ(hash_hex("a"), "af63dc4c8601ec8c");  // published FNV-1a test vector

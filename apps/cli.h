@@ -38,5 +38,7 @@ int cmd_train(const std::vector<std::string>& args);
 int cmd_sweep(const std::vector<std::string>& args);
 int cmd_worker(const std::vector<std::string>& args);
 int cmd_results(const std::vector<std::string>& args);
+int cmd_generate(const std::vector<std::string>& args);
+int cmd_tokenizer(const std::vector<std::string>& args);
 
 }  // namespace hippo::cli

@@ -72,10 +72,14 @@ int cmd_tasks(const std::vector<std::string>& args) {
   std::printf("Registered tasks (option, accepted values, default, meaning):\n");
   for (const auto& [name, e] : TaskRegistry::global().entries()) {
     auto opts = resolve_options(e.schema, {}, "task '" + name + "'");
-    auto task = e.factory(*opts);
-    std::printf("\n%s: %s\n  defaults: vocab_size %lld, model input length %lld, chance %.3g%%\n", name.c_str(),
-                e.doc.c_str(), static_cast<long long>(task->vocab_size()), static_cast<long long>(task->input_len()),
-                100.0 * task->chance());
+    if (auto st = e.validate ? e.validate(*opts) : absl::OkStatus(); !st.ok()) {
+      std::printf("\n%s: %s\n  defaults: not usable alone: %s\n", name.c_str(), e.doc.c_str(), std::string(st.message()).c_str());
+    } else {
+      auto task = e.factory(*opts);
+      std::printf("\n%s: %s\n  defaults: vocab_size %lld, model input length %lld, chance %.3g%%\n", name.c_str(),
+                  e.doc.c_str(), static_cast<long long>(task->vocab_size()), static_cast<long long>(task->input_len()),
+                  100.0 * task->chance());
+    }
     print_schema(e.schema, opts->json());
   }
   std::printf("\nTraining options (top-level keys of a run config or sweep file):\n");

@@ -89,6 +89,7 @@ int show(ResultsDb& db, const std::string& id_text) {
               r->host.c_str(), opt(r->threads).c_str());
   if (r->diverged_step) std::printf("  diverged at   step %lld\n", static_cast<long long>(*r->diverged_step));
   if (!r->error.empty()) std::printf("  error         %s\n", r->error.c_str());
+  if (!r->model_path.empty()) std::printf("  model         %s  (hippo generate --run %lld)\n", r->model_path.c_str(), static_cast<long long>(r->id));
   std::printf("  config        %s\n", r->config.dump().c_str());
   auto ms = db.metrics(id);
   if (!ms.ok()) return report(ms.status());

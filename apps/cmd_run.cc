@@ -82,6 +82,7 @@ absl::StatusOr<std::vector<pid_t>> spawn_workers(int n, const std::string& db, c
                                   "--checkpoint-every", std::to_string(vm["checkpoint-every"].as<int64_t>()),
                                   "--lease", std::to_string(vm["lease"].as<double>())};
     if (vm["keep-checkpoints"].as<bool>()) a.push_back("--keep-checkpoints");
+    if (vm["save-models"].as<bool>()) a.push_back("--save-models");
     if (vm.count("checkpoint-dir")) {
       a.push_back("--checkpoint-dir");
       a.push_back(vm["checkpoint-dir"].as<std::string>());
@@ -108,6 +109,8 @@ void add_exec_options(po::options_description& d) {
   d.add_options()("checkpoint-every", po::value<int64_t>()->default_value(1000),
                   "write a mid-run checkpoint every this many steps (0 = never); a re-queued run resumes from it")(
       "keep-checkpoints", po::bool_switch(), "keep each run's last checkpoint after it ends")(
+      "save-models", po::bool_switch(),
+      "save every run's final model to CHECKPOINT_DIR/run-ID.model.pt (text tasks always do; see hippo generate)")(
       "checkpoint-dir", po::value<std::string>(), "checkpoint folder (default: DB.checkpoints)")(
       "lease", po::value<double>()->default_value(60),
       "seconds a claimed run stays claimed without its worker's heartbeat; then another worker takes it over");
@@ -118,6 +121,7 @@ absl::StatusOr<ExecOptions> exec_options(const po::variables_map& vm) {
   eo.device = vm["device"].as<std::string>();
   eo.checkpoint_every = vm["checkpoint-every"].as<int64_t>();
   eo.keep_checkpoints = vm["keep-checkpoints"].as<bool>();
+  eo.save_models = vm["save-models"].as<bool>();
   if (vm.count("checkpoint-dir")) eo.checkpoint_dir = vm["checkpoint-dir"].as<std::string>();
   eo.lease_seconds = vm["lease"].as<double>();
   if (eo.checkpoint_every < 0) return absl::InvalidArgumentError("--checkpoint-every must be >= 0");
@@ -292,7 +296,7 @@ absl::StatusOr<std::string> write_slurm(const po::variables_map& vm, const Sweep
      << "exec " << shell_quote(exe) << " sweep " << shell_quote(out + "/sweep.yaml") << " --db "
      << shell_quote(out + "/shards/shard-") << "\"${SLURM_ARRAY_TASK_ID}\".db --shard \"${SLURM_ARRAY_TASK_ID}/" << tasks
      << "\" --workers 1 --threads " << threads << " --device " << (gpus > 0 ? "cuda" : "cpu") << " --checkpoint-every "
-     << vm["checkpoint-every"].as<int64_t>() << " --quiet\n";
+     << vm["checkpoint-every"].as<int64_t>() << (vm["save-models"].as<bool>() ? " --save-models" : "") << " --quiet\n";
   const std::string script = out + "/sweep.sbatch";
   std::ofstream(script) << sb.str();
   std::ofstream(out + "/merge.sh") << "#!/bin/bash\n# Folds every shard into OUT (default OUTDIR/merged.db); safe to run again.\n"

@@ -10,6 +10,17 @@ find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(Threads REQUIRED)
 
+# SentencePiece (Debian's libsentencepiece-dev) is optional: without it the lm task has the byte tokenizer only.
+find_package(PkgConfig QUIET)
+if(PKG_CONFIG_FOUND)
+  pkg_check_modules(sentencepiece QUIET IMPORTED_TARGET sentencepiece)
+endif()
+if(sentencepiece_FOUND)
+  set(HIPPO_WITH_SENTENCEPIECE ON)
+else()
+  set(HIPPO_WITH_SENTENCEPIECE OFF)
+endif()
+
 # TorchConfig puts its flags into TORCH_CXX_FLAGS (the ABI define) rather than onto the target on some versions.
 separate_arguments(HIPPO_TORCH_FLAGS UNIX_COMMAND "${TORCH_CXX_FLAGS}")
 
@@ -22,7 +33,7 @@ if(CMAKE_CUDA_COMPILER AND TARGET torch_cuda)
 else()
   set(HIPPO_WITH_CUDA OFF)
 endif()
-message(STATUS "hippo: LibTorch ${Torch_VERSION}, CUDA kernels ${HIPPO_WITH_CUDA}")
+message(STATUS "hippo: LibTorch ${Torch_VERSION}, CUDA kernels ${HIPPO_WITH_CUDA}, SentencePiece ${HIPPO_WITH_SENTENCEPIECE}")
 
 # One precompiled header for all LibTorch translation units: parsing torch/torch.h costs ~15 s per file.
 add_library(hippo_torch_pch OBJECT ${CMAKE_CURRENT_LIST_DIR}/torch_pch.cc)

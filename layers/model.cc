@@ -2,6 +2,7 @@
 #include "layers/model.h"
 
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include <absl/strings/match.h>
@@ -91,6 +92,75 @@ torch::Tensor LanguageModelImpl::forward(const torch::Tensor& tokens) {
   for (auto& b : blocks_) x = b->forward(x);
   x = ln_f_->forward(x);
   return torch::matmul(x, embed_->weight.t());  // tied output projection
+}
+
+bool LanguageModelImpl::can_decode() const {
+  for (const auto& b : blocks_)
+    if (!b->mixer_->can_step()) return false;
+  return true;
+}
+
+torch::Tensor LanguageModelImpl::prefill(const torch::Tensor& prompt, DecodeState& state) {
+  TORCH_CHECK(prompt.dim() == 2 && prompt.size(1) >= 1, "prefill: prompt must be (B, P) with P >= 1, got ",
+              prompt.sizes());
+  TORCH_CHECK(can_decode(), "prefill: a mixer of this model cannot decode step by step");
+  const int64_t P = prompt.size(1);
+  auto x = embed_->forward(prompt);
+  if (pos_embed_) {
+    TORCH_CHECK(P <= config_.max_seq_len, "prefill: prompt of ", P, " tokens exceeds max_seq_len ",
+                config_.max_seq_len, " of this model's position embeddings");
+    x = x + pos_embed_->forward(torch::arange(P, prompt.options()));
+  }
+  x = drop_->forward(x);
+  state.layers.assign(blocks_.size(), MixerState{});
+  for (size_t i = 0; i < blocks_.size(); ++i) x = blocks_[i]->forward_with_state(x, state.layers[i]);
+  state.pos = P;
+  x = ln_f_->forward(x.select(1, P - 1));
+  return torch::matmul(x, embed_->weight.t());
+}
+
+torch::Tensor LanguageModelImpl::decode_step(const torch::Tensor& token, DecodeState& state) {
+  TORCH_CHECK(token.dim() == 1, "decode_step: token must be (B), got ", token.sizes());
+  TORCH_CHECK(state.layers.size() == blocks_.size(), "decode_step: state has ", state.layers.size(),
+              " layers, the model ", blocks_.size(), " (call prefill first)");
+  auto x = embed_->forward(token);
+  if (pos_embed_) {
+    TORCH_CHECK(state.pos < config_.max_seq_len, "decode_step: position ", state.pos,
+                " is past max_seq_len ", config_.max_seq_len, " of this model's position embeddings");
+    x = x + pos_embed_->weight[state.pos];
+  }
+  for (size_t i = 0; i < blocks_.size(); ++i) x = blocks_[i]->step(x, state.layers[i]);
+  ++state.pos;
+  return torch::matmul(ln_f_->forward(x), embed_->weight.t());
+}
+
+torch::Tensor LanguageModelImpl::generate(const torch::Tensor& prompt, int64_t max_new_tokens,
+                                          const SamplingOptions& s) {
+  TORCH_CHECK(max_new_tokens >= 0, "generate: max_new_tokens must be >= 0");
+  TORCH_CHECK(s.temperature >= 0, "generate: temperature must be >= 0");
+  TORCH_CHECK(s.top_k >= 0, "generate: top_k must be >= 0");
+  torch::NoGradGuard no_grad;
+  eval();
+  auto gen = at::detail::createCPUGenerator(s.seed);
+  auto pick = [&](const torch::Tensor& logits) {
+    if (s.temperature == 0) return logits.argmax(-1);
+    auto l = logits.to(torch::kCPU, torch::kFloat64) / s.temperature;
+    if (s.top_k > 0 && s.top_k < l.size(-1)) {
+      auto kth = std::get<0>(l.topk(s.top_k, -1)).select(-1, s.top_k - 1).unsqueeze(-1);
+      l = l.masked_fill(l < kth, -std::numeric_limits<double>::infinity());
+    }
+    return torch::multinomial(torch::softmax(l, -1), 1, false, gen).squeeze(-1).to(logits.device());
+  };
+  DecodeState state;
+  std::vector<torch::Tensor> out = {prompt};
+  if (max_new_tokens == 0) return prompt;
+  auto next = pick(prefill(prompt, state));
+  out.push_back(next.unsqueeze(1));
+  for (int64_t t = 1; t < max_new_tokens; ++t) {
+    next = pick(decode_step(next, state));
+    out.push_back(next.unsqueeze(1));
+  }
+  return torch::cat(out, 1);
 }
 
 LanguageModelImpl::ParamGroups LanguageModelImpl::param_groups() {

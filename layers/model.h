@@ -40,6 +40,19 @@ class BlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Block);
 
+// Decoding state of the whole stack: one MixerState per layer and the position of the next token.
+struct DecodeState {
+  std::vector<MixerState> layers;
+  int64_t pos = 0;
+};
+
+// How generate() picks each new token.
+struct SamplingOptions {
+  double temperature = 1.0;  // 0: greedy (argmax); > 0: sample from softmax(logits / temperature)
+  int64_t top_k = 0;         // sample among the k most likely tokens only (0: all)
+  uint64_t seed = 0;         // seed of the sampling generator (the model's weights are not touched)
+};
+
 class LanguageModelImpl : public torch::nn::Module {
  public:
   // Builds the stack; weights initialised as H3.md 5 (N(0, 0.02), biases 0, out_proj and fc2 rescaled by
@@ -50,6 +63,22 @@ class LanguageModelImpl : public torch::nn::Module {
   // tokens: (B, L) int64 in [0, vocab_size), L <= max_seq_len when position embeddings are used.
   // Returns logits (B, L, vocab_size) in float32.
   torch::Tensor forward(const torch::Tensor& tokens);
+
+  // True when every mixer in the stack can decode step by step (can_step()).
+  bool can_decode() const;
+
+  // Recurrent decoding (H3.md 3, 8): the prompt (B, P) int64, P >= 1, runs through the parallel
+  // (convolutional) form; `state` is filled with every layer's state after it. Returns the logits of the last
+  // prompt position, (B, vocab_size) float. Throws c10::Error if a mixer cannot step, or if P exceeds
+  // max_seq_len while position embeddings are used. Call in eval mode (no dropout) under NoGradGuard.
+  torch::Tensor prefill(const torch::Tensor& prompt, DecodeState& state);
+  // One decoding step: token (B) int64 at position state.pos -> logits (B, vocab_size), advancing `state`
+  // (SSM layers through step(), attention through its key-value cache). Equals forward() on the whole
+  // sequence at that position. Throws c10::Error past max_seq_len when position embeddings are used.
+  torch::Tensor decode_step(const torch::Tensor& token, DecodeState& state);
+  // prompt (B, P) int64 -> (B, P + max_new_tokens) int64: prefill, then max_new_tokens decoding steps, each
+  // token chosen by `sampling`. Puts the model in eval mode and leaves it there. Throws as prefill/decode_step.
+  torch::Tensor generate(const torch::Tensor& prompt, int64_t max_new_tokens, const SamplingOptions& sampling);
 
   // Parameters split for the optimiser: SSM (log_dt, A, B), decayed (matrices) and not decayed (biases,
   // norms, vectors). Disjoint; together every parameter.

@@ -1,6 +1,9 @@
 // SQLite access through SQLiteCpp. Every SQLite exception is turned into a Status here; callers never see one.
 #include "results/db.h"
 
+#include <algorithm>
+#include <set>
+
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <absl/strings/str_cat.h>
 #include <sqlite3.h>
@@ -77,11 +80,13 @@ absl::Status check_identity(SQLite::Database& db, const std::string& path, bool*
 // Migrations: entry v brings a database from version v to v + 1. Version 0 is an empty file.
 void migrate(SQLite::Database& db, int from) {
   SQLite::Transaction tx(db);
-  for (int v = from; v < kSchemaVersion; ++v) {
-    if (v == 0) {
-      for (const auto& t : schema_tables()) db.exec(create_table_sql(t));
-      db.exec("CREATE INDEX IF NOT EXISTS runs_status ON runs(status)");
-      db.exec("CREATE INDEX IF NOT EXISTS sweep_runs_run ON sweep_runs(run_id)");
+  if (from == 0) {  // an empty file: the current schema at once
+    for (const auto& t : schema_tables()) db.exec(create_table_sql(t));
+    db.exec("CREATE INDEX IF NOT EXISTS runs_status ON runs(status)");
+    db.exec("CREATE INDEX IF NOT EXISTS sweep_runs_run ON sweep_runs(run_id)");
+  } else {
+    for (int v = from; v < kSchemaVersion; ++v) {
+      if (v == 1) db.exec("ALTER TABLE runs ADD COLUMN model_path TEXT");  // 1 -> 2: saved final models
     }
   }
   db.exec(absl::StrCat("PRAGMA application_id = ", kApplicationId));
@@ -115,6 +120,9 @@ RunRow read_run(SQLite::Statement& q) {
   r.steps = col_int(q, "steps");
   r.diverged_step = col_int(q, "diverged_step");
   r.threads = col_int(q, "threads");
+  // Absent in a version-1 database opened read-only (which cannot be migrated).
+  for (int i = 0; i < q.getColumnCount(); ++i)
+    if (std::string(q.getColumnName(i)) == "model_path") r.model_path = col_text(q, "model_path");
   auto w = q.getColumn("wall_seconds");
   if (!w.isNull()) r.wall_seconds = w.getDouble();
   r.error = col_text(q, "error");
@@ -392,6 +400,18 @@ absl::Status ResultsDb::finish_run(int64_t run_id, const std::string& status, in
   }
 }
 
+absl::Status ResultsDb::set_model_path(int64_t run_id, const std::string& path) {
+  try {
+    SQLite::Statement q(*db_, "UPDATE runs SET model_path = ? WHERE id = ?");
+    q.bind(1, path);
+    q.bind(2, run_id);
+    q.exec();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return sql_error("record the model path", e);
+  }
+}
+
 absl::StatusOr<std::vector<RunRow>> ResultsDb::list_runs(const RunFilter& f) {
   try {
     std::string sql = "SELECT * FROM runs WHERE 1";
@@ -488,6 +508,16 @@ absl::StatusOr<int64_t> ResultsDb::merge_from(ResultsDb& other) {
     if (std::string(t.name) == "runs")
       for (const auto& c : t.columns)
         if (std::string(c.name) != "id") cols.push_back(c.name);
+  // A database of an older schema lacks the newer columns: copy only the columns both have.
+  try {
+    std::set<std::string> theirs;
+    SQLite::Statement info(*other.db_, "PRAGMA table_info(runs)");
+    while (info.executeStep()) theirs.insert(info.getColumn(1).getString());
+    cols.erase(std::remove_if(cols.begin(), cols.end(), [&](const std::string& c) { return !theirs.count(c); }),
+               cols.end());
+  } catch (const std::exception& e) {
+    return sql_error("merge (read the other database's columns)", e);
+  }
   std::string names, marks, sets;
   for (size_t i = 0; i < cols.size(); ++i) {
     names += (i ? ", " : "") + cols[i];

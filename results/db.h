@@ -32,6 +32,7 @@ struct RunRow {
   std::optional<int64_t> param_count, state_size, steps, diverged_step, threads;
   std::optional<double> wall_seconds;
   std::string error, created_at, started_at, ended_at, worker;
+  std::string model_path;  // final model file, empty when none was saved
   std::string commit_hash, hippo_version, torch_version, cuda_version, device, host;
 };
 
@@ -103,6 +104,8 @@ class ResultsDb {
   // Writes metric rows in one transaction; an existing (run, step, split, name) is replaced.
   absl::Status add_metrics(int64_t run_id, const std::vector<MetricRow>& rows);
   // Ends a run: status finished, failed (error) or diverged (diverged_step).
+  // Records the file of the run's final model (see save_model). Errors: kInternal on SQL failure.
+  absl::Status set_model_path(int64_t run_id, const std::string& path);
   absl::Status finish_run(int64_t run_id, const std::string& status, int64_t steps, double wall_seconds,
                           const std::string& error = "", std::optional<int64_t> diverged_step = {});
 

@@ -1,4 +1,4 @@
-// hippo's results schema, version 1.
+// hippo's results schema, version 2 (version 1 lacked runs.model_path).
 #include "results/schema.h"
 
 #include <sstream>
@@ -46,7 +46,10 @@ const std::vector<TableDef>& schema_tables() {
         {"device", "TEXT", "device the run trained on (cpu, cuda:0, ...)"},
         {"host", "TEXT", "host name"},
         {"threads", "INTEGER", "LibTorch intra-op threads"},
-        {"environment", "TEXT", "the whole environment fingerprint as JSON"}},
+        {"environment", "TEXT", "the whole environment fingerprint as JSON"},
+        {"model_path", "TEXT",
+         "file of the final model and its config (hippo generate --run); written for text tasks, and for every "
+         "run with --save-models; NULL when none was saved"}},
        "",
        false},
       {"sweep_runs",
@@ -63,7 +66,9 @@ const std::vector<TableDef>& schema_tables() {
         {"name", "TEXT NOT NULL",
          "loss (mean cross-entropy over the loss mask, nats/token); accuracy (fraction correct at the answer "
          "positions only, the paper's metric); token_accuracy (fraction correct over every position); chance "
-         "(accuracy of a uniform guess among the answers); lr (learning rate at that step)"},
+         "(accuracy of a uniform guess among the answers); lr (learning rate at that step); tokens_seen (training "
+         "tokens fed to the model so far: steps * batch_size * input length); for text tasks also perplexity "
+         "(exp of the test loss) and bits_per_byte (test loss / ln 2 / UTF-8 bytes per token)"},
         {"value", "REAL NOT NULL", "the value, in the unit its name gives (fractions in [0, 1])"}},
        "PRIMARY KEY (run_id, step, split, name)",
        true},

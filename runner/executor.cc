@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "core/device.h"
@@ -54,7 +55,8 @@ absl::StatusOr<ExecSummary> execute_queue(ResultsDb& db, std::optional<int64_t> 
 
   const std::string worker = worker_id();
   const std::string ck_dir = o.checkpoint_dir.empty() ? db.path() + ".checkpoints" : o.checkpoint_dir;
-  if (o.checkpoint_every > 0 && ::mkdir(ck_dir.c_str(), 0755) != 0 && errno != EEXIST)
+  // The folder also holds final models (run-<id>.model.pt), which text tasks always write.
+  if (::mkdir(ck_dir.c_str(), 0755) != 0 && errno != EEXIST)
     return absl::FailedPreconditionError(absl::StrCat("cannot create checkpoint folder '", ck_dir, "'"));
   ExecSummary summary;
   Progress progress(true);
@@ -118,6 +120,9 @@ absl::StatusOr<ExecSummary> execute_queue(ResultsDb& db, std::optional<int64_t> 
       ck.path = absl::StrCat(ck_dir, "/run-", run.id, ".pt");
       ck.every = o.checkpoint_every;
     }
+    ck.model_path = std::filesystem::absolute(absl::StrCat(ck_dir, "/run-", run.id, ".model.pt")).string();
+    ck.save_every_model = o.save_models;
+    std::string model_path;
     try {
       TrainResult r = train_run(spec, o.device, cb, ck);
       resumed_from = r.resumed_from;
@@ -125,6 +130,7 @@ absl::StatusOr<ExecSummary> execute_queue(ResultsDb& db, std::optional<int64_t> 
       steps = r.steps;
       diverged_step = r.diverged_step;
       acc = r.test_accuracy;
+      model_path = r.model_path;
     } catch (const Interrupted&) {
       progress.clear();
       HIPPO_RETURN_IF_ERROR(db.requeue(run.id));
@@ -144,6 +150,7 @@ absl::StatusOr<ExecSummary> execute_queue(ResultsDb& db, std::optional<int64_t> 
     HIPPO_RETURN_IF_ERROR(db_error);
     if (!ck.path.empty() && !o.keep_checkpoints) std::remove(ck.path.c_str());
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!model_path.empty()) HIPPO_RETURN_IF_ERROR(db.set_model_path(run.id, model_path));
     HIPPO_RETURN_IF_ERROR(db.finish_run(run.id, status, steps, wall, error, diverged_step));
     ++done_here;
     progress.clear();

@@ -19,6 +19,7 @@ struct ExecOptions {
   int64_t checkpoint_every = 1000;      // optimiser steps between mid-run checkpoints (0: none)
   std::string checkpoint_dir;           // where run-<id>.pt lives (default: "<db path>.checkpoints")
   bool keep_checkpoints = false;        // keep a run's checkpoint after it ends
+  bool save_models = false;             // save every run's final model (text tasks always save theirs)
 };
 
 struct ExecSummary {

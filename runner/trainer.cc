@@ -10,6 +10,7 @@
 
 #include "core/device.h"
 #include "layers/model.h"
+#include "runner/model_io.h"
 #include "tasks/task.h"
 
 namespace hippo {
@@ -119,21 +120,11 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
   at::globalContext().setFlushDenormal(true);
 
   // Data.
-  const TaskEntry* te = value_or_throw(TaskRegistry::global().find(spec.task, "task"));
-  auto task = te->factory(Options(c["task_options"]));
+  auto task = build_task(c);
   TaskSplits data = value_or_throw(task->make(static_cast<uint64_t>(spec.seed)));
 
   // Model.
-  ModelConfig mc;
-  mc.vocab_size = task->vocab_size();
-  mc.d_model = train.get_int("d_model");
-  mc.max_seq_len = task->input_len();
-  mc.schedule = c["layers"].get<std::vector<std::string>>();
-  for (auto it = c["layer_options"].begin(); it != c["layer_options"].end(); ++it)
-    mc.layer_options[it.key()] = Options(it.value());
-  mc.embed_dropout = train.get_float("embed_dropout");
-  mc.resid_dropout = train.get_float("resid_dropout");
-  LanguageModel model(mc);
+  LanguageModel model = build_model(c, *task);
   model->to(dev);
   if (cb.on_start) cb.on_start(model->param_count(), model->state_size(task->input_len()));
 
@@ -189,6 +180,11 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
         {step, "train", "lr", lr * lr_factor(std::max<int64_t>(0, step - 1), total, warm, start_ratio, min_ratio)},
     };
     if (step == 0) rows.push_back({0, "test", "chance", task->chance()});
+    rows.push_back({step, "train", "tokens_seen", static_cast<double>(step * batch * task->input_len())});
+    if (task->test_bytes_per_token() > 0) {  // text: perplexity and bits per byte (comparable across tokenizers)
+      rows.push_back({step, "test", "perplexity", std::exp(te_res.loss)});
+      rows.push_back({step, "test", "bits_per_byte", te_res.loss / std::log(2.0) / task->test_bytes_per_token()});
+    }
     for (const auto& [name, acc] : te_res.slices) rows.push_back({step, "test", name, acc});
     if (loss_count > 0) rows.push_back({step, "train", "running_loss", loss_acc / static_cast<double>(loss_count)});
     loss_acc = 0;
@@ -210,6 +206,14 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
     do_eval(0);
   }
   for (int64_t epoch = step / steps_per_epoch; step < total; ++epoch) {
+    if (epoch > 0)
+      if (auto fresh = task->train_epoch(static_cast<uint64_t>(spec.seed), epoch)) {  // e.g. new lm windows
+        data.train = *std::move(fresh);
+        TORCH_CHECK(data.train.size() == N, "task changed its train split size between epochs");
+        train_x = data.train.inputs.to(dev);
+        train_y = data.train.targets.to(dev);
+        train_m = data.train.loss_mask.to(dev);
+      }
     auto perm = epoch_order(N, static_cast<uint64_t>(spec.seed), epoch).to(dev);
     for (int64_t i = (step % steps_per_epoch) * batch; i < N && step < total; i += batch) {
       const double f = lr_factor(step, total, warm, start_ratio, min_ratio);
@@ -242,6 +246,10 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
     }
   }
   do_eval(step);
+  if (!ck.model_path.empty() && (ck.save_every_model || task->tokenizer())) {
+    save_model(ck.model_path, model, c);
+    result.model_path = ck.model_path;
+  }
   result.status = "finished";
   result.steps = step;
   return result;

@@ -25,6 +25,10 @@ struct TrainCallbacks {
 struct CheckpointOptions {
   std::string path;          // empty: no checkpoints
   int64_t every = 0;         // optimiser steps between checkpoints (0: none)
+  // Where the final model and its config go (save_model): always for text tasks (generation needs them),
+  // for the others only with save_every_model. Empty: never.
+  std::string model_path;
+  bool save_every_model = false;
 };
 
 struct TrainResult {
@@ -34,6 +38,7 @@ struct TrainResult {
   double test_accuracy = 0;  // final, answer positions
   double test_loss = 0;      // final, nats per token
   int64_t resumed_from = 0;  // step of the checkpoint training resumed from (0: a fresh start)
+  std::string model_path;    // the final model file written (empty: none)
 };
 
 // Trains `spec` on `device` ("cpu", "cuda", "cuda:N", "auto"). Learning rate at step s of T with W warmup

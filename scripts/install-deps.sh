@@ -9,7 +9,7 @@ packages=(
   libboost-program-options-dev libabsl-dev
   libsqlite3-dev sqlite3 libsqlitecpp-dev bc procps clang libclang-rt-14-dev
   libeigen3-dev libgtest-dev libgmock-dev
-  libyaml-cpp-dev nlohmann-json3-dev
+  libyaml-cpp-dev nlohmann-json3-dev libsentencepiece-dev
 )
 if [[ "${1:-}" == "--with-notebooks" ]]; then
   packages+=(python3 jupyter-nbconvert python3-ipykernel python3-pandas python3-matplotlib python3-nbformat)

@@ -6,12 +6,14 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/options.h"
 #include "core/registry.h"
+#include "tasks/tokenizer.h"
 
 namespace hippo {
 
@@ -43,6 +45,15 @@ class Task {
   // Named subsets of `data`'s eval_mask ((N, L) bool each) whose accuracy is stored beside the overall one
   // (metric name = the slice's name), e.g. accuracy by query position. Default: none.
   virtual std::vector<std::pair<std::string, torch::Tensor>> eval_slices(const TaskData& data) const { return {}; }
+  // The train split of epoch `epoch` for tasks that draw fresh training examples every epoch (the lm task's
+  // random windows); deterministic in (seed, epoch) so that a resumed run sees the same data. Default:
+  // nullopt, meaning the train split of make() is reused (reshuffled) every epoch.
+  virtual std::optional<TaskData> train_epoch(uint64_t seed, int64_t epoch) const { return std::nullopt; }
+  // The tokenizer of a text task (prompts in, generations out); nullptr for the synthetic tasks.
+  virtual const Tokenizer* tokenizer() const { return nullptr; }
+  // UTF-8 bytes of the test text per scored token (1 for the byte tokenizer), to turn nats per token into
+  // bits per byte; 0 for tasks that are not text.
+  virtual double test_bytes_per_token() const { return 0; }
 };
 
 struct TaskEntry {

@@ -56,6 +56,37 @@ TEST(Cli, TrainStoresARunAndDoesNotRepeatIt) {
     EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
 }
 
+TEST(Cli, LanguageModelTrainsThenGenerates) {
+  TempDir d;
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "To be, or not to be, that is the question.\n";
+  testing::write_file(d.file("play.txt"), text);
+  auto r = run_hippo("train --layers h3,attention --task lm --set lm.path=play.txt --set lm.seq_len=32 "
+                     "--set lm.num_train=64 --epochs 2 --d-model 16 -q", d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_hippo("results show 1", d.path());
+  for (const char* s : {"bits_per_byte", "perplexity", "tokens_seen", "run-1.model.pt", "hippo generate --run 1"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  // Greedy decoding is deterministic; any prompt length works, 1 included.
+  for (const char* prompt : {"T", "To be, or"}) {
+    auto a = run_hippo(std::string("generate --run 1 --temperature 0 --max-new-tokens 50 --prompt '") + prompt + "'", d.path());
+    auto b = run_hippo(std::string("generate --run 1 --temperature 0 --max-new-tokens 50 --prompt '") + prompt + "'", d.path());
+    ASSERT_EQ(a.exit_code, 0) << a.err;
+    EXPECT_EQ(a.out, b.out);
+    EXPECT_EQ(a.out.rfind(prompt, 0), 0u) << "output does not start with the prompt: " << a.out;
+    EXPECT_NE(a.err.find("new tokens/s"), std::string::npos) << a.err;
+  }
+  // Sampling: seeded.
+  auto s1 = run_hippo("generate --run 1 --seed 4 --top-k 5 --max-new-tokens 40 --prompt To", d.path());
+  auto s2 = run_hippo("generate --run 1 --seed 4 --top-k 5 --max-new-tokens 40 --prompt To", d.path());
+  EXPECT_EQ(s1.out, s2.out);
+  // The model file alone is enough.
+  auto c = run_hippo("generate --checkpoint results.db.checkpoints/run-1.model.pt --temperature 0 --max-new-tokens 50 --prompt T", d.path());
+  auto a = run_hippo("generate --run 1 --temperature 0 --max-new-tokens 50 --prompt T", d.path());
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out, a.out);
+}
+
 TEST(Cli, SweepRunsTheGridThenSkipsWhatIsFinished) {
   TempDir d;
   testing::write_file(d.file("tiny.yaml"), kTinySweep);
@@ -119,6 +150,8 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
   testing::write_file(d.file("both.yaml"), "fixed: {layer: s4d, task: induction_head}\ngrid: {layer: [h3]}\n");
   testing::write_file(d.file("badname.yaml"), "name: \"a b\"\nfixed: {layer: s4d, task: induction_head}\n");
   testing::write_file(d.file("trunc.db"), testing::read_file(d.file("keep.db")).substr(0, 200));
+  testing::write_file(d.file("bin.txt"), std::string("a\0b", 3));
+  testing::write_file(d.file("short.txt"), "to be or not to be\n");
   {
     // A hippo database from a newer schema.
     testing::write_file(d.file("newer.db"), testing::read_file(d.file("keep.db")));
@@ -195,6 +228,24 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
       {"results query \"SELECT 1; DELETE FROM runs\" --db keep.db", "one SQL statement at a time"},
       {"results query \"VACUUM INTO 'copy.db'\" --db keep.db", "read-only statements only"},
       {"results query \"\" --db keep.db", "empty SQL"},
+      {"train --layer s4d --task lm --db keep.db", "task 'lm' needs option 'path'"},
+      {"train --layer s4d --task lm --set lm.path=missing.txt --db keep.db", "text file 'missing.txt' cannot be read"},
+      {"train --layer s4d --task lm --set lm.path=notdb.db --set lm.seq_len=2 --db keep.db", "'notdb.db'"},
+      {"train --layer s4d --task lm --set lm.path=bin.txt --db keep.db", "looks binary (a NUL byte at offset 1)"},
+      {"train --layer s4d --task lm --set lm.path=short.txt --set lm.seq_len=64 --db keep.db", "is too short"},
+      {"train --layer s4d --task lm --set lm.path=short.txt --set lm.seq_len=2 --set lm.tokenizer=no.model --db keep.db",
+       "tokenizer model 'no.model' cannot be read"},
+      {"generate --run 1 --prompt x --db keep.db", "has no saved model"},
+      {"generate --prompt x --db keep.db", "exactly one of --run RUN_ID and --checkpoint PATH"},
+      {"generate --run 1 --db keep.db", "exactly one of --prompt TEXT and --prompt-ids IDS"},
+      {"generate --run 99 --prompt x --db keep.db", "no run with id 99"},
+      {"generate --checkpoint nope.pt --prompt x", "model file 'nope.pt' cannot be read"},
+      {"generate --checkpoint short.txt --prompt x", "is not a hippo model file"},
+      {"generate --run 1 --prompt x --temperature -1 --db keep.db", "--temperature must be a finite number >= 0"},
+      {"generate --run 1 --prompt x --top-k -2 --db keep.db", "--top-k must be >= 0"},
+      {"tokenizer train --input nope.txt --vocab-size 100 --out x.model", "text file 'nope.txt' cannot be read"},
+      {"tokenizer train --input short.txt --vocab-size 10 --out x.model", "--vocab-size 10 is not in [64, 1048576]"},
+      {"tokenizer frob", "expected the action 'train'"},
   };
   const std::string before = snapshot(d.file("keep.db")), notdb = snapshot(d.file("notdb.db"));
   std::map<std::string, std::string> others;

@@ -258,3 +258,41 @@ TEST(Table, PivotsFinalAccuracyWithChance) {
 
 }  // namespace
 }  // namespace hippo
+
+namespace hippo {
+namespace {
+// A version-1 database (before runs.model_path): read as it is, migrated on the first write open, merged.
+TEST(ResultsDb, MigratesVersionOneDatabases) {
+  testing::TempDir dir;
+  const std::string v1 = dir.file("v1.db");
+  {
+    auto db = ResultsDb::open(v1, ResultsDb::Mode::kReadWrite);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->enqueue("h1", Json{{"x", 1}}, "s4d", "lm", 0, std::nullopt).ok());
+  }
+  {
+    SQLite::Database raw(v1, SQLite::OPEN_READWRITE);
+    raw.exec("ALTER TABLE runs DROP COLUMN model_path");
+    raw.exec("PRAGMA user_version = 1");
+  }
+  {
+    auto ro = ResultsDb::open(v1, ResultsDb::Mode::kReadOnly);
+    ASSERT_TRUE(ro.ok()) << ro.status();
+    auto run = (*ro)->get_run(1);
+    ASSERT_TRUE(run.ok()) << run.status();
+    EXPECT_EQ(run->model_path, "");
+    // Merged into a current database: the shared columns come over.
+    auto out = ResultsDb::open(dir.file("out.db"), ResultsDb::Mode::kReadWrite);
+    ASSERT_TRUE(out.ok());
+    auto n = (*out)->merge_from(**ro);
+    ASSERT_TRUE(n.ok()) << n.status();
+    EXPECT_EQ(*n, 1);
+  }
+  auto rw = ResultsDb::open(v1, ResultsDb::Mode::kReadWrite);
+  ASSERT_TRUE(rw.ok()) << rw.status();
+  EXPECT_EQ((*rw)->raw().execAndGet("PRAGMA user_version").getInt(), kSchemaVersion);
+  ASSERT_TRUE((*rw)->set_model_path(1, "/tmp/m.pt").ok());
+  EXPECT_EQ((*rw)->get_run(1)->model_path, "/tmp/m.pt");
+}
+}  // namespace
+}  // namespace hippo

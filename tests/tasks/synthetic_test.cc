@@ -29,7 +29,7 @@ std::set<std::vector<int64_t>> rows(const torch::Tensor& t) {
 }
 
 TEST(Tasks, ExactlyTheseTasks) {
-  EXPECT_EQ(TaskRegistry::global().names(), std::vector<std::string>({"associative_recall", "induction_head", "mqar"}));
+  EXPECT_EQ(TaskRegistry::global().names(), std::vector<std::string>({"associative_recall", "induction_head", "lm", "mqar"}));
 }
 
 TEST(InductionHead, EveryExampleIsWellFormed) {

@@ -13,6 +13,10 @@
 
 namespace hippo {
 
+bool higher_is_better(const std::string& metric) {
+  return !(metric.find("loss") != std::string::npos || metric == "perplexity" || metric == "bits_per_byte");
+}
+
 namespace {
 // Two-sided 95% critical values of Student's t for 1..30 degrees of freedom; 1.96 beyond.
 double t_critical(int64_t dof) {
@@ -123,10 +127,14 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
   bool pooled_any = false;
   auto fmt_cell = [&](const std::string& row, const std::string& col,
                       const std::map<std::string, std::vector<double>>& by_best) {
-    // The best-over value with the highest mean (the only one without --best-over).
+    // The best-over value with the best mean (the only one without --best-over): the highest, or the lowest
+    // for losses.
     const std::pair<const std::string, std::vector<double>>* best = nullptr;
-    for (const auto& kv : by_best)
-      if (!best || summarize(kv.second).mean > summarize(best->second).mean) best = &kv;
+    const bool higher = higher_is_better(o.metric);
+    for (const auto& kv : by_best) {
+      const double m = summarize(kv.second).mean;
+      if (!best || (higher ? m > summarize(best->second).mean : m < summarize(best->second).mean)) best = &kv;
+    }
     Summary s = summarize(best->second);
     // With one run there is no interval: say so rather than print a spread of 0.
     std::string cell = s.n < 2 ? absl::StrFormat("%.*f (n=1)", prec, s.mean * scale)
@@ -141,7 +149,7 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
   std::vector<std::string> header = {o.rows};
   for (const auto& c : cols) header.push_back(c);
   std::vector<std::vector<std::string>> rows;
-  if (!chance.empty() && o.cols == "task") {
+  if (!chance.empty() && o.cols == "task" && o.metric.find("accuracy") != std::string::npos) {
     std::vector<std::string> r = {"random"};
     for (const auto& t : cols)
       r.push_back(chance.count(t) ? absl::StrFormat("%.*f", prec, summarize(chance[t]).mean * scale) : "-");
@@ -155,7 +163,9 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
   std::ostringstream os;
   std::string what =
       absl::StrCat(o.split, " ", o.metric, o.percent ? " (%)" : "", ", mean ± 95% interval over seeds (n runs)",
-                   o.best_over ? absl::StrCat(", best ", *o.best_over, " per cell by mean") : "");
+                   o.best_over ? absl::StrCat(", best ", *o.best_over, " per cell by mean",
+                                              higher_is_better(o.metric) ? "" : " (lowest)")
+                               : "");
   if (pooled_any)
     what += "\n* pools runs whose configs differ in more than the seed: narrow with --sweep, or pivot on the key";
   if (o.format == "md") {

@@ -10,6 +10,10 @@
 
 namespace hippo {
 
+// False for metrics where lower is better (names containing "loss", perplexity, bits_per_byte): --best-over
+// then keeps the lowest mean.
+bool higher_is_better(const std::string& metric);
+
 // Mean and the half-width of its two-sided 95% Student-t interval (0 when n < 2).
 struct Summary {
   int64_t n = 0;

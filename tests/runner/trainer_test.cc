@@ -2,6 +2,9 @@
 #include "runner/trainer.h"
 
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
 #include <torch/torch.h>
 
 #include "layers/mixer.h"
@@ -107,6 +110,47 @@ TEST(Trainer, ResumingFromACheckpointContinuesExactly) {
     for (const char* split : {"train", "test"})
       EXPECT_EQ(metric(second, split, name, 60), metric(full, split, name, 60)) << split << " " << name;
   EXPECT_EQ(metric(second, "test", "loss", 0), -1);  // step 0 was not evaluated again
+}
+
+// The lm task draws new windows every epoch: a resumed run must draw the same ones.
+TEST(Trainer, LanguageModelResumesExactlyAndReportsTextMetrics) {
+  testing::TempDir dir;
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += "All the world's a stage, and all the men and women merely players. ";
+  testing::write_file(dir.file("t.txt"), text);
+  Json raw = {{"layers", {"h3", "attention"}},
+              {"task", "lm"},
+              {"d_model", 16},
+              {"epochs", 6},
+              {"lr", 3e-3},
+              {"eval_every", 3},
+              {"lm", {{"path", dir.file("t.txt")}, {"seq_len", 32}, {"num_train", 320}}}};
+  const RunSpec spec = value_or_throw(resolve_run(raw));
+  Collected full, second;
+  auto r0 = run(spec, full);
+  ASSERT_EQ(r0.status, "finished");
+  EXPECT_EQ(r0.steps, 60);
+  const double loss = metric(full, "test", "loss", 60);
+  EXPECT_LT(loss, metric(full, "test", "loss", 0));
+  EXPECT_NEAR(metric(full, "test", "perplexity", 60), std::exp(loss), 1e-9);
+  EXPECT_NEAR(metric(full, "test", "bits_per_byte", 60), loss / std::log(2.0), 1e-9);  // byte tokens
+  EXPECT_EQ(metric(full, "train", "tokens_seen", 60), 60.0 * 32 * 32);
+  TrainCallbacks cb;
+  cb.on_step = [&](int64_t step, int64_t, double) {
+    if (step == 47) throw std::runtime_error("simulated crash");
+  };
+  const std::string ck = dir.file("run.pt");
+  EXPECT_THROW(train_run(spec, "cpu", cb, {ck, 20}), std::runtime_error);
+  TrainCallbacks cb2;
+  cb2.on_metrics = [&](const std::vector<MetricRow>& r) { second.rows.insert(second.rows.end(), r.begin(), r.end()); };
+  CheckpointOptions ck2{ck, 20, dir.file("final.pt")};
+  auto r = train_run(spec, "cpu", cb2, ck2);
+  EXPECT_EQ(r.resumed_from, 40);
+  for (const char* name : {"loss", "accuracy"})
+    for (const char* split : {"train", "test"})
+      EXPECT_EQ(metric(second, split, name, 60), metric(full, split, name, 60)) << split << " " << name;
+  EXPECT_EQ(r.model_path, dir.file("final.pt"));  // text tasks save their final model
+  EXPECT_TRUE(std::ifstream(dir.file("final.pt")).good());
 }
 
 TEST(Trainer, MqarStoresAccuracyPerQuerySlice) {

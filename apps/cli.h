@@ -40,5 +40,6 @@ int cmd_worker(const std::vector<std::string>& args);
 int cmd_results(const std::vector<std::string>& args);
 int cmd_generate(const std::vector<std::string>& args);
 int cmd_tokenizer(const std::vector<std::string>& args);
+int cmd_bench(const std::vector<std::string>& args);
 
 }  // namespace hippo::cli

@@ -20,6 +20,7 @@ const char* kUsage =
     "  results    list | show RUN | table | export | query SQL | schema\n"
     "  generate   continue a prompt with a trained model (recurrent decoding where the layers allow)\n"
     "  tokenizer  train a SentencePiece tokenizer for the lm task\n"
+    "  bench      generate: decoding speed of hybrid H3 against a Transformer\n"
     "  version    print hippo's version and commit\n";
 }
 
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
     if (cmd == "results") return cmd_results(args);
     if (cmd == "generate") return cmd_generate(args);
     if (cmd == "tokenizer") return cmd_tokenizer(args);
+    if (cmd == "bench") return cmd_bench(args);
     if (cmd == "version" || cmd == "--version") {
       std::printf("hippo %s (commit %s)\n", hippo::build_version(), hippo::build_commit());
       return kExitOk;
@@ -49,7 +51,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     return report(absl::InternalError(e.what()));
   }
-  std::fprintf(stderr, "hippo: error: unknown command '%s'; accepted: layers, tasks, train, sweep, worker, results, generate, tokenizer, version\n",
+  std::fprintf(stderr, "hippo: error: unknown command '%s'; accepted: layers, tasks, train, sweep, worker, results, generate, tokenizer, bench, version\n",
                cmd.c_str());
   return kExitBadInput;
 }

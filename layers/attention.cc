@@ -51,23 +51,54 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   return out_proj_->forward(y.transpose(1, 2).reshape({B, L, d_model_}));
 }
 
+// Decoding state: {keys, values, length}. Keys and values are (B, n_heads, capacity, head_dim) buffers whose first
+// `length` positions are filled (length: a CPU int64 scalar); step() writes in place and doubles the capacity
+// when it is full, so a decoding step copies one position, not the whole cache.
+namespace {
+constexpr int64_t kCacheHeadroom = 128;
+
+MixerState make_cache(const torch::Tensor& k, const torch::Tensor& v, int64_t capacity) {
+  const int64_t L = k.size(2);
+  auto kb = torch::empty({k.size(0), k.size(1), capacity, k.size(3)}, k.options());
+  auto vb = torch::empty_like(kb);
+  kb.narrow(2, 0, L).copy_(k);
+  vb.narrow(2, 0, L).copy_(v);
+  return {kb, vb, torch::tensor(L, torch::kInt64)};
+}
+}  // namespace
+
 MixerState AttentionImpl::initial_state(int64_t batch) const {
   auto opts = qkv_->weight.options();
-  return {torch::zeros({batch, n_heads_, 0, head_dim_}, opts), torch::zeros({batch, n_heads_, 0, head_dim_}, opts)};
+  auto empty = torch::zeros({batch, n_heads_, 0, head_dim_}, opts);
+  return make_cache(empty, empty, kCacheHeadroom);
 }
 
 torch::Tensor AttentionImpl::step(const torch::Tensor& x_t, MixerState& state) {
   const int64_t B = x_t.size(0);
+  TORCH_CHECK(state.size() == 3, "attention step: state must be {keys, values, length}");
   auto [q, k, v] = project(x_t.unsqueeze(1));
-  state.at(0) = torch::cat({state.at(0), k}, 2);
-  state.at(1) = torch::cat({state.at(1), v}, 2);
-  auto y = attend(q, state[0], state[1], 0.0, false);
+  const int64_t len = state[2].item<int64_t>();
+  if (len == state[0].size(2)) {  // full: double the capacity
+    state = make_cache(state[0], state[1], std::max<int64_t>(2 * len, kCacheHeadroom));
+  }
+  state[0].narrow(2, len, 1).copy_(k);
+  state[1].narrow(2, len, 1).copy_(v);
+  state[2].fill_(len + 1);
+  auto y = attend(q, state[0].narrow(2, 0, len + 1), state[1].narrow(2, 0, len + 1), 0.0, false);
   return out_proj_->forward(y.transpose(1, 2).reshape({B, d_model_}));
 }
 
 MixerState AttentionImpl::state_after(const torch::Tensor& x) {
   auto [q, k, v] = project(x);
-  return {k.contiguous(), v.contiguous()};
+  return make_cache(k, v, x.size(1) + kCacheHeadroom);
+}
+
+torch::Tensor AttentionImpl::forward_with_state(const torch::Tensor& x, MixerState& state) {
+  const int64_t B = x.size(0), L = x.size(1);
+  auto [q, k, v] = project(x);
+  state = make_cache(k, v, L + kCacheHeadroom);
+  auto y = attend(q, k, v, dropout_, is_training());
+  return out_proj_->forward(y.transpose(1, 2).reshape({B, L, d_model_}));
 }
 
 namespace {

@@ -17,6 +17,7 @@ class AttentionImpl : public MixerImpl {
   MixerState initial_state(int64_t batch) const override;
   torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override;
   MixerState state_after(const torch::Tensor& x) override;
+  torch::Tensor forward_with_state(const torch::Tensor& x, MixerState& state) override;
   bool needs_position_embedding() const override { return pos_emb_; }
 
   torch::nn::Linear qkv_{nullptr}, out_proj_{nullptr};

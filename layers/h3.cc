@@ -46,6 +46,20 @@ torch::Tensor H3Impl::forward(const torch::Tensor& x) {
   auto q = q_proj_->forward(x).transpose(1, 2);  // (B, D, L)
   auto k = shift_->forward(k_proj_->forward(x).transpose(1, 2));
   auto v = v_proj_->forward(x).transpose(1, 2);
+  return mix(x, q, k, v);
+}
+
+torch::Tensor H3Impl::forward_with_state(const torch::Tensor& x, MixerState& state) {
+  auto q = q_proj_->forward(x).transpose(1, 2);
+  auto k_in = k_proj_->forward(x).transpose(1, 2);
+  auto k = shift_->forward(k_in);
+  auto v = v_proj_->forward(x).transpose(1, 2);
+  state = {shift_->state_after(k_in), diag_->state_after(head_dim_ == 1 ? k * v : outer(k, v))};
+  return mix(x, q, k, v);
+}
+
+torch::Tensor H3Impl::mix(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& k,
+                          const torch::Tensor& v) {
   torch::Tensor y;
   if (head_dim_ == 1) {
     FftConvOptions o;

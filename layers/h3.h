@@ -20,6 +20,7 @@ class H3Impl : public RecurrentMixerImpl {
   MixerState initial_state(int64_t batch) const override;
   torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override;
   MixerState state_after(const torch::Tensor& x) override;
+  torch::Tensor forward_with_state(const torch::Tensor& x, MixerState& state) override;
   std::vector<torch::Tensor> ssm_parameters() override;
 
   int64_t head_dim() const { return head_dim_; }
@@ -33,6 +34,8 @@ class H3Impl : public RecurrentMixerImpl {
   torch::Tensor outer(const torch::Tensor& k, const torch::Tensor& v) const;
   // q: (B, D, ...), y: (B, D*d_h, ...) -> (B, D, ...): out[h, j] = sum_i q[h, i] y[h, i, j].
   torch::Tensor contract(const torch::Tensor& q, const torch::Tensor& y) const;
+  // The diagonal SSM, gate and output projection on the projected q, shifted k and v, each (B, D, L).
+  torch::Tensor mix(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
   int64_t d_model_, head_dim_;
 };
 

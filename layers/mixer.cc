@@ -18,4 +18,9 @@ MixerState MixerImpl::state_after(const torch::Tensor& x) {
   return state;
 }
 
+torch::Tensor MixerImpl::forward_with_state(const torch::Tensor& x, MixerState& state) {
+  state = state_after(x);
+  return forward(x);
+}
+
 }  // namespace hippo

@@ -46,6 +46,9 @@ class MixerImpl : public torch::nn::Module {
   // The state after the prompt x: (B, L, D) has been consumed, computed in parallel where the mixer allows
   // (the default runs step() over the prompt). Throws c10::Error if !can_step().
   virtual MixerState state_after(const torch::Tensor& x);
+  // forward(x) and state_after(x) together (the prefill of generation); mixers override it to share the work
+  // (projections, the shift SSM) between the two. Same contract as the two calls.
+  virtual torch::Tensor forward_with_state(const torch::Tensor& x, MixerState& state);
 
   // Parameters that take the SSM optimiser rule (learning rate min(ssm_lr, lr), no weight decay;
   // H3.md 2.1): log_dt, A and B of every SSM inside.

@@ -43,9 +43,7 @@ torch::Tensor BlockImpl::step(const torch::Tensor& x_t, MixerState& state) {
 }
 
 torch::Tensor BlockImpl::forward_with_state(const torch::Tensor& x, MixerState& state) {
-  auto n = ln1_->forward(x);
-  state = mixer_->state_after(n);
-  auto h = x + mixer_->forward(n);
+  auto h = x + mixer_->forward_with_state(ln1_->forward(x), state);
   return h + mlp(ln2_->forward(h));
 }
 

@@ -86,17 +86,37 @@ DiagSSMImpl::Discrete DiagSSMImpl::discretize() const {
   return d;
 }
 
+namespace {
+// Powers z^j = exp(j * (lr + i li)) of each mode for j = 0..n-1 with stride `stride` (j * stride), as real and
+// imaginary parts, (H, N2, n).
+std::pair<torch::Tensor, torch::Tensor> powers(const torch::Tensor& lr, const torch::Tensor& li, int64_t n,
+                                               int64_t stride) {
+  auto j = torch::arange(n, lr.options()) * static_cast<double>(stride);
+  auto mag = torch::exp(lr.unsqueeze(-1) * j);
+  auto ph = li.unsqueeze(-1) * j;
+  return {mag * torch::cos(ph), mag * torch::sin(ph)};
+}
+
+// Block size R of the two-level Vandermonde product: l = m * R + r, z^l = z^(mR) z^r, so that only
+// (L/R + R) powers per mode need exp/cos/sin and the rest is batched matrix products (BLAS).
+int64_t block_size(int64_t L) { return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(L))))); }
+}  // namespace
+
 torch::Tensor DiagSSMImpl::kernel(int64_t L) const {
   TORCH_CHECK(L >= 1, "diag SSM kernel: L must be >= 1, got ", L);
   auto d = discretize();
   auto C_re = C_.select(2, 0), C_im = C_.select(2, 1);
-  // C' = C * dB
-  auto Cp_re = (C_re * d.dB_re - C_im * d.dB_im).unsqueeze(-1);  // (H, N2, 1)
-  auto Cp_im = (C_re * d.dB_im + C_im * d.dB_re).unsqueeze(-1);
-  auto l = torch::arange(L, C_.options());                        // (L)
-  auto mag = torch::exp(d.log_dA_re.unsqueeze(-1) * l);           // (H, N2, L)
-  auto ph = d.log_dA_im.unsqueeze(-1) * l;
-  return 2 * (Cp_re * mag * torch::cos(ph) - Cp_im * mag * torch::sin(ph)).sum(1);  // (H, L)
+  // C' = C * dB, (H, N2)
+  auto Cp_re = C_re * d.dB_re - C_im * d.dB_im;
+  auto Cp_im = C_re * d.dB_im + C_im * d.dB_re;
+  const int64_t R = block_size(L), M = (L + R - 1) / R;
+  auto [lo_re, lo_im] = powers(d.log_dA_re, d.log_dA_im, R, 1);  // z^r, (H, N2, R)
+  auto [hi_re, hi_im] = powers(d.log_dA_re, d.log_dA_im, M, R);  // z^(mR), (H, N2, M)
+  // a[h, m, n] = C'_n z_n^(mR); K[h, mR + r] = 2 Re(sum_n a[h, m, n] z_n^r)
+  auto a_re = (Cp_re.unsqueeze(-1) * hi_re - Cp_im.unsqueeze(-1) * hi_im).transpose(1, 2);  // (H, M, N2)
+  auto a_im = (Cp_re.unsqueeze(-1) * hi_im + Cp_im.unsqueeze(-1) * hi_re).transpose(1, 2);
+  auto K = 2 * (torch::bmm(a_re, lo_re) - torch::bmm(a_im, lo_im));  // (H, M, R)
+  return K.reshape({K.size(0), M * R}).narrow(1, 0, L);
 }
 
 torch::Tensor DiagSSMImpl::forward(const torch::Tensor& u) const {
@@ -112,13 +132,25 @@ torch::Tensor DiagSSMImpl::initial_state(int64_t batch) const {
 torch::Tensor DiagSSMImpl::step(const torch::Tensor& u_t, torch::Tensor& state) const {
   TORCH_CHECK(u_t.dim() == 2 && u_t.size(1) == channels_, "diag SSM step: u_t must be (B, H=", channels_,
               "), got ", u_t.sizes());
-  auto d = discretize();
-  auto mag = torch::exp(d.log_dA_re);
-  auto dA_re = mag * torch::cos(d.log_dA_im), dA_im = mag * torch::sin(d.log_dA_im);
+  torch::Tensor dA_re, dA_im, dB_re, dB_im;
+  const bool cacheable = !torch::GradMode::is_enabled();
+  std::vector<uint32_t> versions;
+  if (cacheable)
+    for (const auto* p : {&log_dt_, &log_A_real_, &A_imag_, &B_}) versions.push_back(p->_version());
+  if (cacheable && versions == step_cache_.versions && step_cache_.dA_re.device() == C_.device() &&
+      step_cache_.dA_re.scalar_type() == C_.scalar_type()) {
+    dA_re = step_cache_.dA_re, dA_im = step_cache_.dA_im, dB_re = step_cache_.dB_re, dB_im = step_cache_.dB_im;
+  } else {
+    auto d = discretize();
+    auto mag = torch::exp(d.log_dA_re);
+    dA_re = mag * torch::cos(d.log_dA_im), dA_im = mag * torch::sin(d.log_dA_im);
+    dB_re = d.dB_re, dB_im = d.dB_im;
+    if (cacheable) step_cache_ = {versions, dA_re, dA_im, dB_re, dB_im};
+  }
   auto u = u_t.to(C_.scalar_type()).unsqueeze(-1);  // (B, H, 1)
   auto x_re = state.select(3, 0), x_im = state.select(3, 1);
-  auto nx_re = dA_re * x_re - dA_im * x_im + d.dB_re * u;
-  auto nx_im = dA_re * x_im + dA_im * x_re + d.dB_im * u;
+  auto nx_re = dA_re * x_re - dA_im * x_im + dB_re * u;
+  auto nx_im = dA_re * x_im + dA_im * x_re + dB_im * u;
   state = torch::stack({nx_re, nx_im}, 3);
   auto C_re = C_.select(2, 0), C_im = C_.select(2, 1);
   auto y = 2 * (C_re * nx_re - C_im * nx_im).sum(-1) + D_ * u.squeeze(-1);
@@ -128,15 +160,23 @@ torch::Tensor DiagSSMImpl::step(const torch::Tensor& u_t, torch::Tensor& state) 
 torch::Tensor DiagSSMImpl::state_after(const torch::Tensor& u, const torch::Tensor& state0) const {
   TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "diag SSM state_after: u must be (B, H=", channels_,
               ", L), got ", u.sizes());
-  const int64_t L = u.size(2);
+  const int64_t L = u.size(2), B = u.size(0), H = channels_;
   auto d = discretize();
-  // V[h, n, l] = dA^(L-1-l)
-  auto p = (L - 1) - torch::arange(L, C_.options());
-  auto mag = torch::exp(d.log_dA_re.unsqueeze(-1) * p);
-  auto ph = d.log_dA_im.unsqueeze(-1) * p;
-  auto uu = u.to(C_.scalar_type());
-  auto s_re = torch::einsum("bhl,hnl->bhn", {uu, mag * torch::cos(ph)});
-  auto s_im = torch::einsum("bhl,hnl->bhn", {uu, mag * torch::sin(ph)});
+  // s[b, h, n] = sum_l u[b, h, l] dA_n^(L-1-l) = sum_j w[j] dA^j with w = u reversed; j = m * R + r (see kernel()).
+  const int64_t R = block_size(L), M = (L + R - 1) / R;
+  auto w = u.to(C_.scalar_type()).flip(2);
+  if (M * R > L) w = torch::constant_pad_nd(w, {0, M * R - L});
+  auto W = w.reshape({B, H, M, R}).permute({1, 0, 2, 3}).reshape({H, B * M, R});  // (H, B*M, R)
+  auto [lo_re, lo_im] = powers(d.log_dA_re, d.log_dA_im, R, 1);                     // (H, N2, R)
+  auto [hi_re, hi_im] = powers(d.log_dA_re, d.log_dA_im, M, R);                     // (H, N2, M)
+  const int64_t N2 = lo_re.size(1);
+  // inner[h, b, m, n] = sum_r W[h, b, m, r] z_n^r
+  auto in_re = torch::bmm(W, lo_re.transpose(1, 2)).reshape({H, B, M, N2});
+  auto in_im = torch::bmm(W, lo_im.transpose(1, 2)).reshape({H, B, M, N2});
+  // s[b, h, n] = sum_m inner[h, b, m, n] z_n^(mR)
+  auto hr = hi_re.transpose(1, 2).unsqueeze(1), hm = hi_im.transpose(1, 2).unsqueeze(1);  // (H, 1, M, N2)
+  auto s_re = (in_re * hr - in_im * hm).sum(2).transpose(0, 1);  // (B, H, N2)
+  auto s_im = (in_re * hm + in_im * hr).sum(2).transpose(0, 1);
   auto x_re = s_re * d.dB_re - s_im * d.dB_im;
   auto x_im = s_re * d.dB_im + s_im * d.dB_re;
   if (state0.defined()) {

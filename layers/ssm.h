@@ -61,6 +61,13 @@ class DiagSSMImpl : public torch::nn::Module {
  private:
   int64_t channels_, d_state_;
   std::string discretization_;
+  // dA (re, im) and dB (re, im) for step() while gradients are off (decoding), valid while the parameters
+  // keep the versions recorded in `versions` (any in-place update, e.g. an optimiser step, bumps them).
+  struct StepCache {
+    std::vector<uint32_t> versions;
+    torch::Tensor dA_re, dA_im, dB_re, dB_im;
+  };
+  mutable StepCache step_cache_;
 };
 TORCH_MODULE(DiagSSM);
 

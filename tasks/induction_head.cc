@@ -15,6 +15,33 @@ Sequence draw_induction_head(Rng& rng, const SyntheticVocab& vocab, int64_t seq_
 }
 
 namespace {
+// Induction head with accuracy sliced by where the earlier trigger sits (quarters of the body): a model that
+// solved the task for some trigger positions only shows it here.
+class InductionHeadTask : public LastAnswerTask {
+ public:
+  InductionHeadTask(const SyntheticVocab& vocab, int64_t seq_len, int64_t num_train, int64_t num_test)
+      : LastAnswerTask(vocab.vocab_size, seq_len + 1, 1.0 / static_cast<double>(vocab.num_ordinary()), num_train,
+                       num_test, [vocab, seq_len](Rng& r) { return draw_induction_head(r, vocab, seq_len); }),
+        trigger_(vocab.trigger()), seq_len_(seq_len) {}
+
+  std::vector<std::pair<std::string, torch::Tensor>> eval_slices(const TaskData& d) const override {
+    // The earlier trigger's position in the body (the final trigger, at seq_len, is excluded).
+    auto body = d.inputs.narrow(1, 0, seq_len_);
+    auto p = (body == trigger_).to(torch::kInt64).argmax(1, /*keepdim=*/true);  // (N, 1)
+    std::vector<std::pair<std::string, torch::Tensor>> out;
+    const int64_t span = seq_len_ - 2;  // p in 0..seq_len-3
+    for (int64_t q = 0; q < 4; ++q) {
+      const int64_t lo = q * span / 4, hi = (q + 1) * span / 4;
+      if (hi <= lo) continue;
+      out.emplace_back(absl::StrCat("accuracy_trigger_", lo, "_", hi - 1), d.eval_mask & (p >= lo) & (p < hi));
+    }
+    return out;
+  }
+
+ private:
+  int64_t trigger_, seq_len_;
+};
+
 TaskEntry make_entry() {
   TaskEntry e;
   e.name = "induction_head";
@@ -24,11 +51,8 @@ TaskEntry make_entry() {
       .add_int("seq_len", 30, "ordinary tokens before the final trigger (model input: seq_len+1)", 3, 1 << 20);
   add_split_options(e.schema, 5000, 500);
   e.factory = [](const Options& o) -> std::unique_ptr<Task> {
-    const SyntheticVocab vocab{o.get_int("vocab_size")};
-    const int64_t seq_len = o.get_int("seq_len");
-    return std::make_unique<LastAnswerTask>(
-        vocab.vocab_size, seq_len + 1, 1.0 / static_cast<double>(vocab.num_ordinary()), o.get_int("num_train"),
-        o.get_int("num_test"), [vocab, seq_len](Rng& r) { return draw_induction_head(r, vocab, seq_len); });
+    return std::make_unique<InductionHeadTask>(SyntheticVocab{o.get_int("vocab_size")}, o.get_int("seq_len"),
+                                               o.get_int("num_train"), o.get_int("num_test"));
   };
   return e;
 }

@@ -211,3 +211,31 @@ TEST(Mqar, RejectsImpossibleOptions) {
 
 }  // namespace
 }  // namespace hippo
+
+namespace hippo {
+namespace {
+TEST(InductionHead, SlicesByTriggerPositionPartitionTheAnswers) {
+  const TaskEntry* e = value_or_throw(TaskRegistry::global().find("induction_head", "task"));
+  auto o = value_or_throw(resolve_options(e->schema, Json{{"seq_len", 30}, {"num_train", 100}, {"num_test", 400}}, "t"));
+  auto task = e->factory(o);
+  auto d = value_or_throw(task->make(2)).test;
+  auto slices = task->eval_slices(d);
+  ASSERT_EQ(slices.size(), 4u);
+  EXPECT_EQ(slices[0].first, "accuracy_trigger_0_6");
+  EXPECT_EQ(slices[3].first, "accuracy_trigger_21_27");
+  auto total = torch::zeros_like(d.eval_mask, torch::kInt64);
+  for (const auto& [name, m] : slices) total += m.to(torch::kInt64);
+  EXPECT_TRUE(torch::equal(total, d.eval_mask.to(torch::kInt64))) << "each answer in exactly one slice";
+  // Example by example: the slice holds the examples whose earlier trigger sits in its range.
+  const int64_t trigger = 18;
+  for (int64_t i = 0; i < d.size(); ++i) {
+    int64_t p = -1;
+    for (int64_t j = 0; j < 30 && p < 0; ++j)
+      if (d.inputs[i][j].item<int64_t>() == trigger) p = j;
+    ASSERT_GE(p, 0);
+    const int64_t q = p <= 6 ? 0 : p <= 13 ? 1 : p <= 20 ? 2 : 3;
+    EXPECT_TRUE(slices[q].second[i].any().item<bool>()) << "example " << i << " trigger at " << p;
+  }
+}
+}  // namespace
+}  // namespace hippo

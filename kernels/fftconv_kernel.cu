@@ -1,0 +1,438 @@
+// The fused FFT convolution kernels (H3.md 2.3 and 8, FlashConv's fused kernel), forward and backward. One
+// thread block per row (b, h) (the backward: per channel and group of rows). The real signal of FFT size n is
+// packed as n/2 complex values (even samples real, odd imaginary), transformed in shared memory by a Stockham
+// radix-4 FFT (one radix-2 stage when log2(n/2) is odd), unpacked to the real spectrum, multiplied by the
+// filter's spectrum, repacked and transformed back, all in float32; every input is read once and every output
+// written once. CUDA runtime only (no LibTorch), so this file compiles on machines without a GPU.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/fftconv_kernel.h"
+
+namespace hippo::cuda {
+namespace {
+
+constexpr float kPi = 3.14159265358979323846f;
+
+// ---- element I/O: pairs of consecutive elements (t, t + 1) as float2 --------------------------------------
+template <typename T>
+struct Elem;
+template <>
+struct Elem<float> {
+  using Pair = float2;
+  static __device__ __forceinline__ float load(const float* p) { return *p; }
+  static __device__ __forceinline__ void store(float* p, float x) { *p = x; }
+  static __device__ __forceinline__ float2 to_float2(Pair x) { return x; }
+  static __device__ __forceinline__ Pair from_float2(float2 x) { return x; }
+};
+template <>
+struct Elem<__half> {
+  using Pair = __half2;
+  static __device__ __forceinline__ float load(const __half* p) { return __half2float(*p); }
+  static __device__ __forceinline__ void store(__half* p, float x) { *p = __float2half_rn(x); }
+  static __device__ __forceinline__ float2 to_float2(Pair x) { return __half22float2(x); }
+  static __device__ __forceinline__ Pair from_float2(float2 x) { return __floats2half2_rn(x.x, x.y); }
+};
+template <>
+struct Elem<__nv_bfloat16> {
+  using Pair = __nv_bfloat162;
+  static __device__ __forceinline__ float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+  static __device__ __forceinline__ void store(__nv_bfloat16* p, float x) { *p = __float2bfloat16_rn(x); }
+  static __device__ __forceinline__ float2 to_float2(Pair x) { return __bfloat1622float2(x); }
+  static __device__ __forceinline__ Pair from_float2(float2 x) { return __floats2bfloat162_rn(x.x, x.y); }
+};
+
+// Elements t and t + 1 of a row of length L, zero past its end. `vec2`: L is even and the row pointer is aligned
+// to a pair, so one aligned pair load serves both.
+template <typename T>
+__device__ __forceinline__ float2 load_pair(const T* row, int64_t t, int64_t L, bool vec2) {
+  if (t + 1 < L) {
+    if (vec2) return Elem<T>::to_float2(*reinterpret_cast<const typename Elem<T>::Pair*>(row + t));
+    return make_float2(Elem<T>::load(row + t), Elem<T>::load(row + t + 1));
+  }
+  if (t < L) return make_float2(Elem<T>::load(row + t), 0.f);
+  return make_float2(0.f, 0.f);
+}
+
+template <typename T>
+__device__ __forceinline__ void store_pair(T* row, int64_t t, int64_t L, bool vec2, float2 x) {
+  if (t + 1 < L) {
+    if (vec2) {
+      *reinterpret_cast<typename Elem<T>::Pair*>(row + t) = Elem<T>::from_float2(x);
+    } else {
+      Elem<T>::store(row + t, x.x);
+      Elem<T>::store(row + t + 1, x.y);
+    }
+  } else if (t < L) {
+    Elem<T>::store(row + t, x.x);
+  }
+}
+
+// ---- complex arithmetic on float2 --------------------------------------------------------------------------
+__device__ __forceinline__ float2 operator+(float2 a, float2 b) { return make_float2(a.x + b.x, a.y + b.y); }
+__device__ __forceinline__ float2 operator-(float2 a, float2 b) { return make_float2(a.x - b.x, a.y - b.y); }
+__device__ __forceinline__ float2 cmul(float2 a, float2 b) {
+  return make_float2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
+}
+__device__ __forceinline__ float2 conjg(float2 a) { return make_float2(a.x, -a.y); }
+__device__ __forceinline__ float2 mul(float2 a, float2 b) { return make_float2(a.x * b.x, a.y * b.y); }
+
+// ---- activation ---------------------------------------------------------------------------------------------
+__device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
+__device__ __forceinline__ float gelu_grad(float x) {
+  const float cdf = 0.5f * (1.f + erff(x * 0.70710678118654752f));
+  const float pdf = 0.39894228040143268f * __expf(-0.5f * x * x);
+  return cdf + x * pdf;
+}
+
+// ---- the shared-memory FFT of M = 2^LOG_M complex values ---------------------------------------------------
+// Threads per block: a quarter of M (one radix-4 butterfly each), at least a warp, at most 512.
+constexpr int threads_for(int log_m) {
+  return (1 << log_m) / 4 >= 512 ? 512 : ((1 << log_m) / 4 < 32 ? 32 : (1 << log_m) / 4);
+}
+
+template <int R>
+__device__ __forceinline__ void dft(float2 (&x)[R], float sign) {
+  if constexpr (R == 2) {
+    const float2 a = x[0], b = x[1];
+    x[0] = a + b;
+    x[1] = a - b;
+  } else {
+    const float2 apc = x[0] + x[2], amc = x[0] - x[2], bpd = x[1] + x[3], bmd = x[1] - x[3];
+    const float2 jbmd = make_float2(-sign * bmd.y, sign * bmd.x);  // sign * i * (b - d)
+    x[0] = apc + bpd;
+    x[1] = amc + jbmd;
+    x[2] = apc - bpd;
+    x[3] = amc - jbmd;
+  }
+}
+
+// One Stockham step of radix R on sub-transforms of length ns (ns = product of the previous radices):
+// butterfly j reads x[j + r * M/R], twiddles by exp(sign 2 pi i r k / (ns R)) with k = j mod ns, and writes
+// x[(j - k) R + k + r ns]. In place: every thread reads its inputs into registers before the barrier.
+template <int R, int M, int THREADS>
+__device__ __forceinline__ void fft_stage(float2* buf, int ns, float sign) {
+  constexpr int kButterflies = M / R;
+  constexpr int kItems = (kButterflies + THREADS - 1) / THREADS;
+  float2 x[kItems][R];
+#pragma unroll
+  for (int it = 0; it < kItems; ++it) {
+    const int j = threadIdx.x + it * THREADS;
+    if (kButterflies % THREADS == 0 || j < kButterflies) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) x[it][r] = buf[j + r * kButterflies];
+    }
+  }
+  __syncthreads();
+  const float angle_step = sign * 2.f * kPi / static_cast<float>(ns * R);
+#pragma unroll
+  for (int it = 0; it < kItems; ++it) {
+    const int j = threadIdx.x + it * THREADS;
+    if (kButterflies % THREADS == 0 || j < kButterflies) {
+      const int k = j & (ns - 1);
+      if (ns > 1) {
+        // |angle| < 2 pi / R <= pi: the fast sine and cosine are accurate to a few 1e-7 there.
+        float s, c;
+        __sincosf(angle_step * static_cast<float>(k), &s, &c);
+        const float2 w1 = make_float2(c, s);
+        x[it][1] = cmul(x[it][1], w1);
+        if constexpr (R == 4) {
+          const float2 w2 = cmul(w1, w1);
+          x[it][2] = cmul(x[it][2], w2);
+          x[it][3] = cmul(x[it][3], cmul(w2, w1));
+        }
+      }
+      dft<R>(x[it], sign);
+      const int base = (j - k) * R + k;
+#pragma unroll
+      for (int r = 0; r < R; ++r) buf[base + r * ns] = x[it][r];
+    }
+  }
+  __syncthreads();
+}
+
+// Unnormalised DFT of M values in shared memory, in place: sign -1 forward, +1 inverse. Starts and ends with a
+// barrier, so callers may write buf just before and read it just after.
+template <int LOG_M, int THREADS>
+__device__ void fft(float2* buf, float sign) {
+  constexpr int M = 1 << LOG_M;
+  __syncthreads();
+  int ns = 1;
+  if constexpr (LOG_M & 1) {
+    fft_stage<2, M, THREADS>(buf, 1, sign);
+    ns = 2;
+  }
+#pragma unroll 1
+  for (int s = 0; s < LOG_M / 2; ++s, ns *= 4) fft_stage<4, M, THREADS>(buf, ns, sign);
+}
+
+// Packed spectrum Z (Z = DFT_M(x_even + i x_odd)) -> real spectrum X[f] of x (length n = 2M), for the pair
+// a = Z[f], b = Z[(M - f) mod M], w = exp(-2 pi i f / n): X[f] = (a + b*)/2 - i w (a - b*)/2.
+__device__ __forceinline__ float2 unpack(float2 a, float2 b, float2 w) {
+  const float2 e = make_float2(0.5f * (a.x + b.x), 0.5f * (a.y - b.y));
+  const float2 t = cmul(w, make_float2(0.5f * (a.x - b.x), 0.5f * (a.y + b.y)));
+  return make_float2(e.x + t.y, e.y - t.x);
+}
+// The inverse: from the real spectrum Y at f and M - f back to the packed spectrum Z'[f] whose inverse DFT_M
+// (times 1/M) is y_even + i y_odd: Z'[f] = (Yf + Yg*)/2 + i w* (Yf - Yg*)/2.
+__device__ __forceinline__ float2 repack(float2 yf, float2 yg, float2 w) {
+  const float2 e = make_float2(0.5f * (yf.x + yg.x), 0.5f * (yf.y - yg.y));
+  const float2 t = cmul(conjg(w), make_float2(0.5f * (yf.x - yg.x), 0.5f * (yf.y + yg.y)));
+  return make_float2(e.x - t.y, e.y + t.x);
+}
+
+// out (packed) = repack(unpack(in) * kf); in and out may alias (each thread reads and writes only f, M - f).
+template <int LOG_M, int THREADS>
+__device__ __forceinline__ void spectrum_multiply(const float2* in, float2* out, const float2* __restrict__ kf) {
+  constexpr int M = 1 << LOG_M;
+  for (int f = threadIdx.x; f <= M / 2; f += THREADS) {
+    const int g = M - f, gi = g & (M - 1);
+    const float2 a = in[f], b = in[gi];
+    float s, c;
+    sincospif(-static_cast<float>(f) / M, &s, &c);
+    const float2 wf = make_float2(c, s), wg = make_float2(-c, s);  // w^g = -conj(w^f)
+    const float2 yf = cmul(unpack(a, b, wf), __ldg(kf + f)), yg = cmul(unpack(b, a, wg), __ldg(kf + g));
+    out[f] = repack(yf, yg, wf);
+    if (gi != f) out[gi] = repack(yg, yf, wg);
+  }
+}
+
+// ---- forward ------------------------------------------------------------------------------------------------
+template <typename T, int LOG_M, int THREADS>
+__global__ void __launch_bounds__(THREADS) fftconv_fwd_kernel(FftConvFwdParams p, bool vec2) {
+  constexpr int M = 1 << LOG_M;
+  extern __shared__ float2 smem[];
+  // Blocks of one channel are adjacent, so its filter spectrum is read from L2 by all but the first.
+  const int64_t h = blockIdx.x / p.B, b = blockIdx.x % p.B;
+  const int64_t row = b * p.H + h, off = row * p.L, L = p.L;
+  const T* u = static_cast<const T*>(p.u) + off;
+  const T* v = p.v ? static_cast<const T*>(p.v) + off : nullptr;
+  const T* q = p.q ? static_cast<const T*>(p.q) + off : nullptr;
+  T* y = static_cast<T*>(p.y) + off;
+
+  for (int m = threadIdx.x; m < M; m += THREADS) {
+    float2 w = load_pair(u, 2 * int64_t{m}, L, vec2);
+    if (v) w = mul(w, load_pair(v, 2 * int64_t{m}, L, vec2));
+    smem[m] = w;
+  }
+  fft<LOG_M, THREADS>(smem, -1.f);
+  spectrum_multiply<LOG_M, THREADS>(smem, smem, reinterpret_cast<const float2*>(p.kf) + h * (M + 1));
+  fft<LOG_M, THREADS>(smem, 1.f);
+  const float mk = p.mask ? p.mask[row] : 1.f;
+  for (int m = threadIdx.x; 2 * m < L && m < M; m += THREADS) {
+    float2 z = smem[m];
+    if (p.gelu) z = make_float2(gelu(z.x), gelu(z.y));
+    z = make_float2(z.x * mk, z.y * mk);
+    if (q) z = mul(z, load_pair(q, 2 * int64_t{m}, L, vec2));
+    store_pair(y, 2 * int64_t{m}, L, vec2, z);
+  }
+}
+
+// ---- backward -----------------------------------------------------------------------------------------------
+template <typename T, int LOG_M, int THREADS>
+__global__ void __launch_bounds__(THREADS) fftconv_bwd_kernel(FftConvBwdParams p, bool vec2) {
+  constexpr int M = 1 << LOG_M;
+  extern __shared__ float2 smem[];
+  float2* spec_w = smem;      // packed spectrum of w = u * v, kept for the whole row
+  float2* work = smem + M;    // z, then dz and its spectrum, then dw
+  float2* acc = smem + 2 * M;  // sum over rows of conj(W) * DZ, M + 1 values (only with dk_spec)
+  const int64_t h = blockIdx.x / p.chunks, chunk = blockIdx.x % p.chunks;
+  const int64_t rows_per_chunk = (p.B + p.chunks - 1) / p.chunks;
+  const int64_t b_begin = chunk * rows_per_chunk, b_end = b_begin + rows_per_chunk < p.B ? b_begin + rows_per_chunk : p.B;
+  const int64_t L = p.L;
+  const float2* kf = reinterpret_cast<const float2*>(p.kf) + h * (M + 1);
+  const bool need_z = p.gelu || p.q;
+  if (p.dk_spec)
+    for (int f = threadIdx.x; f <= M; f += THREADS) acc[f] = make_float2(0.f, 0.f);
+
+  for (int64_t b = b_begin; b < b_end; ++b) {
+    const int64_t row = b * p.H + h, off = row * L;
+    const T* u = static_cast<const T*>(p.u) + off;
+    const T* v = p.v ? static_cast<const T*>(p.v) + off : nullptr;
+    const T* q = p.q ? static_cast<const T*>(p.q) + off : nullptr;
+    const T* dy = static_cast<const T*>(p.dy) + off;
+    const float mk = p.mask ? p.mask[row] : 1.f;
+
+    for (int m = threadIdx.x; m < M; m += THREADS) {
+      float2 w = load_pair(u, 2 * int64_t{m}, L, vec2);
+      if (v) w = mul(w, load_pair(v, 2 * int64_t{m}, L, vec2));
+      spec_w[m] = w;
+    }
+    fft<LOG_M, THREADS>(spec_w, -1.f);
+    if (need_z) {  // recompute the pre-activation z = conv(w, k) + D w
+      spectrum_multiply<LOG_M, THREADS>(spec_w, work, kf);
+      fft<LOG_M, THREADS>(work, 1.f);
+    }
+    // dz = dy * q * mask * act'(z) and dq = dy * mask * act(z); zero past L.
+    for (int m = threadIdx.x; m < M; m += THREADS) {
+      float2 dz = make_float2(0.f, 0.f);
+      const int64_t t = 2 * int64_t{m};
+      if (t < L) {
+        float2 g = load_pair(dy, t, L, vec2);
+        g = make_float2(g.x * mk, g.y * mk);
+        const float2 z = need_z ? work[m] : make_float2(0.f, 0.f);
+        if (q) {
+          const float2 act = p.gelu ? make_float2(gelu(z.x), gelu(z.y)) : z;
+          if (p.dq) store_pair(static_cast<T*>(p.dq) + off, t, L, vec2, mul(g, act));
+          g = mul(g, load_pair(q, t, L, vec2));
+        }
+        dz = p.gelu ? make_float2(g.x * gelu_grad(z.x), g.y * gelu_grad(z.y)) : g;
+        if (t + 1 >= L) dz.y = 0.f;
+      }
+      work[m] = dz;
+    }
+    fft<LOG_M, THREADS>(work, -1.f);
+    // Per frequency: accumulate conj(W) DZ for dk and dD; dW = conj(K') DZ, repacked in place for dw.
+    for (int f = threadIdx.x; f <= M / 2; f += THREADS) {
+      const int g = M - f, gi = g & (M - 1);
+      float s, c;
+      sincospif(-static_cast<float>(f) / M, &s, &c);
+      const float2 wf = make_float2(c, s), wg = make_float2(-c, s);
+      const float2 dzf = unpack(work[f], work[gi], wf), dzg = unpack(work[gi], work[f], wg);
+      if (p.dk_spec) {
+        const float2 wwf = unpack(spec_w[f], spec_w[gi], wf), wwg = unpack(spec_w[gi], spec_w[f], wg);
+        acc[f] = acc[f] + cmul(conjg(wwf), dzf);
+        if (g != f) acc[g] = acc[g] + cmul(conjg(wwg), dzg);
+      }
+      const float2 yf = cmul(conjg(__ldg(kf + f)), dzf), yg = cmul(conjg(__ldg(kf + g)), dzg);
+      work[f] = repack(yf, yg, wf);
+      if (gi != f) work[gi] = repack(yg, yf, wg);
+    }
+    fft<LOG_M, THREADS>(work, 1.f);
+    for (int m = threadIdx.x; 2 * m < L && m < M; m += THREADS) {
+      const int64_t t = 2 * int64_t{m};
+      const float2 dw = work[m];
+      if (v) {
+        if (p.du) store_pair(static_cast<T*>(p.du) + off, t, L, vec2, mul(dw, load_pair(v, t, L, vec2)));
+        if (p.dv) store_pair(static_cast<T*>(p.dv) + off, t, L, vec2, mul(dw, load_pair(u, t, L, vec2)));
+      } else if (p.du) {
+        store_pair(static_cast<T*>(p.du) + off, t, L, vec2, dw);
+      }
+    }
+    __syncthreads();  // the next row overwrites spec_w and work
+  }
+  if (p.dk_spec) {
+    float2* out = reinterpret_cast<float2*>(p.dk_spec) + (chunk * p.H + h) * (M + 1);
+    for (int f = threadIdx.x; f <= M; f += THREADS) out[f] = acc[f];
+  }
+}
+
+// ---- launchers ----------------------------------------------------------------------------------------------
+const char* elem_name(ElemType e) {
+  return e == ElemType::kFloat32 ? "float32" : e == ElemType::kFloat16 ? "float16" : "bfloat16";
+}
+
+std::string shape_str(int64_t B, int64_t H, int64_t L, int log_n, ElemType e) {
+  return "B=" + std::to_string(B) + " H=" + std::to_string(H) + " L=" + std::to_string(L) +
+         " fft_size=" + std::to_string(int64_t{1} << log_n) + " dtype=" + elem_name(e);
+}
+
+void check(cudaError_t err, const char* kernel, const std::string& what, const std::string& shape) {
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string(kernel) + ": " + what + " failed (" + cudaGetErrorString(err) + ") for " +
+                             shape);
+}
+
+bool aligned(const void* ptr, size_t bytes) { return ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
+
+template <typename T, int LOG_M>
+void launch_fwd(const FftConvFwdParams& p, cudaStream_t stream) {
+  constexpr int kThreads = threads_for(LOG_M);
+  const size_t smem = sizeof(float2) << LOG_M;
+  const bool vec2 = p.L % 2 == 0 && aligned(p.u, 2 * sizeof(T)) && aligned(p.v, 2 * sizeof(T)) &&
+                    aligned(p.q, 2 * sizeof(T)) && aligned(p.y, 2 * sizeof(T));
+  const auto shape = shape_str(p.B, p.H, p.L, p.log_n, p.elem);
+  auto* kernel = fftconv_fwd_kernel<T, LOG_M, kThreads>;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "fftconv_fwd_kernel", "setting shared memory", shape);
+  kernel<<<static_cast<unsigned>(p.B * p.H), kThreads, smem, stream>>>(p, vec2);
+  check(cudaGetLastError(), "fftconv_fwd_kernel", "launch", shape);
+}
+
+template <typename T, int LOG_M>
+void launch_bwd(const FftConvBwdParams& p, cudaStream_t stream) {
+  constexpr int kThreads = threads_for(LOG_M);
+  const size_t smem = sizeof(float2) * ((size_t{2} << LOG_M) + (p.dk_spec ? (size_t{1} << LOG_M) + 1 : 0));
+  const bool vec2 = p.L % 2 == 0 && aligned(p.u, 2 * sizeof(T)) && aligned(p.v, 2 * sizeof(T)) &&
+                    aligned(p.q, 2 * sizeof(T)) && aligned(p.dy, 2 * sizeof(T)) && aligned(p.du, 2 * sizeof(T)) &&
+                    aligned(p.dv, 2 * sizeof(T)) && aligned(p.dq, 2 * sizeof(T));
+  const auto shape = shape_str(p.B, p.H, p.L, p.log_n, p.elem) + " chunks=" + std::to_string(p.chunks);
+  auto* kernel = fftconv_bwd_kernel<T, LOG_M, kThreads>;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "fftconv_bwd_kernel", "setting shared memory", shape);
+  kernel<<<static_cast<unsigned>(p.chunks * p.H), kThreads, smem, stream>>>(p, vec2);
+  check(cudaGetLastError(), "fftconv_bwd_kernel", "launch", shape);
+}
+
+// Calls F<T, log_n - 1> for the compiled sizes.
+template <typename T, template <typename, int> class F, typename P>
+void by_size(const P& p, cudaStream_t s) {
+  switch (p.log_n) {
+    case 4: return F<T, 3>::run(p, s);
+    case 5: return F<T, 4>::run(p, s);
+    case 6: return F<T, 5>::run(p, s);
+    case 7: return F<T, 6>::run(p, s);
+    case 8: return F<T, 7>::run(p, s);
+    case 9: return F<T, 8>::run(p, s);
+    case 10: return F<T, 9>::run(p, s);
+    case 11: return F<T, 10>::run(p, s);
+    case 12: return F<T, 11>::run(p, s);
+    case 13: return F<T, 12>::run(p, s);
+    case 14: return F<T, 13>::run(p, s);
+  }
+}
+template <typename T, int LOG_M>
+struct Fwd {
+  static void run(const FftConvFwdParams& p, cudaStream_t s) { launch_fwd<T, LOG_M>(p, s); }
+};
+template <typename T, int LOG_M>
+struct Bwd {
+  static void run(const FftConvBwdParams& p, cudaStream_t s) { launch_bwd<T, LOG_M>(p, s); }
+};
+
+template <template <typename, int> class F, typename P>
+void by_type(const P& p, cudaStream_t s) {
+  switch (p.elem) {
+    case ElemType::kFloat32: return by_size<float, F>(p, s);
+    case ElemType::kFloat16: return by_size<__half, F>(p, s);
+    case ElemType::kBFloat16: return by_size<__nv_bfloat16, F>(p, s);
+  }
+}
+
+void validate(const char* kernel, int64_t B, int64_t H, int64_t L, int log_n, ElemType e, int64_t blocks) {
+  const auto shape = shape_str(B, H, L, log_n, e);
+  if (log_n < kMinLogN || log_n > kMaxLogN)
+    throw std::runtime_error(std::string(kernel) + ": unsupported fft_size (compiled for 16..16384) for " + shape);
+  if (L < 1 || L > (int64_t{1} << log_n) || B < 1 || H < 1)
+    throw std::runtime_error(std::string(kernel) + ": need 1 <= L <= fft_size and B, H >= 1, got " + shape);
+  if (blocks > INT_MAX) throw std::runtime_error(std::string(kernel) + ": too many rows for one grid: " + shape);
+}
+
+}  // namespace
+
+void fftconv_fwd_launch(const FftConvFwdParams& p, void* stream) {
+  validate("fftconv_fwd_kernel", p.B, p.H, p.L, p.log_n, p.elem, p.B * p.H);
+  by_type<Fwd>(p, static_cast<cudaStream_t>(stream));
+}
+
+void fftconv_bwd_launch(const FftConvBwdParams& p, void* stream) {
+  validate("fftconv_bwd_kernel", p.B, p.H, p.L, p.log_n, p.elem, int64_t{p.chunks} * p.H);
+  if (p.chunks < 1 || p.chunks > p.B)
+    throw std::runtime_error("fftconv_bwd_kernel: chunks must be in [1, B], got " + std::to_string(p.chunks));
+  by_type<Bwd>(p, static_cast<cudaStream_t>(stream));
+}
+
+int device_sm_count() {
+  int dev = 0, count = 0;
+  check(cudaGetDevice(&dev), "fftconv", "cudaGetDevice", "");
+  check(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev), "fftconv", "reading the SM count", "");
+  return count;
+}
+
+}  // namespace hippo::cuda

@@ -38,5 +38,6 @@ int cmd_train(const std::vector<std::string>& args);
 int cmd_sweep(const std::vector<std::string>& args);
 int cmd_worker(const std::vector<std::string>& args);
 int cmd_results(const std::vector<std::string>& args);
+int cmd_bench(const std::vector<std::string>& args);
 
 }  // namespace hippo::cli

@@ -57,11 +57,16 @@ void launch_checked(F&& f) {
   }
 }
 
+// Optional inputs are c10::optional rather than undefined tensors: LibTorch 2.x refuses undefined tensors as
+// inputs of a custom Function. Which gradients are needed is read off requires_grad in forward, because the
+// edge indices behind needs_input_grad shift when an optional input is absent.
 class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
  public:
-  // u, v, q contiguous in one dtype on one device; v, q, mask undefined when absent; mask float32 (B, H).
-  static Tensor forward(AutogradContext* ctx, const Tensor& u, const Tensor& k, const Tensor& D, const Tensor& v,
-                        const Tensor& q, const Tensor& mask, bool gelu) {
+  // u, v, q contiguous in one dtype on one device; mask float32 (B, H).
+  static Tensor forward(AutogradContext* ctx, const Tensor& u, const Tensor& k, const Tensor& D,
+                        const c10::optional<Tensor>& v_opt, const c10::optional<Tensor>& q_opt,
+                        const c10::optional<Tensor>& mask_opt, bool gelu) {
+    const Tensor v = v_opt.value_or(Tensor()), q = q_opt.value_or(Tensor()), mask = mask_opt.value_or(Tensor());
     const c10::cuda::CUDAGuard guard(u.device());
     const int64_t B = u.size(0), H = u.size(1), L = u.size(2), n = fftconv_size(L, k.size(1));
     auto kf = filter_spectrum(k, D, n);
@@ -83,6 +88,11 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     ctx->saved_data["kernel_len"] = k.size(1);
     ctx->saved_data["k_dtype"] = k.scalar_type();
     ctx->saved_data["D_dtype"] = D.scalar_type();
+    ctx->saved_data["need_u"] = u.requires_grad();
+    ctx->saved_data["need_k"] = k.requires_grad();
+    ctx->saved_data["need_D"] = D.requires_grad();
+    ctx->saved_data["need_v"] = v.defined() && v.requires_grad();
+    ctx->saved_data["need_q"] = q.defined() && q.requires_grad();
     return y;
   }
 
@@ -92,9 +102,9 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     const c10::cuda::CUDAGuard guard(u.device());
     const int64_t B = u.size(0), H = u.size(1), L = u.size(2);
     const int64_t n = ctx->saved_data["n"].toInt(), Lk = ctx->saved_data["kernel_len"].toInt();
-    const bool need_u = ctx->needs_input_grad(0), need_k = ctx->needs_input_grad(1),
-               need_D = ctx->needs_input_grad(2), need_v = v.defined() && ctx->needs_input_grad(3),
-               need_q = q.defined() && ctx->needs_input_grad(4);
+    const bool need_u = ctx->saved_data["need_u"].toBool(), need_k = ctx->saved_data["need_k"].toBool(),
+               need_D = ctx->saved_data["need_D"].toBool(), need_v = ctx->saved_data["need_v"].toBool(),
+               need_q = ctx->saved_data["need_q"].toBool();
     variable_list out(7);
     if (!grads[0].defined() || !(need_u || need_k || need_D || need_v || need_q)) return out;
     const auto dy = grads[0].to(u.scalar_type()).contiguous();
@@ -166,10 +176,11 @@ Tensor fftconv_fused(const Tensor& u, const Tensor& k, const Tensor& D, const Ff
               u.sizes(), " ", u.scalar_type(), " on ", u.device(), ", k ", k.sizes(), " on ", k.device(),
               " (needs CUDA tensors, float32/float16/bfloat16 u with v and q in its dtype, fft_size <= 16384);"
               " fftconv() falls back to the reference");
-  const Tensor none;
-  return FftConvFunction::apply(u.contiguous(), k, D, o.v ? o.v->contiguous() : none,
-                                o.q ? o.q->contiguous() : none,
-                                o.dropout_mask ? o.dropout_mask->to(torch::kFloat).contiguous() : none, o.gelu);
+  c10::optional<Tensor> v, q, mask;
+  if (o.v) v = o.v->contiguous();
+  if (o.q) q = o.q->contiguous();
+  if (o.dropout_mask) mask = o.dropout_mask->to(torch::kFloat).contiguous();
+  return FftConvFunction::apply(u.contiguous(), k, D, v, q, mask, o.gelu);
 }
 
 }  // namespace hippo

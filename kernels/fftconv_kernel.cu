@@ -92,9 +92,35 @@ __device__ __forceinline__ float gelu_grad(float x) {
 }
 
 // ---- the shared-memory FFT of M = 2^LOG_M complex values ---------------------------------------------------
-// Threads per block: a quarter of M (one radix-4 butterfly each), at least a warp, at most 512.
+// Shared-memory index of element i: one float2 of padding after every 16, so that a warp writing with a stride
+// of 16 elements (the first radix-16 pass) spreads over all banks instead of hitting one.
+__device__ __forceinline__ int pad(int i) { return i + (i >> 4); }
+// float2 slots of a padded buffer of m elements.
+__host__ __device__ constexpr int padded(int m) { return m + m / 16; }
+
+// Threads per block: one radix-16 butterfly each (M/16), at least a warp, at most 512.
 constexpr int threads_for(int log_m) {
-  return (1 << log_m) / 4 >= 512 ? 512 : ((1 << log_m) / 4 < 32 ? 32 : (1 << log_m) / 4);
+  return (1 << log_m) / 16 >= 512 ? 512 : ((1 << log_m) / 16 < 32 ? 32 : (1 << log_m) / 16);
+}
+
+// exp(sign * 2 pi i * e / 16) for e = 0..9, the twiddles inside the 16-point DFT.
+__device__ __forceinline__ float2 w16(int e, float sign) {
+  constexpr float c[10] = {1.f, 0.92387953251128674f, 0.70710678118654752f, 0.38268343236508977f, 0.f,
+                           -0.38268343236508977f, -0.70710678118654752f, -0.92387953251128674f, -1.f,
+                           -0.92387953251128674f};
+  constexpr float s[10] = {0.f, 0.38268343236508977f, 0.70710678118654752f, 0.92387953251128674f, 1.f,
+                           0.92387953251128674f, 0.70710678118654752f, 0.38268343236508977f, 0.f,
+                           -0.38268343236508977f};
+  return make_float2(c[e], sign * s[e]);
+}
+
+__device__ __forceinline__ void dft4(float2& a, float2& b, float2& c, float2& d, float sign) {
+  const float2 apc = a + c, amc = a - c, bpd = b + d, bmd = b - d;
+  const float2 jbmd = make_float2(-sign * bmd.y, sign * bmd.x);  // sign * i * (b - d)
+  a = apc + bpd;
+  b = amc + jbmd;
+  c = apc - bpd;
+  d = amc - jbmd;
 }
 
 template <int R>
@@ -103,13 +129,29 @@ __device__ __forceinline__ void dft(float2 (&x)[R], float sign) {
     const float2 a = x[0], b = x[1];
     x[0] = a + b;
     x[1] = a - b;
+  } else if constexpr (R == 4) {
+    dft4(x[0], x[1], x[2], x[3], sign);
   } else {
-    const float2 apc = x[0] + x[2], amc = x[0] - x[2], bpd = x[1] + x[3], bmd = x[1] - x[3];
-    const float2 jbmd = make_float2(-sign * bmd.y, sign * bmd.x);  // sign * i * (b - d)
-    x[0] = apc + bpd;
-    x[1] = amc + jbmd;
-    x[2] = apc - bpd;
-    x[3] = amc - jbmd;
+    // 16 = 4 x 4: n = b + 4a, k = c + 4d. DFT over a for each b, twiddle W16^(bc), DFT over b for each c.
+#pragma unroll
+    for (int b = 0; b < 4; ++b) dft4(x[b], x[b + 4], x[b + 8], x[b + 12], sign);
+    // x[b + 4c] now holds Y_b[c].
+#pragma unroll
+    for (int b = 1; b < 4; ++b)
+#pragma unroll
+      for (int c = 1; c < 4; ++c) x[b + 4 * c] = cmul(x[b + 4 * c], w16(b * c, sign));
+    float2 y[16];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      float2 a0 = x[0 + 4 * c], a1 = x[1 + 4 * c], a2 = x[2 + 4 * c], a3 = x[3 + 4 * c];
+      dft4(a0, a1, a2, a3, sign);
+      y[c] = a0;
+      y[c + 4] = a1;
+      y[c + 8] = a2;
+      y[c + 12] = a3;
+    }
+#pragma unroll
+    for (int r = 0; r < 16; ++r) x[r] = y[r];
   }
 }
 
@@ -126,7 +168,7 @@ __device__ __forceinline__ void fft_stage(float2* buf, int ns, float sign) {
     const int j = threadIdx.x + it * THREADS;
     if (kButterflies % THREADS == 0 || j < kButterflies) {
 #pragma unroll
-      for (int r = 0; r < R; ++r) x[it][r] = buf[j + r * kButterflies];
+      for (int r = 0; r < R; ++r) x[it][r] = buf[pad(j + r * kButterflies)];
     }
   }
   __syncthreads();
@@ -137,39 +179,59 @@ __device__ __forceinline__ void fft_stage(float2* buf, int ns, float sign) {
     if (kButterflies % THREADS == 0 || j < kButterflies) {
       const int k = j & (ns - 1);
       if (ns > 1) {
-        // |angle| < 2 pi / R <= pi: the fast sine and cosine are accurate to a few 1e-7 there.
+        // |angle| < 2 pi / R <= pi: the fast sine and cosine are accurate to a few 1e-7 there. Powers up to
+        // r = 15 as w^(4a) w^b (at most two products from the two evaluated twiddles).
+        const float angle = angle_step * static_cast<float>(k);
         float s, c;
-        __sincosf(angle_step * static_cast<float>(k), &s, &c);
+        __sincosf(angle, &s, &c);
         const float2 w1 = make_float2(c, s);
-        x[it][1] = cmul(x[it][1], w1);
-        if constexpr (R == 4) {
-          const float2 w2 = cmul(w1, w1);
+        const float2 w2 = cmul(w1, w1), w3 = cmul(w2, w1);
+        if constexpr (R == 2) {
+          x[it][1] = cmul(x[it][1], w1);
+        } else if constexpr (R == 4) {
+          x[it][1] = cmul(x[it][1], w1);
           x[it][2] = cmul(x[it][2], w2);
-          x[it][3] = cmul(x[it][3], cmul(w2, w1));
+          x[it][3] = cmul(x[it][3], w3);
+        } else {
+          __sincosf(4.f * angle, &s, &c);
+          const float2 w4 = make_float2(c, s), w8 = cmul(w4, w4), w12 = cmul(w8, w4);
+          const float2 lo[4] = {make_float2(1.f, 0.f), w1, w2, w3}, hi[4] = {make_float2(1.f, 0.f), w4, w8, w12};
+#pragma unroll
+          for (int r = 1; r < 16; ++r) {
+            if (r & 3) x[it][r] = cmul(x[it][r], lo[r & 3]);
+            if (r >> 2) x[it][r] = cmul(x[it][r], hi[r >> 2]);
+          }
         }
       }
       dft<R>(x[it], sign);
       const int base = (j - k) * R + k;
 #pragma unroll
-      for (int r = 0; r < R; ++r) buf[base + r * ns] = x[it][r];
+      for (int r = 0; r < R; ++r) buf[pad(base + r * ns)] = x[it][r];
     }
   }
   __syncthreads();
 }
 
-// Unnormalised DFT of M values in shared memory, in place: sign -1 forward, +1 inverse. Starts and ends with a
-// barrier, so callers may write buf just before and read it just after.
+// Unnormalised DFT of M values in shared memory (padded layout), in place: sign -1 forward, +1 inverse.
+// Radix-16 passes, the remaining factor (2, 4 or 8 = 2 x 4) first. Starts and ends with a barrier, so callers
+// may write buf just before and read it just after.
 template <int LOG_M, int THREADS>
 __device__ void fft(float2* buf, float sign) {
   constexpr int M = 1 << LOG_M;
   __syncthreads();
   int ns = 1;
-  if constexpr (LOG_M & 1) {
-    fft_stage<2, M, THREADS>(buf, 1, sign);
-    ns = 2;
+  if constexpr (LOG_M % 4 == 1 || LOG_M % 4 == 3) {
+    fft_stage<2, M, THREADS>(buf, ns, sign);
+    ns *= 2;
   }
+  if constexpr (LOG_M % 4 >= 2) {
+    fft_stage<4, M, THREADS>(buf, ns, sign);
+    ns *= 4;
+  }
+  if constexpr (LOG_M >= 4) {
 #pragma unroll 1
-  for (int s = 0; s < LOG_M / 2; ++s, ns *= 4) fft_stage<4, M, THREADS>(buf, ns, sign);
+    for (int s = 0; s < LOG_M / 4; ++s, ns *= 16) fft_stage<16, M, THREADS>(buf, ns, sign);
+  }
 }
 
 // Packed spectrum Z (Z = DFT_M(x_even + i x_odd)) -> real spectrum X[f] of x (length n = 2M), for the pair
@@ -193,19 +255,19 @@ __device__ __forceinline__ void spectrum_multiply(const float2* in, float2* out,
   constexpr int M = 1 << LOG_M;
   for (int f = threadIdx.x; f <= M / 2; f += THREADS) {
     const int g = M - f, gi = g & (M - 1);
-    const float2 a = in[f], b = in[gi];
+    const float2 a = in[pad(f)], b = in[pad(gi)];
     float s, c;
     sincospif(-static_cast<float>(f) / M, &s, &c);
     const float2 wf = make_float2(c, s), wg = make_float2(-c, s);  // w^g = -conj(w^f)
     const float2 yf = cmul(unpack(a, b, wf), __ldg(kf + f)), yg = cmul(unpack(b, a, wg), __ldg(kf + g));
-    out[f] = repack(yf, yg, wf);
-    if (gi != f) out[gi] = repack(yg, yf, wg);
+    out[pad(f)] = repack(yf, yg, wf);
+    if (gi != f) out[pad(gi)] = repack(yg, yf, wg);
   }
 }
 
 // ---- forward ------------------------------------------------------------------------------------------------
 template <typename T, int LOG_M, int THREADS>
-__global__ void __launch_bounds__(THREADS) fftconv_fwd_kernel(FftConvFwdParams p, bool vec2) {
+__global__ void __launch_bounds__(THREADS, THREADS >= 512 ? 2 : 1) fftconv_fwd_kernel(FftConvFwdParams p, bool vec2) {
   constexpr int M = 1 << LOG_M;
   extern __shared__ float2 smem[];
   // Blocks of one channel are adjacent, so its filter spectrum is read from L2 by all but the first.
@@ -219,14 +281,14 @@ __global__ void __launch_bounds__(THREADS) fftconv_fwd_kernel(FftConvFwdParams p
   for (int m = threadIdx.x; m < M; m += THREADS) {
     float2 w = load_pair(u, 2 * int64_t{m}, L, vec2);
     if (v) w = mul(w, load_pair(v, 2 * int64_t{m}, L, vec2));
-    smem[m] = w;
+    smem[pad(m)] = w;
   }
   fft<LOG_M, THREADS>(smem, -1.f);
   spectrum_multiply<LOG_M, THREADS>(smem, smem, reinterpret_cast<const float2*>(p.kf) + h * (M + 1));
   fft<LOG_M, THREADS>(smem, 1.f);
   const float mk = p.mask ? p.mask[row] : 1.f;
   for (int m = threadIdx.x; 2 * m < L && m < M; m += THREADS) {
-    float2 z = smem[m];
+    float2 z = smem[pad(m)];
     if (p.gelu) z = make_float2(gelu(z.x), gelu(z.y));
     z = make_float2(z.x * mk, z.y * mk);
     if (q) z = mul(z, load_pair(q, 2 * int64_t{m}, L, vec2));
@@ -239,9 +301,9 @@ template <typename T, int LOG_M, int THREADS>
 __global__ void __launch_bounds__(THREADS) fftconv_bwd_kernel(FftConvBwdParams p, bool vec2) {
   constexpr int M = 1 << LOG_M;
   extern __shared__ float2 smem[];
-  float2* spec_w = smem;      // packed spectrum of w = u * v, kept for the whole row
-  float2* work = smem + M;    // z, then dz and its spectrum, then dw
-  float2* acc = smem + 2 * M;  // sum over rows of conj(W) * DZ, M + 1 values (only with dk_spec)
+  float2* spec_w = smem;                 // packed spectrum of w = u * v, kept for the whole row
+  float2* work = smem + padded(M);       // z, then dz and its spectrum, then dw
+  float2* acc = smem + 2 * padded(M);    // sum over rows of conj(W) * DZ, M + 1 values (only with dk_spec)
   const int64_t h = blockIdx.x / p.chunks, chunk = blockIdx.x % p.chunks;
   const int64_t rows_per_chunk = (p.B + p.chunks - 1) / p.chunks;
   const int64_t b_begin = chunk * rows_per_chunk, b_end = b_begin + rows_per_chunk < p.B ? b_begin + rows_per_chunk : p.B;
@@ -249,7 +311,7 @@ __global__ void __launch_bounds__(THREADS) fftconv_bwd_kernel(FftConvBwdParams p
   const float2* kf = reinterpret_cast<const float2*>(p.kf) + h * (M + 1);
   const bool need_z = p.gelu || p.q;
   if (p.dk_spec)
-    for (int f = threadIdx.x; f <= M; f += THREADS) acc[f] = make_float2(0.f, 0.f);
+    for (int f = threadIdx.x; f <= M; f += THREADS) acc[pad(f)] = make_float2(0.f, 0.f);
 
   for (int64_t b = b_begin; b < b_end; ++b) {
     const int64_t row = b * p.H + h, off = row * L;
@@ -262,7 +324,7 @@ __global__ void __launch_bounds__(THREADS) fftconv_bwd_kernel(FftConvBwdParams p
     for (int m = threadIdx.x; m < M; m += THREADS) {
       float2 w = load_pair(u, 2 * int64_t{m}, L, vec2);
       if (v) w = mul(w, load_pair(v, 2 * int64_t{m}, L, vec2));
-      spec_w[m] = w;
+      spec_w[pad(m)] = w;
     }
     fft<LOG_M, THREADS>(spec_w, -1.f);
     if (need_z) {  // recompute the pre-activation z = conv(w, k) + D w
@@ -276,7 +338,7 @@ __global__ void __launch_bounds__(THREADS) fftconv_bwd_kernel(FftConvBwdParams p
       if (t < L) {
         float2 g = load_pair(dy, t, L, vec2);
         g = make_float2(g.x * mk, g.y * mk);
-        const float2 z = need_z ? work[m] : make_float2(0.f, 0.f);
+        const float2 z = need_z ? work[pad(m)] : make_float2(0.f, 0.f);
         if (q) {
           const float2 act = p.gelu ? make_float2(gelu(z.x), gelu(z.y)) : z;
           if (p.dq) store_pair(static_cast<T*>(p.dq) + off, t, L, vec2, mul(g, act));
@@ -285,7 +347,7 @@ __global__ void __launch_bounds__(THREADS) fftconv_bwd_kernel(FftConvBwdParams p
         dz = p.gelu ? make_float2(g.x * gelu_grad(z.x), g.y * gelu_grad(z.y)) : g;
         if (t + 1 >= L) dz.y = 0.f;
       }
-      work[m] = dz;
+      work[pad(m)] = dz;
     }
     fft<LOG_M, THREADS>(work, -1.f);
     // Per frequency: accumulate conj(W) DZ for dk and dD; dW = conj(K') DZ, repacked in place for dw.
@@ -294,20 +356,22 @@ __global__ void __launch_bounds__(THREADS) fftconv_bwd_kernel(FftConvBwdParams p
       float s, c;
       sincospif(-static_cast<float>(f) / M, &s, &c);
       const float2 wf = make_float2(c, s), wg = make_float2(-c, s);
-      const float2 dzf = unpack(work[f], work[gi], wf), dzg = unpack(work[gi], work[f], wg);
+      const float2 zf = work[pad(f)], zg = work[pad(gi)];
+      const float2 dzf = unpack(zf, zg, wf), dzg = unpack(zg, zf, wg);
       if (p.dk_spec) {
-        const float2 wwf = unpack(spec_w[f], spec_w[gi], wf), wwg = unpack(spec_w[gi], spec_w[f], wg);
-        acc[f] = acc[f] + cmul(conjg(wwf), dzf);
-        if (g != f) acc[g] = acc[g] + cmul(conjg(wwg), dzg);
+        const float2 sf = spec_w[pad(f)], sg = spec_w[pad(gi)];
+        const float2 wwf = unpack(sf, sg, wf), wwg = unpack(sg, sf, wg);
+        acc[pad(f)] = acc[pad(f)] + cmul(conjg(wwf), dzf);
+        if (g != f) acc[pad(g)] = acc[pad(g)] + cmul(conjg(wwg), dzg);
       }
       const float2 yf = cmul(conjg(__ldg(kf + f)), dzf), yg = cmul(conjg(__ldg(kf + g)), dzg);
-      work[f] = repack(yf, yg, wf);
-      if (gi != f) work[gi] = repack(yg, yf, wg);
+      work[pad(f)] = repack(yf, yg, wf);
+      if (gi != f) work[pad(gi)] = repack(yg, yf, wg);
     }
     fft<LOG_M, THREADS>(work, 1.f);
     for (int m = threadIdx.x; 2 * m < L && m < M; m += THREADS) {
       const int64_t t = 2 * int64_t{m};
-      const float2 dw = work[m];
+      const float2 dw = work[pad(m)];
       if (v) {
         if (p.du) store_pair(static_cast<T*>(p.du) + off, t, L, vec2, mul(dw, load_pair(v, t, L, vec2)));
         if (p.dv) store_pair(static_cast<T*>(p.dv) + off, t, L, vec2, mul(dw, load_pair(u, t, L, vec2)));
@@ -319,7 +383,7 @@ __global__ void __launch_bounds__(THREADS) fftconv_bwd_kernel(FftConvBwdParams p
   }
   if (p.dk_spec) {
     float2* out = reinterpret_cast<float2*>(p.dk_spec) + (chunk * p.H + h) * (M + 1);
-    for (int f = threadIdx.x; f <= M; f += THREADS) out[f] = acc[f];
+    for (int f = threadIdx.x; f <= M; f += THREADS) out[f] = acc[pad(f)];
   }
 }
 
@@ -344,7 +408,7 @@ bool aligned(const void* ptr, size_t bytes) { return ptr == nullptr || reinterpr
 template <typename T, int LOG_M>
 void launch_fwd(const FftConvFwdParams& p, cudaStream_t stream) {
   constexpr int kThreads = threads_for(LOG_M);
-  const size_t smem = sizeof(float2) << LOG_M;
+  const size_t smem = sizeof(float2) * padded(1 << LOG_M);
   const bool vec2 = p.L % 2 == 0 && aligned(p.u, 2 * sizeof(T)) && aligned(p.v, 2 * sizeof(T)) &&
                     aligned(p.q, 2 * sizeof(T)) && aligned(p.y, 2 * sizeof(T));
   const auto shape = shape_str(p.B, p.H, p.L, p.log_n, p.elem);
@@ -358,7 +422,7 @@ void launch_fwd(const FftConvFwdParams& p, cudaStream_t stream) {
 template <typename T, int LOG_M>
 void launch_bwd(const FftConvBwdParams& p, cudaStream_t stream) {
   constexpr int kThreads = threads_for(LOG_M);
-  const size_t smem = sizeof(float2) * ((size_t{2} << LOG_M) + (p.dk_spec ? (size_t{1} << LOG_M) + 1 : 0));
+  const size_t smem = sizeof(float2) * (2 * padded(1 << LOG_M) + (p.dk_spec ? padded(1 << LOG_M) + 1 : 0));
   const bool vec2 = p.L % 2 == 0 && aligned(p.u, 2 * sizeof(T)) && aligned(p.v, 2 * sizeof(T)) &&
                     aligned(p.q, 2 * sizeof(T)) && aligned(p.dy, 2 * sizeof(T)) && aligned(p.du, 2 * sizeof(T)) &&
                     aligned(p.dv, 2 * sizeof(T)) && aligned(p.dq, 2 * sizeof(T));

@@ -74,6 +74,73 @@ __device__ __forceinline__ void store_pair(T* row, int64_t t, int64_t L, bool ve
   }
 }
 
+// How rows may be accessed: vec16, every row starts 16-byte aligned (L * sizeof(T) % 16 == 0 and aligned
+// pointers), so whole 16-byte chunks are loaded and stored at once; vec2, pairs are aligned.
+struct Io {
+  bool vec16, vec2;
+};
+
+template <typename T>
+__device__ __forceinline__ void chunk_to_float2(const uint4& raw, float2* x) {
+  constexpr int kPairs = 16 / (2 * sizeof(T));
+  const auto* pr = reinterpret_cast<const typename Elem<T>::Pair*>(&raw);
+#pragma unroll
+  for (int p = 0; p < kPairs; ++p) x[p] = Elem<T>::to_float2(pr[p]);
+}
+
+template <typename T>
+__device__ __forceinline__ uint4 float2_to_chunk(const float2* x) {
+  constexpr int kPairs = 16 / (2 * sizeof(T));
+  uint4 raw;
+  auto* pr = reinterpret_cast<typename Elem<T>::Pair*>(&raw);
+#pragma unroll
+  for (int p = 0; p < kPairs; ++p) pr[p] = Elem<T>::from_float2(x[p]);
+  return raw;
+}
+
+// A row of M pairs as 16-byte chunks of kPairs pairs; thread threadIdx.x owns chunks threadIdx.x + i * THREADS.
+template <typename T, int M, int THREADS>
+struct Rows {
+  static constexpr int kPairs = 16 / (2 * sizeof(T));
+  static constexpr int kChunks = M / kPairs;
+  static constexpr int kPerThread = (kChunks + THREADS - 1) / THREADS;
+
+  // Chunk of item i of this thread, or -1.
+  static __device__ __forceinline__ int chunk(int i) {
+    const int c = threadIdx.x + i * THREADS;
+    return (kChunks % THREADS == 0 || c < kChunks) ? c : -1;
+  }
+  static __device__ __forceinline__ int64_t first(int c) { return int64_t{c} * 2 * kPairs; }
+  static __device__ __forceinline__ bool full(int c, int64_t L, Io io) { return io.vec16 && first(c) + 2 * kPairs <= L; }
+
+  // Issues the 16-byte load of item i (when its chunk is whole); get() converts it later, so that several
+  // items' loads are in flight together.
+  static __device__ __forceinline__ void prefetch(const T* row, int i, int64_t L, Io io, uint4& raw) {
+    const int c = chunk(i);
+    if (row && i < kPerThread && c >= 0 && full(c, L, io)) raw = *reinterpret_cast<const uint4*>(row + first(c));
+  }
+  // Pairs of item i: from the prefetched chunk when whole, else element by element (zero past L).
+  static __device__ __forceinline__ void get(const T* row, int i, int64_t L, Io io, const uint4& raw,
+                                             float2 (&x)[kPairs]) {
+    const int c = chunk(i);
+    if (full(c, L, io)) {
+      chunk_to_float2<T>(raw, x);
+    } else {
+#pragma unroll
+      for (int p = 0; p < kPairs; ++p) x[p] = load_pair(row, first(c) + 2 * p, L, io.vec2);
+    }
+  }
+  static __device__ __forceinline__ void put(T* row, int i, int64_t L, Io io, const float2 (&x)[kPairs]) {
+    const int c = chunk(i);
+    if (full(c, L, io)) {
+      *reinterpret_cast<uint4*>(row + first(c)) = float2_to_chunk<T>(x);
+    } else {
+#pragma unroll
+      for (int p = 0; p < kPairs; ++p) store_pair(row, first(c) + 2 * p, L, io.vec2, x[p]);
+    }
+  }
+};
+
 // ---- complex arithmetic on float2 --------------------------------------------------------------------------
 __device__ __forceinline__ float2 operator+(float2 a, float2 b) { return make_float2(a.x + b.x, a.y + b.y); }
 __device__ __forceinline__ float2 operator-(float2 a, float2 b) { return make_float2(a.x - b.x, a.y - b.y); }
@@ -249,26 +316,61 @@ __device__ __forceinline__ float2 repack(float2 yf, float2 yg, float2 w) {
   return make_float2(e.x - t.y, e.y + t.x);
 }
 
+// Iterations of the per-frequency loops over f = 0..M/2 (pairs f, M - f).
+template <int M, int THREADS>
+__host__ __device__ constexpr int freq_iters() {
+  return (M / 2 + THREADS) / THREADS;
+}
+
+// Frequency iterations whose filter loads are issued together.
+constexpr int kFreqGroup = 3;
+
+// The filter values kf[f] and kf[M - f] of iterations i0 .. i0 + kFreqGroup - 1, loaded before any is used
+// (they come from L2).
+template <int M, int THREADS>
+__device__ __forceinline__ void load_filter(const float2* __restrict__ kf, int i0, float2 (&ka)[kFreqGroup],
+                                            float2 (&kb)[kFreqGroup]) {
+#pragma unroll
+  for (int ii = 0; ii < kFreqGroup; ++ii) {
+    const int f = threadIdx.x + (i0 + ii) * THREADS;
+    if (f <= M / 2) {
+      ka[ii] = __ldg(kf + f);
+      kb[ii] = __ldg(kf + M - f);
+    }
+  }
+}
+
 // out (packed) = repack(unpack(in) * kf); in and out may alias (each thread reads and writes only f, M - f).
 template <int LOG_M, int THREADS>
 __device__ __forceinline__ void spectrum_multiply(const float2* in, float2* out, const float2* __restrict__ kf) {
-  constexpr int M = 1 << LOG_M;
-  for (int f = threadIdx.x; f <= M / 2; f += THREADS) {
+  constexpr int M = 1 << LOG_M, kIters = freq_iters<M, THREADS>();
+#pragma unroll 1
+  for (int i0 = 0; i0 < kIters; i0 += kFreqGroup) {
+  float2 ka[kFreqGroup], kb[kFreqGroup];
+  load_filter<M, THREADS>(kf, i0, ka, kb);
+#pragma unroll
+  for (int ii = 0; ii < kFreqGroup; ++ii) {
+    const int f = threadIdx.x + (i0 + ii) * THREADS;
+    if (f > M / 2) continue;
     const int g = M - f, gi = g & (M - 1);
     const float2 a = in[pad(f)], b = in[pad(gi)];
     float s, c;
     sincospif(-static_cast<float>(f) / M, &s, &c);
     const float2 wf = make_float2(c, s), wg = make_float2(-c, s);  // w^g = -conj(w^f)
-    const float2 yf = cmul(unpack(a, b, wf), __ldg(kf + f)), yg = cmul(unpack(b, a, wg), __ldg(kf + g));
+    const float2 yf = cmul(unpack(a, b, wf), ka[ii]), yg = cmul(unpack(b, a, wg), kb[ii]);
     out[pad(f)] = repack(yf, yg, wf);
     if (gi != f) out[pad(gi)] = repack(yg, yf, wg);
+  }
   }
 }
 
 // ---- forward ------------------------------------------------------------------------------------------------
 template <typename T, int LOG_M, int THREADS>
-__global__ void __launch_bounds__(THREADS, THREADS >= 512 ? 2 : 1) fftconv_fwd_kernel(FftConvFwdParams p, bool vec2) {
+__global__ void __launch_bounds__(THREADS, 1024 / THREADS) fftconv_fwd_kernel(FftConvFwdParams p, Io io) {
   constexpr int M = 1 << LOG_M;
+  using R = Rows<T, M, THREADS>;
+  // G: items whose loads are issued together (all of them; the forward has registers to spare).
+  constexpr int P = R::kPairs, K = R::kPerThread, G = K;
   extern __shared__ float2 smem[];
   // Blocks of one channel are adjacent, so its filter spectrum is read from L2 by all but the first.
   const int64_t h = blockIdx.x / p.B, b = blockIdx.x % p.B;
@@ -277,36 +379,76 @@ __global__ void __launch_bounds__(THREADS, THREADS >= 512 ? 2 : 1) fftconv_fwd_k
   const T* v = p.v ? static_cast<const T*>(p.v) + off : nullptr;
   const T* q = p.q ? static_cast<const T*>(p.q) + off : nullptr;
   T* y = static_cast<T*>(p.y) + off;
-
-  for (int m = threadIdx.x; m < M; m += THREADS) {
-    float2 w = load_pair(u, 2 * int64_t{m}, L, vec2);
-    if (v) w = mul(w, load_pair(v, 2 * int64_t{m}, L, vec2));
-    smem[pad(m)] = w;
+#pragma unroll 1
+  for (int i0 = 0; i0 < K; i0 += G) {
+    uint4 ru[G], rv[G];
+#pragma unroll
+    for (int ii = 0; ii < G; ++ii) {
+      R::prefetch(u, i0 + ii, L, io, ru[ii]);
+      R::prefetch(v, i0 + ii, L, io, rv[ii]);
+    }
+#pragma unroll
+    for (int ii = 0; ii < G; ++ii) {
+      const int i = i0 + ii, c = i < K ? R::chunk(i) : -1;
+      if (c < 0) continue;
+      float2 w[P];
+      R::get(u, i, L, io, ru[ii], w);
+      if (v) {
+        float2 g[P];
+        R::get(v, i, L, io, rv[ii], g);
+#pragma unroll
+        for (int j = 0; j < P; ++j) w[j] = mul(w[j], g[j]);
+      }
+#pragma unroll
+      for (int j = 0; j < P; ++j) smem[pad(c * P + j)] = w[j];
+    }
   }
   fft<LOG_M, THREADS>(smem, -1.f);
   spectrum_multiply<LOG_M, THREADS>(smem, smem, reinterpret_cast<const float2*>(p.kf) + h * (M + 1));
   fft<LOG_M, THREADS>(smem, 1.f);
   const float mk = p.mask ? p.mask[row] : 1.f;
-  for (int m = threadIdx.x; 2 * m < L && m < M; m += THREADS) {
-    float2 z = smem[pad(m)];
-    if (p.gelu) z = make_float2(gelu(z.x), gelu(z.y));
-    z = make_float2(z.x * mk, z.y * mk);
-    if (q) z = mul(z, load_pair(q, 2 * int64_t{m}, L, vec2));
-    store_pair(y, 2 * int64_t{m}, L, vec2, z);
+#pragma unroll 1
+  for (int i0 = 0; i0 < K; i0 += G) {
+    uint4 rq[G];
+#pragma unroll
+    for (int ii = 0; ii < G; ++ii) R::prefetch(q, i0 + ii, L, io, rq[ii]);
+#pragma unroll
+    for (int ii = 0; ii < G; ++ii) {
+    const int i = i0 + ii, c = i < K ? R::chunk(i) : -1;
+    if (c < 0 || R::first(c) >= L) continue;
+    float2 z[P];
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      z[j] = smem[pad(c * P + j)];
+      if (p.gelu) z[j] = make_float2(gelu(z[j].x), gelu(z[j].y));
+      z[j] = make_float2(z[j].x * mk, z[j].y * mk);
+    }
+    if (q) {
+      float2 g[P];
+      R::get(q, i, L, io, rq[ii], g);
+#pragma unroll
+      for (int j = 0; j < P; ++j) z[j] = mul(z[j], g[j]);
+    }
+    R::put(y, i, L, io, z);
+    }
   }
 }
 
 // ---- backward -----------------------------------------------------------------------------------------------
 template <typename T, int LOG_M, int THREADS>
-__global__ void __launch_bounds__(THREADS) fftconv_bwd_kernel(FftConvBwdParams p, bool vec2) {
+__global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(FftConvBwdParams p, Io io) {
   constexpr int M = 1 << LOG_M;
+  using R = Rows<T, M, THREADS>;
+  // G: items whose loads are issued together (two: the backward holds more live values than the forward).
+  constexpr int P = R::kPairs, K = R::kPerThread, G = K < 2 ? K : 2, kIters = freq_iters<M, THREADS>();
   extern __shared__ float2 smem[];
-  float2* spec_w = smem;                 // packed spectrum of w = u * v, kept for the whole row
-  float2* work = smem + padded(M);       // z, then dz and its spectrum, then dw
-  float2* acc = smem + 2 * padded(M);    // sum over rows of conj(W) * DZ, M + 1 values (only with dk_spec)
+  float2* spec_w = smem;               // packed spectrum of w = u * v, kept for the whole row
+  float2* work = smem + padded(M);     // z, then dz and its spectrum, then dw
+  float2* acc = smem + 2 * padded(M);  // sum over rows of conj(W) * DZ, M + 1 values (only with dk_spec)
   const int64_t h = blockIdx.x / p.chunks, chunk = blockIdx.x % p.chunks;
   const int64_t rows_per_chunk = (p.B + p.chunks - 1) / p.chunks;
-  const int64_t b_begin = chunk * rows_per_chunk, b_end = b_begin + rows_per_chunk < p.B ? b_begin + rows_per_chunk : p.B;
+  const int64_t b_begin = chunk * rows_per_chunk;
+  const int64_t b_end = b_begin + rows_per_chunk < p.B ? b_begin + rows_per_chunk : p.B;
   const int64_t L = p.L;
   const float2* kf = reinterpret_cast<const float2*>(p.kf) + h * (M + 1);
   const bool need_z = p.gelu || p.q;
@@ -319,64 +461,143 @@ __global__ void __launch_bounds__(THREADS) fftconv_bwd_kernel(FftConvBwdParams p
     const T* v = p.v ? static_cast<const T*>(p.v) + off : nullptr;
     const T* q = p.q ? static_cast<const T*>(p.q) + off : nullptr;
     const T* dy = static_cast<const T*>(p.dy) + off;
+    T* du = p.du ? static_cast<T*>(p.du) + off : nullptr;
+    T* dv = p.dv ? static_cast<T*>(p.dv) + off : nullptr;
+    T* dq = p.dq ? static_cast<T*>(p.dq) + off : nullptr;
     const float mk = p.mask ? p.mask[row] : 1.f;
-
-    for (int m = threadIdx.x; m < M; m += THREADS) {
-      float2 w = load_pair(u, 2 * int64_t{m}, L, vec2);
-      if (v) w = mul(w, load_pair(v, 2 * int64_t{m}, L, vec2));
-      spec_w[pad(m)] = w;
+#pragma unroll 1
+    for (int i0 = 0; i0 < K; i0 += G) {
+      uint4 ru[G], rv[G];
+#pragma unroll
+      for (int ii = 0; ii < G; ++ii) {
+        R::prefetch(u, i0 + ii, L, io, ru[ii]);
+        R::prefetch(v, i0 + ii, L, io, rv[ii]);
+      }
+#pragma unroll
+      for (int ii = 0; ii < G; ++ii) {
+        const int i = i0 + ii, c = i < K ? R::chunk(i) : -1;
+        if (c < 0) continue;
+        float2 w[P];
+        R::get(u, i, L, io, ru[ii], w);
+        if (v) {
+          float2 g[P];
+          R::get(v, i, L, io, rv[ii], g);
+#pragma unroll
+          for (int j = 0; j < P; ++j) w[j] = mul(w[j], g[j]);
+        }
+#pragma unroll
+        for (int j = 0; j < P; ++j) spec_w[pad(c * P + j)] = w[j];
+      }
     }
     fft<LOG_M, THREADS>(spec_w, -1.f);
     if (need_z) {  // recompute the pre-activation z = conv(w, k) + D w
       spectrum_multiply<LOG_M, THREADS>(spec_w, work, kf);
       fft<LOG_M, THREADS>(work, 1.f);
     }
-    // dz = dy * q * mask * act'(z) and dq = dy * mask * act(z); zero past L.
-    for (int m = threadIdx.x; m < M; m += THREADS) {
-      float2 dz = make_float2(0.f, 0.f);
-      const int64_t t = 2 * int64_t{m};
-      if (t < L) {
-        float2 g = load_pair(dy, t, L, vec2);
-        g = make_float2(g.x * mk, g.y * mk);
-        const float2 z = need_z ? work[pad(m)] : make_float2(0.f, 0.f);
-        if (q) {
-          const float2 act = p.gelu ? make_float2(gelu(z.x), gelu(z.y)) : z;
-          if (p.dq) store_pair(static_cast<T*>(p.dq) + off, t, L, vec2, mul(g, act));
-          g = mul(g, load_pair(q, t, L, vec2));
-        }
-        dz = p.gelu ? make_float2(g.x * gelu_grad(z.x), g.y * gelu_grad(z.y)) : g;
-        if (t + 1 >= L) dz.y = 0.f;
+    // dz = dy * q * mask * act'(z) and dq = dy * mask * act(z); zero past L (dy reads as zero there).
+#pragma unroll 1
+    for (int i0 = 0; i0 < K; i0 += G) {
+      uint4 rdy[G], rq[G];
+#pragma unroll
+      for (int ii = 0; ii < G; ++ii) {
+        R::prefetch(dy, i0 + ii, L, io, rdy[ii]);
+        R::prefetch(q, i0 + ii, L, io, rq[ii]);
       }
-      work[pad(m)] = dz;
+#pragma unroll
+      for (int ii = 0; ii < G; ++ii) {
+        const int i = i0 + ii, c = i < K ? R::chunk(i) : -1;
+        if (c < 0) continue;
+        float2 dz[P];
+        if (R::first(c) < L) {
+          float2 g[P], z[P];
+          R::get(dy, i, L, io, rdy[ii], g);
+#pragma unroll
+          for (int j = 0; j < P; ++j) {
+            g[j] = make_float2(g[j].x * mk, g[j].y * mk);
+            z[j] = need_z ? work[pad(c * P + j)] : make_float2(0.f, 0.f);
+          }
+          if (q) {
+            float2 act[P], qv[P];
+#pragma unroll
+            for (int j = 0; j < P; ++j) {
+              act[j] = p.gelu ? make_float2(gelu(z[j].x), gelu(z[j].y)) : z[j];
+              act[j] = mul(g[j], act[j]);
+            }
+            if (dq) R::put(dq, i, L, io, act);
+            R::get(q, i, L, io, rq[ii], qv);
+#pragma unroll
+            for (int j = 0; j < P; ++j) g[j] = mul(g[j], qv[j]);
+          }
+#pragma unroll
+          for (int j = 0; j < P; ++j)
+            dz[j] = p.gelu ? make_float2(g[j].x * gelu_grad(z[j].x), g[j].y * gelu_grad(z[j].y)) : g[j];
+        } else {
+#pragma unroll
+          for (int j = 0; j < P; ++j) dz[j] = make_float2(0.f, 0.f);
+        }
+#pragma unroll
+        for (int j = 0; j < P; ++j) work[pad(c * P + j)] = dz[j];
+      }
     }
     fft<LOG_M, THREADS>(work, -1.f);
     // Per frequency: accumulate conj(W) DZ for dk and dD; dW = conj(K') DZ, repacked in place for dw.
-    for (int f = threadIdx.x; f <= M / 2; f += THREADS) {
-      const int g = M - f, gi = g & (M - 1);
-      float s, c;
-      sincospif(-static_cast<float>(f) / M, &s, &c);
-      const float2 wf = make_float2(c, s), wg = make_float2(-c, s);
-      const float2 zf = work[pad(f)], zg = work[pad(gi)];
-      const float2 dzf = unpack(zf, zg, wf), dzg = unpack(zg, zf, wg);
-      if (p.dk_spec) {
-        const float2 sf = spec_w[pad(f)], sg = spec_w[pad(gi)];
-        const float2 wwf = unpack(sf, sg, wf), wwg = unpack(sg, sf, wg);
-        acc[pad(f)] = acc[pad(f)] + cmul(conjg(wwf), dzf);
-        if (g != f) acc[pad(g)] = acc[pad(g)] + cmul(conjg(wwg), dzg);
+#pragma unroll 1
+    for (int i0 = 0; i0 < kIters; i0 += kFreqGroup) {
+      float2 ka[kFreqGroup], kb[kFreqGroup];
+      load_filter<M, THREADS>(kf, i0, ka, kb);
+#pragma unroll
+      for (int ii = 0; ii < kFreqGroup; ++ii) {
+        const int f = threadIdx.x + (i0 + ii) * THREADS;
+        if (f > M / 2) continue;
+        const int g = M - f, gi = g & (M - 1);
+        float s, c;
+        sincospif(-static_cast<float>(f) / M, &s, &c);
+        const float2 wf = make_float2(c, s), wg = make_float2(-c, s);
+        const float2 zf = work[pad(f)], zg = work[pad(gi)];
+        const float2 dzf = unpack(zf, zg, wf), dzg = unpack(zg, zf, wg);
+        if (p.dk_spec) {
+          const float2 sf = spec_w[pad(f)], sg = spec_w[pad(gi)];
+          const float2 wwf = unpack(sf, sg, wf), wwg = unpack(sg, sf, wg);
+          acc[pad(f)] = acc[pad(f)] + cmul(conjg(wwf), dzf);
+          if (g != f) acc[pad(g)] = acc[pad(g)] + cmul(conjg(wwg), dzg);
+        }
+        const float2 yf = cmul(conjg(ka[ii]), dzf), yg = cmul(conjg(kb[ii]), dzg);
+        work[pad(f)] = repack(yf, yg, wf);
+        if (gi != f) work[pad(gi)] = repack(yg, yf, wg);
       }
-      const float2 yf = cmul(conjg(__ldg(kf + f)), dzf), yg = cmul(conjg(__ldg(kf + g)), dzg);
-      work[pad(f)] = repack(yf, yg, wf);
-      if (gi != f) work[pad(gi)] = repack(yg, yf, wg);
     }
     fft<LOG_M, THREADS>(work, 1.f);
-    for (int m = threadIdx.x; 2 * m < L && m < M; m += THREADS) {
-      const int64_t t = 2 * int64_t{m};
-      const float2 dw = work[pad(m)];
-      if (v) {
-        if (p.du) store_pair(static_cast<T*>(p.du) + off, t, L, vec2, mul(dw, load_pair(v, t, L, vec2)));
-        if (p.dv) store_pair(static_cast<T*>(p.dv) + off, t, L, vec2, mul(dw, load_pair(u, t, L, vec2)));
-      } else if (p.du) {
-        store_pair(static_cast<T*>(p.du) + off, t, L, vec2, dw);
+#pragma unroll 1
+    for (int i0 = 0; i0 < K; i0 += G) {
+      uint4 ru[G], rv[G];
+#pragma unroll
+      for (int ii = 0; ii < G; ++ii) {
+        R::prefetch(v, i0 + ii, L, io, rv[ii]);
+        if (dv) R::prefetch(u, i0 + ii, L, io, ru[ii]);
+      }
+#pragma unroll
+      for (int ii = 0; ii < G; ++ii) {
+        const int i = i0 + ii, c = i < K ? R::chunk(i) : -1;
+        if (c < 0 || R::first(c) >= L) continue;
+        float2 dw[P], g[P], out[P];
+#pragma unroll
+        for (int j = 0; j < P; ++j) dw[j] = work[pad(c * P + j)];
+        if (!v) {
+          if (du) R::put(du, i, L, io, dw);
+          continue;
+        }
+        if (du) {
+          R::get(v, i, L, io, rv[ii], g);
+#pragma unroll
+          for (int j = 0; j < P; ++j) out[j] = mul(dw[j], g[j]);
+          R::put(du, i, L, io, out);
+        }
+        if (dv) {
+          R::get(u, i, L, io, ru[ii], g);
+#pragma unroll
+          for (int j = 0; j < P; ++j) out[j] = mul(dw[j], g[j]);
+          R::put(dv, i, L, io, out);
+        }
       }
     }
     __syncthreads();  // the next row overwrites spec_w and work
@@ -409,13 +630,16 @@ template <typename T, int LOG_M>
 void launch_fwd(const FftConvFwdParams& p, cudaStream_t stream) {
   constexpr int kThreads = threads_for(LOG_M);
   const size_t smem = sizeof(float2) * padded(1 << LOG_M);
-  const bool vec2 = p.L % 2 == 0 && aligned(p.u, 2 * sizeof(T)) && aligned(p.v, 2 * sizeof(T)) &&
-                    aligned(p.q, 2 * sizeof(T)) && aligned(p.y, 2 * sizeof(T));
+  auto all_aligned = [&](size_t bytes) {
+    return aligned(p.u, bytes) && aligned(p.v, bytes) && aligned(p.q, bytes) && aligned(p.y, bytes);
+  };
+  const Io io{(p.L * static_cast<int64_t>(sizeof(T))) % 16 == 0 && all_aligned(16),
+              p.L % 2 == 0 && all_aligned(2 * sizeof(T))};
   const auto shape = shape_str(p.B, p.H, p.L, p.log_n, p.elem);
   auto* kernel = fftconv_fwd_kernel<T, LOG_M, kThreads>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "fftconv_fwd_kernel", "setting shared memory", shape);
-  kernel<<<static_cast<unsigned>(p.B * p.H), kThreads, smem, stream>>>(p, vec2);
+  kernel<<<static_cast<unsigned>(p.B * p.H), kThreads, smem, stream>>>(p, io);
   check(cudaGetLastError(), "fftconv_fwd_kernel", "launch", shape);
 }
 
@@ -423,14 +647,17 @@ template <typename T, int LOG_M>
 void launch_bwd(const FftConvBwdParams& p, cudaStream_t stream) {
   constexpr int kThreads = threads_for(LOG_M);
   const size_t smem = sizeof(float2) * (2 * padded(1 << LOG_M) + (p.dk_spec ? padded(1 << LOG_M) + 1 : 0));
-  const bool vec2 = p.L % 2 == 0 && aligned(p.u, 2 * sizeof(T)) && aligned(p.v, 2 * sizeof(T)) &&
-                    aligned(p.q, 2 * sizeof(T)) && aligned(p.dy, 2 * sizeof(T)) && aligned(p.du, 2 * sizeof(T)) &&
-                    aligned(p.dv, 2 * sizeof(T)) && aligned(p.dq, 2 * sizeof(T));
+  auto all_aligned = [&](size_t bytes) {
+    return aligned(p.u, bytes) && aligned(p.v, bytes) && aligned(p.q, bytes) && aligned(p.dy, bytes) &&
+           aligned(p.du, bytes) && aligned(p.dv, bytes) && aligned(p.dq, bytes);
+  };
+  const Io io{(p.L * static_cast<int64_t>(sizeof(T))) % 16 == 0 && all_aligned(16),
+              p.L % 2 == 0 && all_aligned(2 * sizeof(T))};
   const auto shape = shape_str(p.B, p.H, p.L, p.log_n, p.elem) + " chunks=" + std::to_string(p.chunks);
   auto* kernel = fftconv_bwd_kernel<T, LOG_M, kThreads>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "fftconv_bwd_kernel", "setting shared memory", shape);
-  kernel<<<static_cast<unsigned>(p.chunks * p.H), kThreads, smem, stream>>>(p, vec2);
+  kernel<<<static_cast<unsigned>(p.chunks * p.H), kThreads, smem, stream>>>(p, io);
   check(cudaGetLastError(), "fftconv_bwd_kernel", "launch", shape);
 }
 

@@ -40,11 +40,13 @@ const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : n
 void* mut_ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
 // (rfft(k, n) + D) / (n / 2) as (H, n/2 + 1, 2) float32: D is the filter's tap at lag 0, and 1/(n/2) is the
-// inverse transform's normalisation (the kernel transforms n/2 packed complex values).
+// inverse transform's normalisation (the kernel transforms n/2 packed complex values). Both are folded into k
+// before the transform, so the spectrum is written once (by cuFFT) and never rescaled.
 Tensor filter_spectrum(const Tensor& k, const Tensor& D, int64_t n) {
-  auto kf = torch::fft::rfft(k.to(torch::kFloat), n, -1);
-  kf = (kf + D.to(torch::kFloat).unsqueeze(-1)) / static_cast<double>(n / 2);
-  return torch::view_as_real(kf).contiguous();
+  const double scale = 2.0 / static_cast<double>(n);
+  auto kd = k.to(torch::kFloat) * scale;
+  kd.select(1, 0).add_(D.to(torch::kFloat) * scale);
+  return torch::view_as_real(torch::fft::rfft(kd, n, -1)).contiguous();
 }
 
 // Rethrows the launcher's std::runtime_error (kernel name and shape) as c10::Error, like every tensor error.

@@ -170,48 +170,68 @@ constexpr int threads_for(int log_m) {
   return (1 << log_m) / 16 >= 512 ? 512 : ((1 << log_m) / 16 < 32 ? 32 : (1 << log_m) / 16);
 }
 
-// exp(sign * 2 pi i * e / 16) for e = 0..9, the twiddles inside the 16-point DFT.
-__device__ __forceinline__ float2 w16(int e, float sign) {
-  constexpr float c[10] = {1.f, 0.92387953251128674f, 0.70710678118654752f, 0.38268343236508977f, 0.f,
-                           -0.38268343236508977f, -0.70710678118654752f, -0.92387953251128674f, -1.f,
-                           -0.92387953251128674f};
-  constexpr float s[10] = {0.f, 0.38268343236508977f, 0.70710678118654752f, 0.92387953251128674f, 1.f,
-                           0.92387953251128674f, 0.70710678118654752f, 0.38268343236508977f, 0.f,
-                           -0.38268343236508977f};
-  return make_float2(c[e], sign * s[e]);
+// The transform's direction is a template parameter (kSign = -1 forward, +1 inverse) so that every sign folds
+// into the arithmetic at compile time.
+
+// x * exp(kSign * 2 pi i * E / 16) for the twiddles inside the 16-point DFT; E = 2, 4, 6 without a full product.
+template <int kSign, int E>
+__device__ __forceinline__ float2 twiddle16(float2 x) {
+  constexpr float s = kSign, h = 0.70710678118654752f;
+  if constexpr (E == 2) return make_float2(h * (x.x - s * x.y), h * (x.y + s * x.x));
+  if constexpr (E == 4) return make_float2(-s * x.y, s * x.x);
+  if constexpr (E == 6) return make_float2(h * (-x.x - s * x.y), h * (s * x.x - x.y));
+  constexpr float c1 = 0.92387953251128674f, s1 = 0.38268343236508977f;
+  if constexpr (E == 1) return cmul(x, make_float2(c1, s * s1));
+  if constexpr (E == 3) return cmul(x, make_float2(s1, s * c1));
+  return cmul(x, make_float2(-c1, -s * s1));  // E == 9
 }
 
-__device__ __forceinline__ void dft4(float2& a, float2& b, float2& c, float2& d, float sign) {
-  const float2 apc = a + c, amc = a - c, bpd = b + d, bmd = b - d;
-  const float2 jbmd = make_float2(-sign * bmd.y, sign * bmd.x);  // sign * i * (b - d)
+// In-place 4-point DFT of (a, b, c, d); kHalfZero: c and d are known zeros (not read).
+template <int kSign, bool kHalfZero = false>
+__device__ __forceinline__ void dft4(float2& a, float2& b, float2& c, float2& d) {
+  float2 apc = a, amc = a, bpd = b, bmd = b;
+  if constexpr (!kHalfZero) {
+    apc = a + c;
+    amc = a - c;
+    bpd = b + d;
+    bmd = b - d;
+  }
+  // kSign * i * (b - d)
+  const float2 jbmd = kSign > 0 ? make_float2(-bmd.y, bmd.x) : make_float2(bmd.y, -bmd.x);
   a = apc + bpd;
   b = amc + jbmd;
   c = apc - bpd;
   d = amc - jbmd;
 }
 
-template <int R>
-__device__ __forceinline__ void dft(float2 (&x)[R], float sign) {
+// In-place R-point DFT; kHalfZero: x[R/2 ..] are known zeros (the zero padding, in a first pass).
+template <int R, int kSign, bool kHalfZero>
+__device__ __forceinline__ void dft(float2 (&x)[R]) {
   if constexpr (R == 2) {
-    const float2 a = x[0], b = x[1];
-    x[0] = a + b;
-    x[1] = a - b;
+    const float2 a = x[0], b = kHalfZero ? make_float2(0.f, 0.f) : x[1];
+    x[0] = kHalfZero ? a : a + b;
+    x[1] = kHalfZero ? a : a - b;
   } else if constexpr (R == 4) {
-    dft4(x[0], x[1], x[2], x[3], sign);
+    dft4<kSign, kHalfZero>(x[0], x[1], x[2], x[3]);
   } else {
     // 16 = 4 x 4: n = b + 4a, k = c + 4d. DFT over a for each b, twiddle W16^(bc), DFT over b for each c.
 #pragma unroll
-    for (int b = 0; b < 4; ++b) dft4(x[b], x[b + 4], x[b + 8], x[b + 12], sign);
+    for (int b = 0; b < 4; ++b) dft4<kSign, kHalfZero>(x[b], x[b + 4], x[b + 8], x[b + 12]);
     // x[b + 4c] now holds Y_b[c].
-#pragma unroll
-    for (int b = 1; b < 4; ++b)
-#pragma unroll
-      for (int c = 1; c < 4; ++c) x[b + 4 * c] = cmul(x[b + 4 * c], w16(b * c, sign));
+    x[5] = twiddle16<kSign, 1>(x[5]);
+    x[9] = twiddle16<kSign, 2>(x[9]);
+    x[13] = twiddle16<kSign, 3>(x[13]);
+    x[6] = twiddle16<kSign, 2>(x[6]);
+    x[10] = twiddle16<kSign, 4>(x[10]);
+    x[14] = twiddle16<kSign, 6>(x[14]);
+    x[7] = twiddle16<kSign, 3>(x[7]);
+    x[11] = twiddle16<kSign, 6>(x[11]);
+    x[15] = twiddle16<kSign, 9>(x[15]);
     float2 y[16];
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
       float2 a0 = x[0 + 4 * c], a1 = x[1 + 4 * c], a2 = x[2 + 4 * c], a3 = x[3 + 4 * c];
-      dft4(a0, a1, a2, a3, sign);
+      dft4<kSign>(a0, a1, a2, a3);
       y[c] = a0;
       y[c + 4] = a1;
       y[c + 8] = a2;
@@ -223,10 +243,11 @@ __device__ __forceinline__ void dft(float2 (&x)[R], float sign) {
 }
 
 // One Stockham step of radix R on sub-transforms of length ns (ns = product of the previous radices):
-// butterfly j reads x[j + r * M/R], twiddles by exp(sign 2 pi i r k / (ns R)) with k = j mod ns, and writes
+// butterfly j reads x[j + r * M/R], twiddles by exp(kSign 2 pi i r k / (ns R)) with k = j mod ns, and writes
 // x[(j - k) R + k + r ns]. In place: every thread reads its inputs into registers before the barrier.
-template <int R, int M, int THREADS>
-__device__ __forceinline__ void fft_stage(float2* buf, int ns, float sign) {
+// kHalfZero (first pass only, ns = 1): inputs r >= R/2 lie in the zero padding (index >= M/2) and are not read.
+template <int R, int M, int THREADS, int kSign, bool kHalfZero>
+__device__ __forceinline__ void fft_stage(float2* buf, int ns) {
   constexpr int kButterflies = M / R;
   constexpr int kItems = (kButterflies + THREADS - 1) / THREADS;
   float2 x[kItems][R];
@@ -235,17 +256,17 @@ __device__ __forceinline__ void fft_stage(float2* buf, int ns, float sign) {
     const int j = threadIdx.x + it * THREADS;
     if (kButterflies % THREADS == 0 || j < kButterflies) {
 #pragma unroll
-      for (int r = 0; r < R; ++r) x[it][r] = buf[pad(j + r * kButterflies)];
+      for (int r = 0; r < (kHalfZero ? R / 2 : R); ++r) x[it][r] = buf[pad(j + r * kButterflies)];
     }
   }
   __syncthreads();
-  const float angle_step = sign * 2.f * kPi / static_cast<float>(ns * R);
+  const float angle_step = kSign * 2.f * kPi / static_cast<float>(ns * R);
 #pragma unroll
   for (int it = 0; it < kItems; ++it) {
     const int j = threadIdx.x + it * THREADS;
     if (kButterflies % THREADS == 0 || j < kButterflies) {
       const int k = j & (ns - 1);
-      if (ns > 1) {
+      if (!kHalfZero && ns > 1) {
         // |angle| < 2 pi / R <= pi: the fast sine and cosine are accurate to a few 1e-7 there. Powers up to
         // r = 15 as w^(4a) w^b (at most two products from the two evaluated twiddles).
         const float angle = angle_step * static_cast<float>(k);
@@ -270,7 +291,7 @@ __device__ __forceinline__ void fft_stage(float2* buf, int ns, float sign) {
           }
         }
       }
-      dft<R>(x[it], sign);
+      dft<R, kSign, kHalfZero>(x[it]);
       const int base = (j - k) * R + k;
 #pragma unroll
       for (int r = 0; r < R; ++r) buf[pad(base + r * ns)] = x[it][r];
@@ -279,25 +300,27 @@ __device__ __forceinline__ void fft_stage(float2* buf, int ns, float sign) {
   __syncthreads();
 }
 
-// Unnormalised DFT of M values in shared memory (padded layout), in place: sign -1 forward, +1 inverse.
-// Radix-16 passes, the remaining factor (2, 4 or 8 = 2 x 4) first. Starts and ends with a barrier, so callers
-// may write buf just before and read it just after.
-template <int LOG_M, int THREADS>
-__device__ void fft(float2* buf, float sign) {
+// Unnormalised DFT of M values in shared memory (padded layout), in place: kSign -1 forward, +1 inverse.
+// Radix-16 passes, the remaining factor (2, 4 or 8 = 2 x 4) first. half_zero: the upper half of the input is
+// known to be zero (the padding of a causal convolution), so the first pass skips it. Starts and ends with a
+// barrier, so callers may write buf just before and read it just after.
+template <int LOG_M, int THREADS, int kSign>
+__device__ void fft(float2* buf, bool half_zero = false) {
   constexpr int M = 1 << LOG_M;
+  constexpr int kFirst = LOG_M % 4 == 1 || LOG_M % 4 == 3 ? 2 : (LOG_M % 4 == 2 ? 4 : 16);
   __syncthreads();
-  int ns = 1;
-  if constexpr (LOG_M % 4 == 1 || LOG_M % 4 == 3) {
-    fft_stage<2, M, THREADS>(buf, ns, sign);
-    ns *= 2;
-  }
-  if constexpr (LOG_M % 4 >= 2) {
-    fft_stage<4, M, THREADS>(buf, ns, sign);
+  if (half_zero)
+    fft_stage<kFirst, M, THREADS, kSign, true>(buf, 1);
+  else
+    fft_stage<kFirst, M, THREADS, kSign, false>(buf, 1);
+  int ns = kFirst;
+  if constexpr (LOG_M % 4 == 3) {
+    fft_stage<4, M, THREADS, kSign, false>(buf, ns);
     ns *= 4;
   }
   if constexpr (LOG_M >= 4) {
 #pragma unroll 1
-    for (int s = 0; s < LOG_M / 4; ++s, ns *= 16) fft_stage<16, M, THREADS>(buf, ns, sign);
+    for (int s = kFirst == 16 ? 1 : 0; s < LOG_M / 4; ++s, ns *= 16) fft_stage<16, M, THREADS, kSign, false>(buf, ns);
   }
 }
 
@@ -403,9 +426,9 @@ __global__ void __launch_bounds__(THREADS, 1024 / THREADS) fftconv_fwd_kernel(Ff
       for (int j = 0; j < P; ++j) smem[pad(c * P + j)] = w[j];
     }
   }
-  fft<LOG_M, THREADS>(smem, -1.f);
+  fft<LOG_M, THREADS, -1>(smem, L <= M);
   spectrum_multiply<LOG_M, THREADS>(smem, smem, reinterpret_cast<const float2*>(p.kf) + h * (M + 1));
-  fft<LOG_M, THREADS>(smem, 1.f);
+  fft<LOG_M, THREADS, 1>(smem);
   const float mk = p.mask ? p.mask[row] : 1.f;
 #pragma unroll 1
   for (int i0 = 0; i0 < K; i0 += G) {
@@ -489,10 +512,10 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
         for (int j = 0; j < P; ++j) spec_w[pad(c * P + j)] = w[j];
       }
     }
-    fft<LOG_M, THREADS>(spec_w, -1.f);
+    fft<LOG_M, THREADS, -1>(spec_w, L <= M);
     if (need_z) {  // recompute the pre-activation z = conv(w, k) + D w
       spectrum_multiply<LOG_M, THREADS>(spec_w, work, kf);
-      fft<LOG_M, THREADS>(work, 1.f);
+      fft<LOG_M, THREADS, 1>(work);
     }
     // dz = dy * q * mask * act'(z) and dq = dy * mask * act(z); zero past L (dy reads as zero there).
 #pragma unroll 1
@@ -539,7 +562,7 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
         for (int j = 0; j < P; ++j) work[pad(c * P + j)] = dz[j];
       }
     }
-    fft<LOG_M, THREADS>(work, -1.f);
+    fft<LOG_M, THREADS, -1>(work, L <= M);
     // Per frequency: accumulate conj(W) DZ for dk and dD; dW = conj(K') DZ, repacked in place for dw.
 #pragma unroll 1
     for (int i0 = 0; i0 < kIters; i0 += kFreqGroup) {
@@ -566,7 +589,7 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
         if (gi != f) work[pad(gi)] = repack(yg, yf, wg);
       }
     }
-    fft<LOG_M, THREADS>(work, 1.f);
+    fft<LOG_M, THREADS, 1>(work);
 #pragma unroll 1
     for (int i0 = 0; i0 < K; i0 += G) {
       uint4 ru[G], rv[G];

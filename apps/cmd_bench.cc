@@ -29,8 +29,10 @@ namespace {
 const char* kBenchUsage =
     "usage: hippo bench fftconv [options]\n"
     "  times fftconv_ref (torch::fft) and fftconv_fused (the CUDA kernel) on u (B, H, L), k (H, L), D (H):\n"
-    "  CUDA events, warm-up calls, the median of the timed calls; GB/s counts u read and y written (plus u, dy\n"
-    "  read and du written with --backward) against a device-to-device copy measured in the same run. Rows go\n"
+    "  CUDA events, warm-up calls, the median of the timed calls; GB/s counts u read and y written (plus u, "
+    "dy\n"
+    "  read and du written with --backward) against a device-to-device copy measured in the same run. Rows "
+    "go\n"
     "  to the bench table of --db. Needs a CUDA GPU: without one it measures nothing and exits 2.\n";
 
 struct BenchConfig {
@@ -101,8 +103,9 @@ double copy_bandwidth(int warmup, int iters) {
 
 int run_fftconv(const BenchConfig& c) {
   if (!torch::cuda::is_available())
-    return report(absl::FailedPreconditionError(
-        "hippo bench fftconv: no CUDA device is usable; nothing was measured (the benchmark times CUDA kernels)"));
+    return report(
+        absl::FailedPreconditionError("hippo bench fftconv: no CUDA device is usable; nothing was measured "
+                                      "(the benchmark times CUDA kernels)"));
   std::unique_ptr<ResultsDb> db;
   if (!c.no_db) {
     auto opened = ResultsDb::open(c.db, ResultsDb::Mode::kReadWrite);
@@ -114,12 +117,16 @@ int run_fftconv(const BenchConfig& c) {
   const std::string gpu = env["gpu"].is_string() ? env["gpu"].get<std::string>() : "cuda:0";
   const double copy_gbs = copy_bandwidth(c.warmup, c.iters);
   const char* pass = c.backward ? "forward+backward" : "forward";
-  std::printf("hippo bench fftconv: B=%lld H=%lld %s, %s, on %s; device-to-device copy %.0f GB/s (measured now)\n",
-              static_cast<long long>(c.batch), static_cast<long long>(c.channels), dtype_name(c.dtype), pass,
-              gpu.c_str(), copy_gbs);
-  std::printf("median of %d calls after %d warm-up calls (CUDA events); bytes = %s; speed-up = reference / fused\n\n",
-              c.iters, c.warmup, c.backward ? "u read, y written, u and dy read, du written" : "u read, y written");
-  std::printf("| L | fft size | reference ms | reference GB/s | fused ms | fused GB/s | fused %% of copy | speed-up |\n");
+  std::printf(
+      "hippo bench fftconv: B=%lld H=%lld %s, %s, on %s; device-to-device copy %.0f GB/s (measured now)\n",
+      static_cast<long long>(c.batch), static_cast<long long>(c.channels), dtype_name(c.dtype), pass,
+      gpu.c_str(), copy_gbs);
+  std::printf(
+      "median of %d calls after %d warm-up calls (CUDA events); bytes = %s; speed-up = reference / fused\n\n",
+      c.iters, c.warmup, c.backward ? "u read, y written, u and dy read, du written" : "u read, y written");
+  std::printf(
+      "| L | fft size | reference ms | reference GB/s | fused ms | fused GB/s | fused %% of copy | speed-up "
+      "|\n");
   std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   std::fflush(stdout);
 
@@ -129,14 +136,16 @@ int run_fftconv(const BenchConfig& c) {
     const int64_t n = fftconv_size(L, L);
     const int64_t elems = c.batch * c.channels * L, esize = static_cast<int64_t>(c10::elementSize(c.dtype));
     // Several input sets, rotated, so that small sizes are not timed out of the L2 cache.
-    const int64_t sets = std::clamp<int64_t>((int64_t{256} << 20) / std::max<int64_t>(1, elems * esize), 1, 16);
+    const int64_t sets =
+        std::clamp<int64_t>((int64_t{256} << 20) / std::max<int64_t>(1, elems * esize), 1, 16);
     torch::manual_seed(L);
     std::vector<torch::Tensor> us, dys;
     for (int64_t s = 0; s < sets; ++s) {
       us.push_back(torch::randn({c.batch, c.channels, L}, f32).to(c.dtype).requires_grad_(c.backward));
       if (c.backward) dys.push_back(torch::randn({c.batch, c.channels, L}, f32).to(c.dtype));
     }
-    auto k = (torch::randn({c.channels, L}, f32) / std::sqrt(static_cast<double>(L))).requires_grad_(c.backward);
+    auto k =
+        (torch::randn({c.channels, L}, f32) / std::sqrt(static_cast<double>(L))).requires_grad_(c.backward);
     auto D = torch::randn({c.channels}, f32).requires_grad_(c.backward);
     auto call = [&](bool fused) {
       return [&, fused](int i) {
@@ -152,14 +161,28 @@ int run_fftconv(const BenchConfig& c) {
     };
     const int64_t bytes = (c.backward ? 5 : 2) * elems * esize;
     auto add_row = [&](const char* variant, const std::vector<double>& ms, double speedup) {
-      Json r = {{"created_at", utc_now()}, {"benchmark", "fftconv"}, {"variant", variant}, {"pass", pass},
-                {"batch", c.batch}, {"channels", c.channels}, {"seq_len", L}, {"fft_size", n},
-                {"dtype", dtype_name(c.dtype)}, {"median_ms", median(ms)},
-                {"min_ms", *std::min_element(ms.begin(), ms.end())}, {"iters", c.iters}, {"bytes", bytes},
+      Json r = {{"created_at", utc_now()},
+                {"benchmark", "fftconv"},
+                {"variant", variant},
+                {"pass", pass},
+                {"batch", c.batch},
+                {"channels", c.channels},
+                {"seq_len", L},
+                {"fft_size", n},
+                {"dtype", dtype_name(c.dtype)},
+                {"median_ms", median(ms)},
+                {"min_ms", *std::min_element(ms.begin(), ms.end())},
+                {"iters", c.iters},
+                {"bytes", bytes},
                 {"gbytes_per_s", static_cast<double>(bytes) / (median(ms) * 1e-3) / 1e9},
-                {"copy_gbytes_per_s", copy_gbs}, {"speedup", speedup}, {"commit_hash", env["commit"]},
-                {"hippo_version", env["hippo_version"]}, {"torch_version", env["torch_version"]},
-                {"cuda_version", env["cuda_version"]}, {"device", gpu}, {"host", env["host"]},
+                {"copy_gbytes_per_s", copy_gbs},
+                {"speedup", speedup},
+                {"commit_hash", env["commit"]},
+                {"hippo_version", env["hippo_version"]},
+                {"torch_version", env["torch_version"]},
+                {"cuda_version", env["cuda_version"]},
+                {"device", gpu},
+                {"host", env["host"]},
                 {"environment", env.dump()}};
       rows.push_back(r);
       return r;
@@ -167,8 +190,8 @@ int run_fftconv(const BenchConfig& c) {
     const auto ref_ms = time_calls(call(false), c.warmup, c.iters);
     const Json ref = add_row("reference", ref_ms, 1.0);
     const double ref_med = median(ref_ms);
-    std::printf("| %lld | %lld | %.3f | %.0f |", static_cast<long long>(L), static_cast<long long>(n), ref_med,
-                ref["gbytes_per_s"].get<double>());
+    std::printf("| %lld | %lld | %.3f | %.0f |", static_cast<long long>(L), static_cast<long long>(n),
+                ref_med, ref["gbytes_per_s"].get<double>());
     if (fftconv_fused_supported(us[0], k, D)) {
       const auto fused_ms = time_calls(call(true), c.warmup, c.iters);
       const double med = median(fused_ms);
@@ -188,16 +211,18 @@ int run_fftconv(const BenchConfig& c) {
 }
 #else
 int run_fftconv(const BenchConfig&) {
-  return report(absl::FailedPreconditionError(
-      "hippo bench fftconv: this hippo was built without the CUDA kernels (LibTorch without CUDA); nothing was "
-      "measured. Build on a CUDA host (../shared/gpu/README.md) to benchmark"));
+  return report(
+      absl::FailedPreconditionError("hippo bench fftconv: this hippo was built without the CUDA kernels "
+                                    "(LibTorch without CUDA); nothing was "
+                                    "measured. Build on a CUDA host (../shared/gpu/README.md) to benchmark"));
 }
 #endif
 }  // namespace
 
 int cmd_bench(const std::vector<std::string>& args) {
   if (args.empty())
-    return report(absl::InvalidArgumentError("missing BENCHMARK: usage: hippo bench fftconv [options] (hippo bench --help)"));
+    return report(absl::InvalidArgumentError(
+        "missing BENCHMARK: usage: hippo bench fftconv [options] (hippo bench --help)"));
   if (args[0] == "--help" || args[0] == "-h") {
     std::fputs(kBenchUsage, stdout);
     return kExitOk;
@@ -235,8 +260,8 @@ int cmd_bench(const std::vector<std::string>& args) {
     return report(absl::InvalidArgumentError("--batch and --channels must be at least 1"));
   if (c.warmup < 0 || c.iters < 20)
     return report(absl::InvalidArgumentError(
-        absl::StrCat("--warmup must be >= 0 and --iters >= 20 (a median of fewer is noise), got ", c.warmup, " and ",
-                     c.iters)));
+        absl::StrCat("--warmup must be >= 0 and --iters >= 20 (a median of fewer is noise), got ", c.warmup,
+                     " and ", c.iters)));
   auto dtype = parse_dtype(vm["dtype"].as<std::string>());
   if (!dtype.ok()) return report(dtype.status());
   c.dtype = *dtype;

@@ -1,5 +1,5 @@
-// The fused CUDA path of fftconv (built only with HIPPO_WITH_CUDA): the support check, the filter spectrum, the
-// parameter structs for the kernels in fftconv_kernel.cu, and the autograd Function that ties forward and
+// The fused CUDA path of fftconv (built only with HIPPO_WITH_CUDA): the support check, the filter spectrum,
+// the parameter structs for the kernels in fftconv_kernel.cu, and the autograd Function that ties forward and
 // backward together so that every SSM layer trains through it unchanged.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -68,7 +68,8 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
   static Tensor forward(AutogradContext* ctx, const Tensor& u, const Tensor& k, const Tensor& D,
                         const c10::optional<Tensor>& v_opt, const c10::optional<Tensor>& q_opt,
                         const c10::optional<Tensor>& mask_opt, bool gelu) {
-    const Tensor v = v_opt.value_or(Tensor()), q = q_opt.value_or(Tensor()), mask = mask_opt.value_or(Tensor());
+    const Tensor v = v_opt.value_or(Tensor()), q = q_opt.value_or(Tensor()),
+                 mask = mask_opt.value_or(Tensor());
     const c10::cuda::CUDAGuard guard(u.device());
     const int64_t B = u.size(0), H = u.size(1), L = u.size(2), n = fftconv_size(L, k.size(1));
     auto kf = filter_spectrum(k, D, n);
@@ -107,6 +108,12 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     const bool need_u = ctx->saved_data["need_u"].toBool(), need_k = ctx->saved_data["need_k"].toBool(),
                need_D = ctx->saved_data["need_D"].toBool(), need_v = ctx->saved_data["need_v"].toBool(),
                need_q = ctx->saved_data["need_q"].toBool();
+    // Grad mode is on inside backward only when a graph of the backward is asked for (create_graph): the
+    // kernel's outputs would carry no history, so second derivatives would silently be missing.
+    TORCH_CHECK(!torch::GradMode::is_enabled(),
+                "fftconv_fused: the fused backward is not differentiable "
+                "(create_graph / double backward) for u ",
+                u.sizes(), "; use fftconv_ref for higher derivatives");
     variable_list out(7);
     if (!grads[0].defined() || !(need_u || need_k || need_D || need_v || need_q)) return out;
     const auto dy = grads[0].to(u.scalar_type()).contiguous();
@@ -116,8 +123,9 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     const int64_t chunks = std::min<int64_t>(B, std::max<int64_t>(1, (8 * sms + H - 1) / H));
     Tensor du = need_u ? torch::empty_like(u) : Tensor(), dv = need_v ? torch::empty_like(u) : Tensor(),
            dq = need_q ? torch::empty_like(u) : Tensor();
-    Tensor dk_spec = need_k || need_D ? torch::empty({chunks, H, n / 2 + 1, 2}, u.options().dtype(torch::kFloat))
-                                      : Tensor();
+    Tensor dk_spec = need_k || need_D
+                         ? torch::empty({chunks, H, n / 2 + 1, 2}, u.options().dtype(torch::kFloat))
+                         : Tensor();
     cuda::FftConvBwdParams p;
     p.u = u.data_ptr();
     p.v = ptr_or_null(v);
@@ -137,7 +145,8 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     out[3] = dv;
     out[4] = dq;
     if (dk_spec.defined()) {
-      // sum_b conj(W_b) DZ_b is the spectrum of the correlation of w and dz: dk at lags 0..L_k-1, dD at lag 0.
+      // sum_b conj(W_b) DZ_b is the spectrum of the correlation of w and dz: dk at lags 0..L_k-1, dD at lag
+      // 0.
       auto corr = torch::fft::irfft(torch::view_as_complex(dk_spec).sum(0), n, -1).narrow(-1, 0, Lk);
       if (need_k) out[1] = corr.to(ctx->saved_data["k_dtype"].toScalarType());
       if (need_D) out[2] = corr.select(-1, 0).contiguous().to(ctx->saved_data["D_dtype"].toScalarType());
@@ -157,27 +166,30 @@ bool fftconv_fused_supported(const Tensor& u, const Tensor& k, const Tensor& D, 
   if (u.dim() != 3 || k.dim() != 2 || D.dim() != 1) return false;
   const auto t = u.scalar_type();
   if (t != torch::kFloat && t != torch::kHalf && t != torch::kBFloat16) return false;
-  if (!k.is_floating_point() || !D.is_floating_point() || k.device() != u.device() || D.device() != u.device())
+  if (!k.is_floating_point() || !D.is_floating_point() || k.device() != u.device() ||
+      D.device() != u.device())
     return false;
   const int64_t B = u.size(0), H = u.size(1), L = u.size(2);
-  if (B < 1 || H < 1 || L < 1 || k.size(0) != H || k.size(1) < 1 || k.size(1) > L || D.size(0) != H) return false;
+  if (B < 1 || H < 1 || L < 1 || k.size(0) != H || k.size(1) < 1 || k.size(1) > L || D.size(0) != H)
+    return false;
   if (fftconv_size(L, k.size(1)) > (int64_t{1} << cuda::kMaxLogN)) return false;
   for (const auto* g : {&o.v, &o.q})
     if (*g && ((*g)->sizes() != u.sizes() || (*g)->scalar_type() != t || !same_device(*g, u))) return false;
   if (o.dropout_mask) {
     const auto& m = *o.dropout_mask;
-    if (m.dim() != 2 || m.size(0) != B || m.size(1) != H || !m.is_floating_point() || !same_device(o.dropout_mask, u) ||
-        m.requires_grad())
+    if (m.dim() != 2 || m.size(0) != B || m.size(1) != H || !m.is_floating_point() ||
+        !same_device(o.dropout_mask, u) || m.requires_grad())
       return false;
   }
   return true;
 }
 
 Tensor fftconv_fused(const Tensor& u, const Tensor& k, const Tensor& D, const FftConvOptions& o) {
-  TORCH_CHECK(fftconv_fused_supported(u, k, D, o), "fftconv_fused: unsupported case for the CUDA kernel: u ",
-              u.sizes(), " ", u.scalar_type(), " on ", u.device(), ", k ", k.sizes(), " on ", k.device(),
-              " (needs CUDA tensors, float32/float16/bfloat16 u with v and q in its dtype, fft_size <= 16384);"
-              " fftconv() falls back to the reference");
+  TORCH_CHECK(
+      fftconv_fused_supported(u, k, D, o), "fftconv_fused: unsupported case for the CUDA kernel: u ",
+      u.sizes(), " ", u.scalar_type(), " on ", u.device(), ", k ", k.sizes(), " on ", k.device(),
+      " (needs CUDA tensors, float32/float16/bfloat16 u with v and q in its dtype, fft_size <= 16384);"
+      " fftconv() falls back to the reference");
   c10::optional<Tensor> v, q, mask;
   if (o.v) v = o.v->contiguous();
   if (o.q) q = o.q->contiguous();

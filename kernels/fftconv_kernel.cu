@@ -48,8 +48,8 @@ struct Elem<__nv_bfloat16> {
   static __device__ __forceinline__ Pair from_float2(float2 x) { return __floats2bfloat162_rn(x.x, x.y); }
 };
 
-// Elements t and t + 1 of a row of length L, zero past its end. `vec2`: L is even and the row pointer is aligned
-// to a pair, so one aligned pair load serves both.
+// Elements t and t + 1 of a row of length L, zero past its end. `vec2`: L is even and the row pointer is
+// aligned to a pair, so one aligned pair load serves both.
 template <typename T>
 __device__ __forceinline__ float2 load_pair(const T* row, int64_t t, int64_t L, bool vec2) {
   if (t + 1 < L) {
@@ -98,7 +98,8 @@ __device__ __forceinline__ uint4 float2_to_chunk(const float2* x) {
   return raw;
 }
 
-// A row of M pairs as 16-byte chunks of kPairs pairs; thread threadIdx.x owns chunks threadIdx.x + i * THREADS.
+// A row of M pairs as 16-byte chunks of kPairs pairs; thread threadIdx.x owns chunks threadIdx.x + i *
+// THREADS.
 template <typename T, int M, int THREADS>
 struct Rows {
   static constexpr int kPairs = 16 / (2 * sizeof(T));
@@ -111,13 +112,16 @@ struct Rows {
     return (kChunks % THREADS == 0 || c < kChunks) ? c : -1;
   }
   static __device__ __forceinline__ int64_t first(int c) { return int64_t{c} * 2 * kPairs; }
-  static __device__ __forceinline__ bool full(int c, int64_t L, Io io) { return io.vec16 && first(c) + 2 * kPairs <= L; }
+  static __device__ __forceinline__ bool full(int c, int64_t L, Io io) {
+    return io.vec16 && first(c) + 2 * kPairs <= L;
+  }
 
   // Issues the 16-byte load of item i (when its chunk is whole); get() converts it later, so that several
   // items' loads are in flight together.
   static __device__ __forceinline__ void prefetch(const T* row, int i, int64_t L, Io io, uint4& raw) {
     const int c = chunk(i);
-    if (row && i < kPerThread && c >= 0 && full(c, L, io)) raw = *reinterpret_cast<const uint4*>(row + first(c));
+    if (row && i < kPerThread && c >= 0 && full(c, L, io))
+      raw = *reinterpret_cast<const uint4*>(row + first(c));
   }
   // Pairs of item i: from the prefetched chunk when whole, else element by element (zero past L).
   static __device__ __forceinline__ void get(const T* row, int i, int64_t L, Io io, const uint4& raw,
@@ -141,7 +145,8 @@ struct Rows {
   }
 };
 
-// ---- complex arithmetic on float2 --------------------------------------------------------------------------
+// ---- complex arithmetic on float2
+// --------------------------------------------------------------------------
 __device__ __forceinline__ float2 operator+(float2 a, float2 b) { return make_float2(a.x + b.x, a.y + b.y); }
 __device__ __forceinline__ float2 operator-(float2 a, float2 b) { return make_float2(a.x - b.x, a.y - b.y); }
 __device__ __forceinline__ float2 cmul(float2 a, float2 b) {
@@ -150,7 +155,8 @@ __device__ __forceinline__ float2 cmul(float2 a, float2 b) {
 __device__ __forceinline__ float2 conjg(float2 a) { return make_float2(a.x, -a.y); }
 __device__ __forceinline__ float2 mul(float2 a, float2 b) { return make_float2(a.x * b.x, a.y * b.y); }
 
-// ---- activation ---------------------------------------------------------------------------------------------
+// ---- activation
+// ---------------------------------------------------------------------------------------------
 __device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
 __device__ __forceinline__ float gelu_grad(float x) {
   const float cdf = 0.5f * (1.f + erff(x * 0.70710678118654752f));
@@ -158,9 +164,10 @@ __device__ __forceinline__ float gelu_grad(float x) {
   return cdf + x * pdf;
 }
 
-// ---- the shared-memory FFT of M = 2^LOG_M complex values ---------------------------------------------------
-// Shared-memory index of element i: one float2 of padding after every 16, so that a warp writing with a stride
-// of 16 elements (the first radix-16 pass) spreads over all banks instead of hitting one.
+// ---- the shared-memory FFT of M = 2^LOG_M complex values
+// --------------------------------------------------- Shared-memory index of element i: one float2 of padding
+// after every 16, so that a warp writing with a stride of 16 elements (the first radix-16 pass) spreads over
+// all banks instead of hitting one.
 __device__ __forceinline__ int pad(int i) { return i + (i >> 4); }
 // float2 slots of a padded buffer of m elements.
 __host__ __device__ constexpr int padded(int m) { return m + m / 16; }
@@ -173,7 +180,8 @@ constexpr int threads_for(int log_m) {
 // The transform's direction is a template parameter (kSign = -1 forward, +1 inverse) so that every sign folds
 // into the arithmetic at compile time.
 
-// x * exp(kSign * 2 pi i * E / 16) for the twiddles inside the 16-point DFT; E = 2, 4, 6 without a full product.
+// x * exp(kSign * 2 pi i * E / 16) for the twiddles inside the 16-point DFT; E = 2, 4, 6 without a full
+// product.
 template <int kSign, int E>
 __device__ __forceinline__ float2 twiddle16(float2 x) {
   constexpr float s = kSign, h = 0.70710678118654752f;
@@ -245,7 +253,8 @@ __device__ __forceinline__ void dft(float2 (&x)[R]) {
 // One Stockham step of radix R on sub-transforms of length ns (ns = product of the previous radices):
 // butterfly j reads x[j + r * M/R], twiddles by exp(kSign 2 pi i r k / (ns R)) with k = j mod ns, and writes
 // x[(j - k) R + k + r ns]. In place: every thread reads its inputs into registers before the barrier.
-// kHalfZero (first pass only, ns = 1): inputs r >= R/2 lie in the zero padding (index >= M/2) and are not read.
+// kHalfZero (first pass only, ns = 1): inputs r >= R/2 lie in the zero padding (index >= M/2) and are not
+// read.
 template <int R, int M, int THREADS, int kSign, bool kHalfZero>
 __device__ __forceinline__ void fft_stage(float2* buf, int ns) {
   constexpr int kButterflies = M / R;
@@ -283,7 +292,8 @@ __device__ __forceinline__ void fft_stage(float2* buf, int ns) {
         } else {
           __sincosf(4.f * angle, &s, &c);
           const float2 w4 = make_float2(c, s), w8 = cmul(w4, w4), w12 = cmul(w8, w4);
-          const float2 lo[4] = {make_float2(1.f, 0.f), w1, w2, w3}, hi[4] = {make_float2(1.f, 0.f), w4, w8, w12};
+          const float2 lo[4] = {make_float2(1.f, 0.f), w1, w2, w3},
+                       hi[4] = {make_float2(1.f, 0.f), w4, w8, w12};
 #pragma unroll
           for (int r = 1; r < 16; ++r) {
             if (r & 3) x[it][r] = cmul(x[it][r], lo[r & 3]);
@@ -320,7 +330,8 @@ __device__ void fft(float2* buf, bool half_zero = false) {
   }
   if constexpr (LOG_M >= 4) {
 #pragma unroll 1
-    for (int s = kFirst == 16 ? 1 : 0; s < LOG_M / 4; ++s, ns *= 16) fft_stage<16, M, THREADS, kSign, false>(buf, ns);
+    for (int s = kFirst == 16 ? 1 : 0; s < LOG_M / 4; ++s, ns *= 16)
+      fft_stage<16, M, THREADS, kSign, false>(buf, ns);
   }
 }
 
@@ -365,29 +376,31 @@ __device__ __forceinline__ void load_filter(const float2* __restrict__ kf, int i
 
 // out (packed) = repack(unpack(in) * kf); in and out may alias (each thread reads and writes only f, M - f).
 template <int LOG_M, int THREADS>
-__device__ __forceinline__ void spectrum_multiply(const float2* in, float2* out, const float2* __restrict__ kf) {
+__device__ __forceinline__ void spectrum_multiply(const float2* in, float2* out,
+                                                  const float2* __restrict__ kf) {
   constexpr int M = 1 << LOG_M, kIters = freq_iters<M, THREADS>();
 #pragma unroll 1
   for (int i0 = 0; i0 < kIters; i0 += kFreqGroup) {
-  float2 ka[kFreqGroup], kb[kFreqGroup];
-  load_filter<M, THREADS>(kf, i0, ka, kb);
+    float2 ka[kFreqGroup], kb[kFreqGroup];
+    load_filter<M, THREADS>(kf, i0, ka, kb);
 #pragma unroll
-  for (int ii = 0; ii < kFreqGroup; ++ii) {
-    const int f = threadIdx.x + (i0 + ii) * THREADS;
-    if (f > M / 2) continue;
-    const int g = M - f, gi = g & (M - 1);
-    const float2 a = in[pad(f)], b = in[pad(gi)];
-    float s, c;
-    sincospif(-static_cast<float>(f) / M, &s, &c);
-    const float2 wf = make_float2(c, s), wg = make_float2(-c, s);  // w^g = -conj(w^f)
-    const float2 yf = cmul(unpack(a, b, wf), ka[ii]), yg = cmul(unpack(b, a, wg), kb[ii]);
-    out[pad(f)] = repack(yf, yg, wf);
-    if (gi != f) out[pad(gi)] = repack(yg, yf, wg);
-  }
+    for (int ii = 0; ii < kFreqGroup; ++ii) {
+      const int f = threadIdx.x + (i0 + ii) * THREADS;
+      if (f > M / 2) continue;
+      const int g = M - f, gi = g & (M - 1);
+      const float2 a = in[pad(f)], b = in[pad(gi)];
+      float s, c;
+      sincospif(-static_cast<float>(f) / M, &s, &c);
+      const float2 wf = make_float2(c, s), wg = make_float2(-c, s);  // w^g = -conj(w^f)
+      const float2 yf = cmul(unpack(a, b, wf), ka[ii]), yg = cmul(unpack(b, a, wg), kb[ii]);
+      out[pad(f)] = repack(yf, yg, wf);
+      if (gi != f) out[pad(gi)] = repack(yg, yf, wg);
+    }
   }
 }
 
-// ---- forward ------------------------------------------------------------------------------------------------
+// ---- forward
+// ------------------------------------------------------------------------------------------------
 template <typename T, int LOG_M, int THREADS>
 __global__ void __launch_bounds__(THREADS, 1024 / THREADS) fftconv_fwd_kernel(FftConvFwdParams p, Io io) {
   constexpr int M = 1 << LOG_M;
@@ -437,27 +450,28 @@ __global__ void __launch_bounds__(THREADS, 1024 / THREADS) fftconv_fwd_kernel(Ff
     for (int ii = 0; ii < G; ++ii) R::prefetch(q, i0 + ii, L, io, rq[ii]);
 #pragma unroll
     for (int ii = 0; ii < G; ++ii) {
-    const int i = i0 + ii, c = i < K ? R::chunk(i) : -1;
-    if (c < 0 || R::first(c) >= L) continue;
-    float2 z[P];
+      const int i = i0 + ii, c = i < K ? R::chunk(i) : -1;
+      if (c < 0 || R::first(c) >= L) continue;
+      float2 z[P];
 #pragma unroll
-    for (int j = 0; j < P; ++j) {
-      z[j] = smem[pad(c * P + j)];
-      if (p.gelu) z[j] = make_float2(gelu(z[j].x), gelu(z[j].y));
-      z[j] = make_float2(z[j].x * mk, z[j].y * mk);
-    }
-    if (q) {
-      float2 g[P];
-      R::get(q, i, L, io, rq[ii], g);
+      for (int j = 0; j < P; ++j) {
+        z[j] = smem[pad(c * P + j)];
+        if (p.gelu) z[j] = make_float2(gelu(z[j].x), gelu(z[j].y));
+        z[j] = make_float2(z[j].x * mk, z[j].y * mk);
+      }
+      if (q) {
+        float2 g[P];
+        R::get(q, i, L, io, rq[ii], g);
 #pragma unroll
-      for (int j = 0; j < P; ++j) z[j] = mul(z[j], g[j]);
-    }
-    R::put(y, i, L, io, z);
+        for (int j = 0; j < P; ++j) z[j] = mul(z[j], g[j]);
+      }
+      R::put(y, i, L, io, z);
     }
   }
 }
 
-// ---- backward -----------------------------------------------------------------------------------------------
+// ---- backward
+// -----------------------------------------------------------------------------------------------
 template <typename T, int LOG_M, int THREADS>
 __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(FftConvBwdParams p, Io io) {
   constexpr int M = 1 << LOG_M;
@@ -631,7 +645,8 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
   }
 }
 
-// ---- launchers ----------------------------------------------------------------------------------------------
+// ---- launchers
+// ----------------------------------------------------------------------------------------------
 const char* elem_name(ElemType e) {
   return e == ElemType::kFloat32 ? "float32" : e == ElemType::kFloat16 ? "float16" : "bfloat16";
 }
@@ -643,11 +658,13 @@ std::string shape_str(int64_t B, int64_t H, int64_t L, int log_n, ElemType e) {
 
 void check(cudaError_t err, const char* kernel, const std::string& what, const std::string& shape) {
   if (err != cudaSuccess)
-    throw std::runtime_error(std::string(kernel) + ": " + what + " failed (" + cudaGetErrorString(err) + ") for " +
-                             shape);
+    throw std::runtime_error(std::string(kernel) + ": " + what + " failed (" + cudaGetErrorString(err) +
+                             ") for " + shape);
 }
 
-bool aligned(const void* ptr, size_t bytes) { return ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
+bool aligned(const void* ptr, size_t bytes) {
+  return ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
+}
 
 template <typename T, int LOG_M>
 void launch_fwd(const FftConvFwdParams& p, cudaStream_t stream) {
@@ -688,17 +705,28 @@ void launch_bwd(const FftConvBwdParams& p, cudaStream_t stream) {
 template <typename T, template <typename, int> class F, typename P>
 void by_size(const P& p, cudaStream_t s) {
   switch (p.log_n) {
-    case 4: return F<T, 3>::run(p, s);
-    case 5: return F<T, 4>::run(p, s);
-    case 6: return F<T, 5>::run(p, s);
-    case 7: return F<T, 6>::run(p, s);
-    case 8: return F<T, 7>::run(p, s);
-    case 9: return F<T, 8>::run(p, s);
-    case 10: return F<T, 9>::run(p, s);
-    case 11: return F<T, 10>::run(p, s);
-    case 12: return F<T, 11>::run(p, s);
-    case 13: return F<T, 12>::run(p, s);
-    case 14: return F<T, 13>::run(p, s);
+    case 4:
+      return F<T, 3>::run(p, s);
+    case 5:
+      return F<T, 4>::run(p, s);
+    case 6:
+      return F<T, 5>::run(p, s);
+    case 7:
+      return F<T, 6>::run(p, s);
+    case 8:
+      return F<T, 7>::run(p, s);
+    case 9:
+      return F<T, 8>::run(p, s);
+    case 10:
+      return F<T, 9>::run(p, s);
+    case 11:
+      return F<T, 10>::run(p, s);
+    case 12:
+      return F<T, 11>::run(p, s);
+    case 13:
+      return F<T, 12>::run(p, s);
+    case 14:
+      return F<T, 13>::run(p, s);
   }
 }
 template <typename T, int LOG_M>
@@ -713,19 +741,24 @@ struct Bwd {
 template <template <typename, int> class F, typename P>
 void by_type(const P& p, cudaStream_t s) {
   switch (p.elem) {
-    case ElemType::kFloat32: return by_size<float, F>(p, s);
-    case ElemType::kFloat16: return by_size<__half, F>(p, s);
-    case ElemType::kBFloat16: return by_size<__nv_bfloat16, F>(p, s);
+    case ElemType::kFloat32:
+      return by_size<float, F>(p, s);
+    case ElemType::kFloat16:
+      return by_size<__half, F>(p, s);
+    case ElemType::kBFloat16:
+      return by_size<__nv_bfloat16, F>(p, s);
   }
 }
 
 void validate(const char* kernel, int64_t B, int64_t H, int64_t L, int log_n, ElemType e, int64_t blocks) {
   const auto shape = shape_str(B, H, L, log_n, e);
   if (log_n < kMinLogN || log_n > kMaxLogN)
-    throw std::runtime_error(std::string(kernel) + ": unsupported fft_size (compiled for 16..16384) for " + shape);
+    throw std::runtime_error(std::string(kernel) + ": unsupported fft_size (compiled for 16..16384) for " +
+                             shape);
   if (L < 1 || L > (int64_t{1} << log_n) || B < 1 || H < 1)
     throw std::runtime_error(std::string(kernel) + ": need 1 <= L <= fft_size and B, H >= 1, got " + shape);
-  if (blocks > INT_MAX) throw std::runtime_error(std::string(kernel) + ": too many rows for one grid: " + shape);
+  if (blocks > INT_MAX)
+    throw std::runtime_error(std::string(kernel) + ": too many rows for one grid: " + shape);
 }
 
 }  // namespace
@@ -745,7 +778,8 @@ void fftconv_bwd_launch(const FftConvBwdParams& p, void* stream) {
 int device_sm_count() {
   int dev = 0, count = 0;
   check(cudaGetDevice(&dev), "fftconv", "cudaGetDevice", "");
-  check(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev), "fftconv", "reading the SM count", "");
+  check(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev), "fftconv",
+        "reading the SM count", "");
   return count;
 }
 

@@ -1,6 +1,6 @@
-// Plain parameter structs and launchers of the fused CUDA FFT convolution (H3.md 8, FlashConv's fused kernel).
-// No LibTorch and no CUDA headers: the kernels in fftconv_kernel.cu take raw device pointers, and the glue
-// in fftconv_cuda.cc fills these structs from tensors. Layouts are row-major and contiguous.
+// Plain parameter structs and launchers of the fused CUDA FFT convolution (H3.md 8, FlashConv's fused
+// kernel). No LibTorch and no CUDA headers: the kernels in fftconv_kernel.cu take raw device pointers, and
+// the glue in fftconv_cuda.cc fills these structs from tensors. Layouts are row-major and contiguous.
 #pragma once
 
 #include <cstdint>
@@ -30,8 +30,8 @@ struct FftConvFwdParams {
 
 // Backward of the forward above for one upstream gradient dy. Rows of one channel h are split into `chunks`
 // groups; each group's block accumulates sum_b conj(rfft(w_b)) * rfft(dz_b) (dz: gradient of the
-// pre-activation) in shared memory and writes it to dk_spec[chunk, h, :]; the caller sums over chunks and takes
-// irfft(., n)[:L_k] for dk, and its lag 0 for dD (D acts as an extra tap at lag 0).
+// pre-activation) in shared memory and writes it to dk_spec[chunk, h, :]; the caller sums over chunks and
+// takes irfft(., n)[:L_k] for dk, and its lag 0 for dD (D acts as an extra tap at lag 0).
 struct FftConvBwdParams {
   const void* u = nullptr;      // (B, H, L), elem
   const void* v = nullptr;      // or null

@@ -1,7 +1,8 @@
 // The fused CUDA FFT convolution (fftconv_fused) against the reference: forward for lengths that break
 // power-of-two assumptions, every dtype and option; gradients of u, k, D, v, q against autograd through the
-// reference; NaN/Inf and unwritten outputs; the dispatcher's choice and its errors; whole SSM layers through both
-// paths. Every test skips, with the reason, when the build has no CUDA kernels or no CUDA device is present.
+// reference; NaN/Inf and unwritten outputs; the dispatcher's choice and its errors; whole SSM layers through
+// both paths. Every test skips, with the reason, when the build has no CUDA kernels or no CUDA device is
+// present.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,10 +18,10 @@ namespace {
 using testing::rel_error;
 using torch::Tensor;
 
-#define HIPPO_REQUIRE_CUDA()                                                                          \
-  do {                                                                                                \
+#define HIPPO_REQUIRE_CUDA()                                                                             \
+  do {                                                                                                   \
     if (!fftconv_cuda_built()) GTEST_SKIP() << "this build has no CUDA kernels (LibTorch without CUDA)"; \
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device present";                       \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device present";                          \
   } while (0)
 
 enum OptionBits { kV = 1, kQ = 2, kGelu = 4, kMask = 8 };
@@ -46,8 +47,8 @@ struct Case {
 
 std::string case_name(const Case& c) {
   std::ostringstream os;
-  os << "B=" << c.B << " H=" << c.H << " L=" << c.L << " Lk=" << c.Lk << " " << c.dtype << " options="
-     << options_name(c.options);
+  os << "B=" << c.B << " H=" << c.H << " L=" << c.L << " Lk=" << c.Lk << " " << c.dtype
+     << " options=" << options_name(c.options);
   return os.str();
 }
 
@@ -107,7 +108,8 @@ void poison(const Case& c) {
   torch::cuda::synchronize();
 }
 
-// ---- forward ------------------------------------------------------------------------------------------------
+// ---- forward
+// ------------------------------------------------------------------------------------------------
 class FftConvCudaForward : public ::testing::TestWithParam<int64_t> {};
 
 TEST_P(FftConvCudaForward, MatchesFloat64Reference) {
@@ -147,7 +149,8 @@ TEST_P(FftConvCudaForward, MatchesFloat64Reference) {
 INSTANTIATE_TEST_SUITE_P(Lengths, FftConvCudaForward,
                          ::testing::Values(1, 2, 31, 1000, 1023, 1024, 1025, 4096, 8192));
 
-// ---- backward -----------------------------------------------------------------------------------------------
+// ---- backward
+// -----------------------------------------------------------------------------------------------
 class FftConvCudaBackward : public ::testing::TestWithParam<int64_t> {};
 
 // Gradients of (y * w).sum() for u, k, D, v, q.
@@ -169,7 +172,8 @@ TEST_P(FftConvCudaBackward, GradientsMatchAutogradThroughReference) {
   for (const auto& c : cases) {
     SCOPED_TRACE(case_name(c));
     const auto in = Inputs::draw(c, 5000 + L + index++);
-    const auto w = torch::randn({c.B, c.H, c.L}, torch::TensorOptions().device(torch::kCUDA).dtype(torch::kDouble));
+    const auto w =
+        torch::randn({c.B, c.H, c.L}, torch::TensorOptions().device(torch::kCUDA).dtype(torch::kDouble));
     const auto fused = in.as(c.dtype, torch::kFloat, true);
     const auto g = grads_of(fftconv_fused(fused.u, fused.k, fused.D, fused.options()), w, fused);
     const auto o64 = in.as(torch::kDouble, torch::kDouble, true);
@@ -181,7 +185,8 @@ TEST_P(FftConvCudaBackward, GradientsMatchAutogradThroughReference) {
       ASSERT_TRUE(all_finite(g[i])) << names[i] << " has NaN/Inf";
       ASSERT_EQ(g[i].sizes(), g64[i].sizes()) << names[i];
       const double err = rel_error(g[i], g64[i]), ref_err = rel_error(gref[i], g64[i]);
-      std::printf("[fused bwd] %-58s %s err %.3e  plain-path err %.3e\n", case_name(c).c_str(), names[i], err, ref_err);
+      std::printf("[fused bwd] %-58s %s err %.3e  plain-path err %.3e\n", case_name(c).c_str(), names[i], err,
+                  ref_err);
       if (c.dtype == torch::kFloat) {
         // float32 FFTs, and for dk and dD sums over B*L products: far under 1e-5 relative.
         EXPECT_LT(err, 1e-5) << names[i];
@@ -195,16 +200,19 @@ TEST_P(FftConvCudaBackward, GradientsMatchAutogradThroughReference) {
 INSTANTIATE_TEST_SUITE_P(Lengths, FftConvCudaBackward,
                          ::testing::Values(1, 2, 31, 1000, 1023, 1024, 1025, 4096, 8192));
 
-// ---- dispatch and errors ------------------------------------------------------------------------------------
+// ---- dispatch and errors
+// ------------------------------------------------------------------------------------
 TEST(FftConvCuda, DispatcherTakesTheFusedPathWhenSupportedElseTheReference) {
   HIPPO_REQUIRE_CUDA();
   const Case c{2, 16, 1000, 1000, torch::kFloat, kV | kQ};
   const auto in = Inputs::draw(c, 7);
   ASSERT_TRUE(fftconv_fused_supported(in.u, in.k, in.D, in.options()));
-  EXPECT_TRUE(torch::equal(fftconv(in.u, in.k, in.D, in.options()), fftconv_fused(in.u, in.k, in.D, in.options())));
+  EXPECT_TRUE(
+      torch::equal(fftconv(in.u, in.k, in.D, in.options()), fftconv_fused(in.u, in.k, in.D, in.options())));
   {
     FftConvReferenceScope ref;
-    EXPECT_TRUE(torch::equal(fftconv(in.u, in.k, in.D, in.options()), fftconv_ref(in.u, in.k, in.D, in.options())));
+    EXPECT_TRUE(
+        torch::equal(fftconv(in.u, in.k, in.D, in.options()), fftconv_ref(in.u, in.k, in.D, in.options())));
   }
   // Past the fused limit (fft size 32768), float64, or on the CPU: the reference, silently and correctly.
   const Case big{1, 4, 9000, 9000, torch::kFloat, 0};
@@ -232,6 +240,15 @@ TEST(FftConvCuda, UnsupportedCaseThrowsNamingTheKernelAndShape) {
   }
 }
 
+TEST(FftConvCuda, DoubleBackwardIsRefusedNotSilentlyWrong) {
+  HIPPO_REQUIRE_CUDA();
+  const Case c{1, 4, 64, 64, torch::kFloat, 0};
+  const auto in = Inputs::draw(c, 12).as(torch::kFloat, torch::kFloat, true);
+  auto y = fftconv_fused(in.u, in.k, in.D);
+  EXPECT_THROW(torch::autograd::grad({y.pow(2).sum()}, {in.u}, {}, true, /*create_graph=*/true),
+               std::exception);
+}
+
 TEST(FftConvCuda, NonContiguousInputsAndOddAlignment) {
   HIPPO_REQUIRE_CUDA();
   // u as a transposed view (what the layers pass) and as a view at an odd element offset.
@@ -242,17 +259,18 @@ TEST(FftConvCuda, NonContiguousInputsAndOddAlignment) {
   auto k = torch::randn({64, 1000}, f) / 30, D = torch::randn({64}, f);
   auto y = fftconv_fused(u, k, D);
   EXPECT_LE(rel_error(y, fftconv_ref(u.to(torch::kDouble), k.to(torch::kDouble), D.to(torch::kDouble))),
-            2 * rel_error(fftconv_ref(u, k, D), fftconv_ref(u.to(torch::kDouble), k.to(torch::kDouble),
-                                                               D.to(torch::kDouble))));
+            2 * rel_error(fftconv_ref(u, k, D),
+                          fftconv_ref(u.to(torch::kDouble), k.to(torch::kDouble), D.to(torch::kDouble))));
   auto flat = torch::randn({1 + 3 * 8 * 100}, f);
   auto odd = flat.narrow(0, 1, 3 * 8 * 100).view({3, 8, 100});  // contiguous, data pointer 4 bytes off
   auto k2 = torch::randn({8, 100}, f) / 10, D2 = torch::randn({8}, f);
   EXPECT_TRUE(testing::all_close(fftconv_fused(odd, k2, D2), fftconv_ref(odd, k2, D2), 1e-4, 1e-5));
 }
 
-// ---- whole layers -------------------------------------------------------------------------------------------
-// Users once saw the fused and plain paths disagree through a layer while the kernel tests passed: run whole
-// SSM mixers (float32, on the GPU) through both, outputs and every parameter gradient.
+// ---- whole layers
+// ------------------------------------------------------------------------------------------- Users once saw
+// the fused and plain paths disagree through a layer while the kernel tests passed: run whole SSM mixers
+// (float32, on the GPU) through both, outputs and every parameter gradient.
 class FftConvCudaLayers : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(FftConvCudaLayers, FusedAndReferencePathsAgree) {
@@ -277,7 +295,8 @@ TEST_P(FftConvCudaLayers, FusedAndReferencePathsAgree) {
       auto y = mixer->forward(x);
       (y * w).sum().backward();
       std::vector<Tensor> out = {y.detach().clone()};
-      for (const auto& p : mixer->parameters()) out.push_back(p.grad().defined() ? p.grad().clone() : Tensor());
+      for (const auto& p : mixer->parameters())
+        out.push_back(p.grad().defined() ? p.grad().clone() : Tensor());
       return out;
     };
     const auto fused = run(false), ref = run(true);
@@ -295,7 +314,8 @@ TEST_P(FftConvCudaLayers, FusedAndReferencePathsAgree) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Mixers, FftConvCudaLayers, ::testing::Values("h3", "s4d", "gss", "shift_ssm", "diag_ssm"));
+INSTANTIATE_TEST_SUITE_P(Mixers, FftConvCudaLayers,
+                         ::testing::Values("h3", "s4d", "gss", "shift_ssm", "diag_ssm"));
 
 }  // namespace
 }  // namespace hippo

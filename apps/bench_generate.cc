@@ -137,12 +137,4 @@ int bench_generate(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
-int cmd_bench(const std::vector<std::string>& args) {
-  const std::string usage = "hippo bench: expected a benchmark name: generate";
-  if (args.empty()) return report(absl::InvalidArgumentError(usage));
-  std::vector<std::string> rest(args.begin() + 1, args.end());
-  if (args[0] == "generate") return bench_generate(rest);
-  return report(absl::InvalidArgumentError(absl::StrCat("unknown benchmark '", args[0], "'; accepted: generate")));
-}
-
 }  // namespace hippo::cli

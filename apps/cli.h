@@ -41,5 +41,7 @@ int cmd_results(const std::vector<std::string>& args);
 int cmd_generate(const std::vector<std::string>& args);
 int cmd_tokenizer(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
+// `hippo bench generate` (apps/bench_generate.cc), dispatched by cmd_bench.
+int bench_generate(const std::vector<std::string>& args);
 
 }  // namespace hippo::cli

@@ -20,7 +20,7 @@ const char* kUsage =
     "  results    list | show RUN | table | export | query SQL | schema\n"
     "  generate   continue a prompt with a trained model (recurrent decoding where the layers allow)\n"
     "  tokenizer  train a SentencePiece tokenizer for the lm task\n"
-    "  bench      generate: decoding speed of hybrid H3 against a Transformer\n"
+    "  bench      fftconv | generate: kernel and decoding speed, beside the plain path\n"
     "  version    print hippo's version and commit\n";
 }
 

@@ -1,5 +1,5 @@
-// The reference FFT convolution (torch::fft) and the dispatcher. CUDA kernels plug in through fftconv();
-// until they exist every device runs the reference, which is also the specification they must match.
+// The reference FFT convolution (torch::fft) and the dispatcher. The fused CUDA path (fftconv_cuda.cc) plugs in
+// through fftconv(); the reference is the CPU path, the fallback and the specification the kernels must match.
 #include "kernels/fftconv.h"
 
 #include <torch/torch.h>
@@ -60,10 +60,32 @@ torch::Tensor fftconv_ref(const torch::Tensor& u, const torch::Tensor& k, const 
   return y.to(u.scalar_type());
 }
 
+namespace {
+thread_local bool force_reference = false;
+}  // namespace
+
+FftConvReferenceScope::FftConvReferenceScope() : previous_(force_reference) { force_reference = true; }
+FftConvReferenceScope::~FftConvReferenceScope() { force_reference = previous_; }
+
 torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                       const FftConvOptions& o) {
+  if (!force_reference && fftconv_fused_supported(u, k, D, o)) return fftconv_fused(u, k, D, o);
   return fftconv_ref(u, k, D, o);
 }
+
+#ifndef HIPPO_WITH_CUDA
+// A build without CUDA: the dispatcher always takes the reference.
+bool fftconv_cuda_built() { return false; }
+bool fftconv_fused_supported(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                             const FftConvOptions&) {
+  return false;
+}
+torch::Tensor fftconv_fused(const torch::Tensor& u, const torch::Tensor&, const torch::Tensor&,
+                            const FftConvOptions&) {
+  TORCH_CHECK(false, "fftconv_fused: this hippo was built without CUDA kernels (u: ", u.sizes(), " on ",
+              u.device(), ")");
+}
+#endif
 
 torch::Tensor causal_conv_direct(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D) {
   check_args(u, k, D, {});

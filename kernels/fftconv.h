@@ -29,10 +29,42 @@ int64_t fftconv_size(int64_t seq_len, int64_t kernel_len);
 torch::Tensor fftconv_ref(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                           const FftConvOptions& options = {});
 
-// The dispatching entry point: a fused CUDA kernel when one was built and supports the case, else
-// fftconv_ref. Same contract as fftconv_ref.
+// The dispatching entry point: fftconv_fused when fftconv_fused_supported says yes, else fftconv_ref. Same
+// contract as fftconv_ref; differentiable either way.
 torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                       const FftConvOptions& options = {});
+
+// While an instance lives, fftconv() takes the reference path on this thread (to compare the two paths through
+// whole layers, and for benchmarks). Nests.
+class FftConvReferenceScope {
+ public:
+  FftConvReferenceScope();
+  ~FftConvReferenceScope();
+  FftConvReferenceScope(const FftConvReferenceScope&) = delete;
+  FftConvReferenceScope& operator=(const FftConvReferenceScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// True when this binary was built with the CUDA kernels (HIPPO_WITH_CUDA: a LibTorch with CUDA was found).
+bool fftconv_cuda_built();
+
+// Whether fftconv_fused runs this call: the kernels were built; u, k, D (and v, q, dropout_mask) are on one CUDA
+// device; u is float32, float16 or bfloat16; v and q have u's dtype; the FFT size fftconv_size(L, L_k) is at
+// most 16384 (so any L <= 8192); B, H >= 1; dropout_mask does not require grad. False (never a throw) otherwise,
+// including for malformed arguments, which fftconv_ref then rejects.
+bool fftconv_fused_supported(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                             const FftConvOptions& options = {});
+
+// The fused CUDA path (H3.md 8, FlashConv's fused kernel): one kernel reads u (v, q) once, does the FFT of size
+// fftconv_size(L, L_k), the product with the filter spectrum (rfft(k) + D, computed once per call in float32 by
+// cuFFT), the inverse FFT, GELU, mask and q on chip in float32, and writes y once; a fused backward gives the
+// gradients of u, k, D, v and q (autograd Function). Same contract and result as fftconv_ref up to float32
+// rounding. Raises c10::Error naming the kernel and the shape when !fftconv_fused_supported(...) (always so in
+// a build without CUDA) or a kernel launch fails; never returns an unwritten result.
+torch::Tensor fftconv_fused(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                            const FftConvOptions& options = {});
 
 // Direct O(L * L_k) causal convolution with the same contract as fftconv_ref (no gates): a slow second
 // reference for tests.

@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -87,6 +88,9 @@ void migrate(SQLite::Database& db, int from) {
   } else {
     for (int v = from; v < kSchemaVersion; ++v) {
       if (v == 1) db.exec("ALTER TABLE runs ADD COLUMN model_path TEXT");  // 1 -> 2: saved final models
+      if (v == 2)                                                           // 2 -> 3: the bench table
+        for (const auto& t : schema_tables())
+          if (std::string(t.name) == "bench") db.exec(create_table_sql(t));
     }
   }
   db.exec(absl::StrCat("PRAGMA application_id = ", kApplicationId));
@@ -377,6 +381,48 @@ absl::Status ResultsDb::add_metrics(int64_t run_id, const std::vector<MetricRow>
     return absl::OkStatus();
   } catch (const std::exception& e) {
     return sql_error("add metrics", e);
+  }
+}
+
+absl::Status ResultsDb::add_bench_rows(const std::vector<Json>& rows) {
+  const TableDef* bench = nullptr;
+  for (const auto& t : schema_tables())
+    if (std::string(t.name) == "bench") bench = &t;
+  // The insert is made from the schema's column list (every column but id), so the two cannot drift.
+  std::vector<std::string> cols;
+  for (const auto& c : bench->columns)
+    if (std::string(c.name) != "id") cols.push_back(c.name);
+  for (const auto& r : rows) {
+    if (!r.is_object()) return absl::InvalidArgumentError("bench row must be a JSON object");
+    for (const auto& [key, value] : r.items())
+      if (std::find(cols.begin(), cols.end(), key) == cols.end())
+        return absl::InvalidArgumentError(absl::StrCat("bench row has unknown column '", key, "'"));
+  }
+  try {
+    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    std::string sql = "INSERT INTO bench(", marks;
+    for (size_t i = 0; i < cols.size(); ++i) {
+      absl::StrAppend(&sql, i ? ", " : "", cols[i]);
+      absl::StrAppend(&marks, i ? ", ?" : "?");
+    }
+    SQLite::Statement q(*db_, absl::StrCat(sql, ") VALUES (", marks, ")"));
+    for (const auto& r : rows) {
+      for (size_t i = 0; i < cols.size(); ++i) {
+        const int at = static_cast<int>(i + 1);
+        const auto it = r.find(cols[i]);
+        if (it == r.end() || it->is_null()) q.bind(at);
+        else if (it->is_string()) q.bind(at, it->get<std::string>());
+        else if (it->is_number_integer()) q.bind(at, it->get<int64_t>());
+        else if (it->is_number()) q.bind(at, it->get<double>());
+        else q.bind(at, it->dump());
+      }
+      q.exec();
+      q.reset();
+    }
+    tx.commit();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return sql_error("add bench rows", e);
   }
 }
 

@@ -103,6 +103,10 @@ class ResultsDb {
   absl::Status record_start(int64_t run_id, const Json& environment, int64_t param_count, int64_t state_size);
   // Writes metric rows in one transaction; an existing (run, step, split, name) is replaced.
   absl::Status add_metrics(int64_t run_id, const std::vector<MetricRow>& rows);
+  // Inserts rows of the bench table in one transaction: each row a JSON object keyed by column names (any
+  // column but id; a missing one is NULL). Errors: kInvalidArgument for an unknown column, kInternal or
+  // kFailedPrecondition from SQLite (a NOT NULL column missing, a bad `pass`).
+  absl::Status add_bench_rows(const std::vector<Json>& rows);
   // Ends a run: status finished, failed (error) or diverged (diverged_step).
   // Records the file of the run's final model (see save_model). Errors: kInternal on SQL failure.
   absl::Status set_model_path(int64_t run_id, const std::string& path);

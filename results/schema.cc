@@ -1,4 +1,4 @@
-// hippo's results schema, version 2 (version 1 lacked runs.model_path).
+// hippo's results schema, version 3 (2 added runs.model_path, 3 the bench table).
 #include "results/schema.h"
 
 #include <sstream>
@@ -72,6 +72,39 @@ const std::vector<TableDef>& schema_tables() {
         {"value", "REAL NOT NULL", "the value, in the unit its name gives (fractions in [0, 1])"}},
        "PRIMARY KEY (run_id, step, split, name)",
        true},
+      {"bench",
+       "one row per timed point of `hippo bench fftconv` (schema version 3): one variant of an operator at one shape, "
+       "timed with CUDA events after warm-up; the reference is timed in the same run beside every other variant",
+       {{"id", "INTEGER PRIMARY KEY", "row id"},
+        {"created_at", "TEXT NOT NULL", "measured at, ISO 8601 UTC"},
+        {"benchmark", "TEXT NOT NULL", "what was timed: fftconv (the operator of kernels/fftconv.h)"},
+        {"variant", "TEXT NOT NULL", "reference (torch::fft, fftconv_ref) or fused (the CUDA kernel, fftconv_fused)"},
+        {"pass", "TEXT NOT NULL CHECK (pass IN ('forward','forward+backward'))",
+         "forward, or forward+backward (the gradients of u, k and D)"},
+        {"batch", "INTEGER NOT NULL", "B"},
+        {"channels", "INTEGER NOT NULL", "H"},
+        {"seq_len", "INTEGER NOT NULL", "L"},
+        {"fft_size", "INTEGER NOT NULL", "FFT size n (next power of two >= 2L - 1, at least 16)"},
+        {"dtype", "TEXT NOT NULL", "dtype of u and y: float32, float16 or bfloat16 (k and D are float32)"},
+        {"median_ms", "REAL NOT NULL", "median time of one call, milliseconds"},
+        {"min_ms", "REAL NOT NULL", "fastest call, milliseconds"},
+        {"iters", "INTEGER NOT NULL", "timed calls (after the warm-up calls)"},
+        {"bytes", "INTEGER NOT NULL",
+         "bytes a call must move at least: u read and y written (forward); plus u and dy read and du written "
+         "(forward+backward)"},
+        {"gbytes_per_s", "REAL NOT NULL", "bytes / median time, in 1e9 bytes per second"},
+        {"copy_gbytes_per_s", "REAL NOT NULL",
+         "device-to-device copy bandwidth measured in the same run (bytes read + written / time), 1e9 B/s"},
+        {"speedup", "REAL NOT NULL", "median time of the reference / this median time (1 for the reference)"},
+        {"commit_hash", "TEXT", "git commit of the hippo binary (\"-dirty\" if uncommitted changes)"},
+        {"hippo_version", "TEXT", "hippo version"},
+        {"torch_version", "TEXT", "LibTorch version"},
+        {"cuda_version", "TEXT", "CUDA runtime version"},
+        {"device", "TEXT", "GPU name"},
+        {"host", "TEXT", "host name"},
+        {"environment", "TEXT", "the whole environment fingerprint as JSON"}},
+       "",
+       false},
   };
   return tables;
 }

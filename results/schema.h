@@ -23,7 +23,7 @@ struct TableDef {
 
 // Current schema version (PRAGMA user_version). A database with a higher version is refused; a lower one is
 // migrated forward on the first writing open.
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;  // 2: runs.model_path; 3: the bench table
 // PRAGMA application_id of hippo databases ("HIPO"), to tell them from other SQLite files.
 constexpr int kApplicationId = 0x4849504f;
 

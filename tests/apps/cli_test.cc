@@ -161,7 +161,7 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
   }
   // What hippo says when asked for GPU 99: no GPU at all here, or too few.
   const std::string kNoSuchGpu = torch::cuda::is_available() ? "GPU(s) visible" : "no CUDA GPU";
-  const std::vector<BadCase> cases = {
+  std::vector<BadCase> cases = {
       {"train --layer mamba --task induction_head --db keep.db", "unknown layer 'mamba'; registered: attention, diag_ssm, gss, h3, s4d, shift_ssm"},
       {"train --layer s4d --task copy --db keep.db", "unknown task 'copy'"},
       {"train --layer s4d --task induction_head --set s4d.d_stat=3 --db keep.db", "unknown option 'd_stat'"},
@@ -246,7 +246,16 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
       {"tokenizer train --input nope.txt --vocab-size 100 --out x.model", "text file 'nope.txt' cannot be read"},
       {"tokenizer train --input short.txt --vocab-size 10 --out x.model", "--vocab-size 10 is not in [64, 1048576]"},
       {"tokenizer frob", "expected the action 'train'"},
+      {"bench", "usage: hippo bench fftconv"},
+      {"bench attention --db keep.db", "unknown benchmark 'attention'; accepted: fftconv"},
+      {"bench fftconv --dtype fp8 --db keep.db", "--dtype must be bf16, fp16 or fp32"},
+      {"bench fftconv --seq-len 256,0 --db keep.db", "--seq-len must be a comma-separated list"},
+      {"bench fftconv --iters 5 --db keep.db", "--iters >= 20"},
+      {"bench generate --batch 0", "--batch '0': expected comma-separated integers >= 1"},
+      {"bench generate --d-model 30 --n-heads 4", "d_model divisible by n_heads"},
   };
+  // Without a GPU the benchmark measures nothing and says so (with one, it would run: cli_test does not time).
+  if (!torch::cuda::is_available()) cases.push_back({"bench fftconv --db keep.db", "nothing was measured"});
   const std::string before = snapshot(d.file("keep.db")), notdb = snapshot(d.file("notdb.db"));
   std::map<std::string, std::string> others;
   for (const char* f : {"empty.db", "trunc.db", "newer.db", "foreign.db"}) others[f] = snapshot(d.file(f));
@@ -263,6 +272,17 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
   EXPECT_EQ(snapshot(d.file("copy.db")), "<missing>");
   EXPECT_GE(cases.size(), 30u);
   for (const auto& [f, bytes] : others) EXPECT_EQ(snapshot(d.file(f)), bytes) << f << " was modified";
+}
+
+TEST(Cli, BenchFftconvTimesBothPathsAndStoresRows) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: `hippo bench fftconv` exits 2 (checked above)";
+  TempDir d;
+  auto r = run_hippo("bench fftconv --batch 2 --channels 8 --seq-len 31,100 --iters 20 --warmup 1 --db b.db", d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| 31 | 64 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("copy"), std::string::npos) << r.out;
+  SQLite::Database db(d.file("b.db"), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE benchmark = 'fftconv'").getInt(), 4);
 }
 
 }  // namespace

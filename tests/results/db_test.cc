@@ -256,6 +256,38 @@ TEST(Table, PivotsFinalAccuracyWithChance) {
   EXPECT_EQ(results_table(*db, o).status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST(ResultsDb, MigratesVersion1ByAddingTheBenchTable) {
+  TempDir dir;
+  {
+    auto db = open_rw(dir.file("v1.db"));
+    db->raw().exec("DROP TABLE bench");  // version 1: neither the bench table nor runs.model_path
+    db->raw().exec("ALTER TABLE runs DROP COLUMN model_path");
+    db->raw().exec("PRAGMA user_version = 1");
+  }
+  auto db = open_rw(dir.file("v1.db"));
+  EXPECT_EQ(db->raw().execAndGet("PRAGMA user_version").getInt(), kSchemaVersion);
+  EXPECT_EQ(db->raw().execAndGet("SELECT count(*) FROM sqlite_master WHERE name = 'bench'").getInt(), 1);
+  EXPECT_EQ(db->raw().execAndGet("SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'model_path'").getInt(), 1);
+}
+
+TEST(ResultsDb, BenchRowsFollowTheSchema) {
+  TempDir dir;
+  auto db = open_rw(dir.file("r.db"));
+  Json row = {{"created_at", utc_now()}, {"benchmark", "fftconv"}, {"variant", "fused"}, {"pass", "forward"},
+              {"batch", 16}, {"channels", 768}, {"seq_len", 4096}, {"fft_size", 8192}, {"dtype", "bfloat16"},
+              {"median_ms", 0.2}, {"min_ms", 0.19}, {"iters", 30}, {"bytes", 201326592}, {"gbytes_per_s", 1000.0},
+              {"copy_gbytes_per_s", 4000.0}, {"speedup", 8.0}, {"device", "test"}};
+  ASSERT_TRUE(db->add_bench_rows({row, row}).ok());
+  EXPECT_EQ(db->raw().execAndGet("SELECT count(*) FROM bench WHERE seq_len = 4096 AND cuda_version IS NULL").getInt(), 2);
+  Json bad = row;
+  bad["nonsense"] = 1;
+  EXPECT_EQ(db->add_bench_rows({bad}).code(), absl::StatusCode::kInvalidArgument);
+  Json bad_pass = row;
+  bad_pass["pass"] = "sideways";
+  EXPECT_FALSE(db->add_bench_rows({row, bad_pass}).ok());
+  EXPECT_EQ(db->raw().execAndGet("SELECT count(*) FROM bench").getInt(), 2);  // the failed batch wrote nothing
+}
+
 }  // namespace
 }  // namespace hippo
 

@@ -1,0 +1,275 @@
+// `hippo bench fftconv`: times the reference (torch::fft) and the fused CUDA FFT convolution in one run (CUDA
+// events, warm-up, median), prints ms, GB/s against the device-to-device copy bandwidth measured in the same
+// run, and the speed-up over the reference, and stores one row per variant and length in the bench table.
+// Without a CUDA device (or in a build without the CUDA kernels) it measures nothing and exits 2.
+#include <absl/strings/numbers.h>
+#include <absl/strings/str_format.h>
+#include <absl/strings/str_split.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <optional>
+
+#if defined(HIPPO_WITH_CUDA)
+#include <ATen/cuda/CUDAEvent.h>
+#endif
+
+#include "apps/cli.h"
+#include "core/device.h"
+#include "kernels/fftconv.h"
+#include "results/db.h"
+
+namespace hippo::cli {
+
+namespace {
+const char* kBenchUsage =
+    "usage: hippo bench fftconv [options]   |   hippo bench generate [options] (hippo bench generate --help)\n"
+    "  times fftconv_ref (torch::fft) and fftconv_fused (the CUDA kernel) on u (B, H, L), k (H, L), D (H):\n"
+    "  CUDA events, warm-up calls, the median of the timed calls; GB/s counts u read and y written (plus u, "
+    "dy\n"
+    "  read and du written with --backward) against a device-to-device copy measured in the same run. Rows "
+    "go\n"
+    "  to the bench table of --db. Needs a CUDA GPU: without one it measures nothing and exits 2.\n";
+
+struct BenchConfig {
+  int64_t batch = 16, channels = 768;
+  std::vector<int64_t> seq_lens;
+  torch::ScalarType dtype = torch::kBFloat16;
+  bool backward = false;
+  int warmup = 5, iters = 30;
+  std::string db;
+  bool no_db = false;
+};
+
+const char* dtype_name(torch::ScalarType t) {
+  return t == torch::kFloat ? "float32" : t == torch::kHalf ? "float16" : "bfloat16";
+}
+
+absl::StatusOr<torch::ScalarType> parse_dtype(const std::string& s) {
+  if (s == "bf16" || s == "bfloat16") return torch::kBFloat16;
+  if (s == "fp16" || s == "float16" || s == "half") return torch::kHalf;
+  if (s == "fp32" || s == "float32" || s == "float") return torch::kFloat;
+  return absl::InvalidArgumentError(absl::StrCat("--dtype must be bf16, fp16 or fp32, got '", s, "'"));
+}
+
+absl::StatusOr<std::vector<int64_t>> parse_lengths(const std::string& s) {
+  std::vector<int64_t> out;
+  for (absl::string_view part : absl::StrSplit(s, ',')) {
+    int64_t v;
+    if (!absl::SimpleAtoi(part, &v) || v < 1 || v > (int64_t{1} << 20))
+      return absl::InvalidArgumentError(
+          absl::StrCat("--seq-len must be a comma-separated list of lengths in [1, 1048576], got '", s, "'"));
+    out.push_back(v);
+  }
+  return out;
+}
+
+#if defined(HIPPO_WITH_CUDA)
+// Milliseconds of each of `iters` calls after `warmup` calls, by CUDA events around each call on the current
+// stream (the GPU is idle before each start event, so a call's launch gaps count).
+std::vector<double> time_calls(const std::function<void(int)>& call, int warmup, int iters) {
+  for (int i = 0; i < warmup; ++i) call(i);
+  torch::cuda::synchronize();
+  std::vector<double> ms;
+  for (int i = 0; i < iters; ++i) {
+    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+    start.record();
+    call(warmup + i);
+    stop.record();
+    stop.synchronize();
+    ms.push_back(start.elapsed_time(stop));
+  }
+  return ms;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Device-to-device copy of 1 GiB (bytes read + written per second, 1e9 B/s): the memory ceiling of this run.
+double copy_bandwidth(int warmup, int iters) {
+  const int64_t bytes = int64_t{1} << 30;
+  auto src = torch::randn({bytes / 4}, torch::TensorOptions().device(torch::kCUDA));
+  auto dst = torch::empty_like(src);
+  const double ms = median(time_calls([&](int) { dst.copy_(src); }, warmup, iters));
+  return 2.0 * static_cast<double>(bytes) / (ms * 1e-3) / 1e9;
+}
+
+int run_fftconv(const BenchConfig& c) {
+  if (!torch::cuda::is_available())
+    return report(
+        absl::FailedPreconditionError("hippo bench fftconv: no CUDA device is usable; nothing was measured "
+                                      "(the benchmark times CUDA kernels)"));
+  std::unique_ptr<ResultsDb> db;
+  if (!c.no_db) {
+    auto opened = ResultsDb::open(c.db, ResultsDb::Mode::kReadWrite);
+    if (!opened.ok()) return report(opened.status());
+    db = std::move(*opened);
+  }
+  const c10::Device device(c10::kCUDA, 0);
+  const Json env = environment(device);
+  const std::string gpu = env["gpu"].is_string() ? env["gpu"].get<std::string>() : "cuda:0";
+  const double copy_gbs = copy_bandwidth(c.warmup, c.iters);
+  const char* pass = c.backward ? "forward+backward" : "forward";
+  std::printf(
+      "hippo bench fftconv: B=%lld H=%lld %s, %s, on %s; device-to-device copy %.0f GB/s (measured now)\n",
+      static_cast<long long>(c.batch), static_cast<long long>(c.channels), dtype_name(c.dtype), pass,
+      gpu.c_str(), copy_gbs);
+  std::printf(
+      "median of %d calls after %d warm-up calls (CUDA events); bytes = %s; speed-up = reference / fused\n\n",
+      c.iters, c.warmup, c.backward ? "u read, y written, u and dy read, du written" : "u read, y written");
+  std::printf(
+      "| L | fft size | reference ms | reference GB/s | fused ms | fused GB/s | fused %% of copy | speed-up "
+      "|\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::fflush(stdout);
+
+  std::vector<Json> rows;
+  const auto f32 = torch::TensorOptions().device(device).dtype(torch::kFloat);
+  for (const int64_t L : c.seq_lens) {
+    const int64_t n = fftconv_size(L, L);
+    const int64_t elems = c.batch * c.channels * L, esize = static_cast<int64_t>(c10::elementSize(c.dtype));
+    // Several input sets, rotated, so that small sizes are not timed out of the L2 cache.
+    const int64_t sets =
+        std::clamp<int64_t>((int64_t{256} << 20) / std::max<int64_t>(1, elems * esize), 1, 16);
+    torch::manual_seed(L);
+    std::vector<torch::Tensor> us, dys;
+    for (int64_t s = 0; s < sets; ++s) {
+      us.push_back(torch::randn({c.batch, c.channels, L}, f32).to(c.dtype).requires_grad_(c.backward));
+      if (c.backward) dys.push_back(torch::randn({c.batch, c.channels, L}, f32).to(c.dtype));
+    }
+    auto k =
+        (torch::randn({c.channels, L}, f32) / std::sqrt(static_cast<double>(L))).requires_grad_(c.backward);
+    auto D = torch::randn({c.channels}, f32).requires_grad_(c.backward);
+    auto call = [&](bool fused) {
+      return [&, fused](int i) {
+        const auto& u = us[i % sets];
+        if (!c.backward) {
+          torch::NoGradGuard no_grad;
+          auto y = fused ? fftconv_fused(u, k, D) : fftconv_ref(u, k, D);
+        } else {
+          auto y = fused ? fftconv_fused(u, k, D) : fftconv_ref(u, k, D);
+          auto g = torch::autograd::grad({y}, {u, k, D}, {dys[i % sets]});
+        }
+      };
+    };
+    const int64_t bytes = (c.backward ? 5 : 2) * elems * esize;
+    auto add_row = [&](const char* variant, const std::vector<double>& ms, double speedup) {
+      Json r = {{"created_at", utc_now()},
+                {"benchmark", "fftconv"},
+                {"variant", variant},
+                {"pass", pass},
+                {"batch", c.batch},
+                {"channels", c.channels},
+                {"seq_len", L},
+                {"fft_size", n},
+                {"dtype", dtype_name(c.dtype)},
+                {"median_ms", median(ms)},
+                {"min_ms", *std::min_element(ms.begin(), ms.end())},
+                {"iters", c.iters},
+                {"bytes", bytes},
+                {"gbytes_per_s", static_cast<double>(bytes) / (median(ms) * 1e-3) / 1e9},
+                {"copy_gbytes_per_s", copy_gbs},
+                {"speedup", speedup},
+                {"commit_hash", env["commit"]},
+                {"hippo_version", env["hippo_version"]},
+                {"torch_version", env["torch_version"]},
+                {"cuda_version", env["cuda_version"]},
+                {"device", gpu},
+                {"host", env["host"]},
+                {"environment", env.dump()}};
+      rows.push_back(r);
+      return r;
+    };
+    const auto ref_ms = time_calls(call(false), c.warmup, c.iters);
+    const Json ref = add_row("reference", ref_ms, 1.0);
+    const double ref_med = median(ref_ms);
+    std::printf("| %lld | %lld | %.3f | %.0f |", static_cast<long long>(L), static_cast<long long>(n),
+                ref_med, ref["gbytes_per_s"].get<double>());
+    if (fftconv_fused_supported(us[0], k, D)) {
+      const auto fused_ms = time_calls(call(true), c.warmup, c.iters);
+      const double med = median(fused_ms);
+      const Json fused = add_row("fused", fused_ms, ref_med / med);
+      const double gbs = fused["gbytes_per_s"].get<double>();
+      std::printf(" %.3f | %.0f | %.0f%% | %.2fx |\n", med, gbs, 100.0 * gbs / copy_gbs, ref_med / med);
+    } else {
+      std::printf(" unsupported (fft size %lld > 16384) | | | |\n", static_cast<long long>(n));
+    }
+    std::fflush(stdout);
+  }
+  if (db) {
+    if (auto s = db->add_bench_rows(rows); !s.ok()) return report(s);
+    std::printf("\n%zu rows written to the bench table of %s\n", rows.size(), c.db.c_str());
+  }
+  return kExitOk;
+}
+#else
+int run_fftconv(const BenchConfig&) {
+  return report(
+      absl::FailedPreconditionError("hippo bench fftconv: this hippo was built without the CUDA kernels "
+                                    "(LibTorch without CUDA); nothing was "
+                                    "measured. Build on a CUDA host (../shared/gpu/README.md) to benchmark"));
+}
+#endif
+}  // namespace
+
+int cmd_bench(const std::vector<std::string>& args) {
+  if (args.empty())
+    return report(absl::InvalidArgumentError(
+        "missing BENCHMARK: usage: hippo bench fftconv|generate [options] (hippo bench --help)"));
+  if (args[0] == "--help" || args[0] == "-h") {
+    std::fputs(kBenchUsage, stdout);
+    return kExitOk;
+  }
+  if (args[0] == "generate") return bench_generate(std::vector<std::string>(args.begin() + 1, args.end()));
+  if (args[0] != "fftconv") {
+    std::fprintf(stderr, "hippo: error: unknown benchmark '%s'; accepted: fftconv, generate\n", args[0].c_str());
+    return kExitBadInput;
+  }
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  po::options_description desc("hippo bench fftconv");
+  desc.add_options()("help,h", "this help")("batch", po::value<int64_t>()->default_value(16), "B")(
+      "channels", po::value<int64_t>()->default_value(768), "H")(
+      "seq-len", po::value<std::string>()->default_value("256,1024,4096,8192"), "comma-separated lengths L")(
+      "dtype", po::value<std::string>()->default_value("bf16"), "dtype of u and y: bf16, fp16 or fp32")(
+      "backward", po::bool_switch(), "time forward plus backward (gradients of u, k and D)")(
+      "warmup", po::value<int>()->default_value(5), "untimed calls first")(
+      "iters", po::value<int>()->default_value(30), "timed calls (at least 20); the median is reported")(
+      "no-db", po::bool_switch(), "print only, write nothing");
+  add_db_option(desc);
+  po::variables_map vm;
+  if (auto s = parse(rest, desc, {}, vm, "bench fftconv"); !s.ok()) return report(s);
+  if (vm.count("help") || std::find(rest.begin(), rest.end(), "-h") != rest.end()) {
+    std::cout << kBenchUsage << desc;
+    return kExitOk;
+  }
+  BenchConfig c;
+  c.batch = vm["batch"].as<int64_t>();
+  c.channels = vm["channels"].as<int64_t>();
+  c.backward = vm["backward"].as<bool>();
+  c.warmup = vm["warmup"].as<int>();
+  c.iters = vm["iters"].as<int>();
+  c.db = vm["db"].as<std::string>();
+  c.no_db = vm["no-db"].as<bool>();
+  if (c.batch < 1 || c.channels < 1)
+    return report(absl::InvalidArgumentError("--batch and --channels must be at least 1"));
+  if (c.warmup < 0 || c.iters < 20)
+    return report(absl::InvalidArgumentError(
+        absl::StrCat("--warmup must be >= 0 and --iters >= 20 (a median of fewer is noise), got ", c.warmup,
+                     " and ", c.iters)));
+  auto dtype = parse_dtype(vm["dtype"].as<std::string>());
+  if (!dtype.ok()) return report(dtype.status());
+  c.dtype = *dtype;
+  auto lens = parse_lengths(vm["seq-len"].as<std::string>());
+  if (!lens.ok()) return report(lens.status());
+  c.seq_lens = *lens;
+  return run_fftconv(c);
+}
+
+}  // namespace hippo::cli

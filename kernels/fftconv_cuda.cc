@@ -1,0 +1,200 @@
+// The fused CUDA path of fftconv (built only with HIPPO_WITH_CUDA): the support check, the filter spectrum,
+// the parameter structs for the kernels in fftconv_kernel.cu, and the autograd Function that ties forward and
+// backward together so that every SSM layer trains through it unchanged.
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/torch.h>
+
+#include <stdexcept>
+
+#include "kernels/fftconv.h"
+#include "kernels/fftconv_kernel.h"
+
+namespace hippo {
+namespace {
+
+using torch::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+cuda::ElemType elem_type(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat:
+      return cuda::ElemType::kFloat32;
+    case torch::kHalf:
+      return cuda::ElemType::kFloat16;
+    case torch::kBFloat16:
+      return cuda::ElemType::kBFloat16;
+    default:
+      TORCH_CHECK(false, "fftconv_fused: unsupported dtype ", t);
+  }
+}
+
+int log2_exact(int64_t n) {
+  int l = 0;
+  while ((int64_t{1} << l) < n) ++l;
+  return l;
+}
+
+const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+void* mut_ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
+// (rfft(k, n) + D) / (n / 2) as (H, n/2 + 1, 2) float32: D is the filter's tap at lag 0, and 1/(n/2) is the
+// inverse transform's normalisation (the kernel transforms n/2 packed complex values). Both are folded into k
+// before the transform, so the spectrum is written once (by cuFFT) and never rescaled.
+Tensor filter_spectrum(const Tensor& k, const Tensor& D, int64_t n) {
+  const double scale = 2.0 / static_cast<double>(n);
+  auto kd = k.to(torch::kFloat) * scale;
+  kd.select(1, 0).add_(D.to(torch::kFloat) * scale);
+  return torch::view_as_real(torch::fft::rfft(kd, n, -1)).contiguous();
+}
+
+// Rethrows the launcher's std::runtime_error (kernel name and shape) as c10::Error, like every tensor error.
+template <typename F>
+void launch_checked(F&& f) {
+  try {
+    f();
+  } catch (const std::runtime_error& e) {
+    TORCH_CHECK(false, e.what());
+  }
+}
+
+// Optional inputs are c10::optional rather than undefined tensors: LibTorch 2.x refuses undefined tensors as
+// inputs of a custom Function. Which gradients are needed is read off requires_grad in forward, because the
+// edge indices behind needs_input_grad shift when an optional input is absent.
+class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
+ public:
+  // u, v, q contiguous in one dtype on one device; mask float32 (B, H).
+  static Tensor forward(AutogradContext* ctx, const Tensor& u, const Tensor& k, const Tensor& D,
+                        const c10::optional<Tensor>& v_opt, const c10::optional<Tensor>& q_opt,
+                        const c10::optional<Tensor>& mask_opt, bool gelu) {
+    const Tensor v = v_opt.value_or(Tensor()), q = q_opt.value_or(Tensor()),
+                 mask = mask_opt.value_or(Tensor());
+    const c10::cuda::CUDAGuard guard(u.device());
+    const int64_t B = u.size(0), H = u.size(1), L = u.size(2), n = fftconv_size(L, k.size(1));
+    auto kf = filter_spectrum(k, D, n);
+    auto y = torch::empty_like(u);
+    cuda::FftConvFwdParams p;
+    p.u = u.data_ptr();
+    p.v = ptr_or_null(v);
+    p.q = ptr_or_null(q);
+    p.mask = mask.defined() ? mask.data_ptr<float>() : nullptr;
+    p.kf = kf.data_ptr<float>();
+    p.y = y.data_ptr();
+    p.B = B, p.H = H, p.L = L, p.log_n = log2_exact(n);
+    p.elem = elem_type(u.scalar_type());
+    p.gelu = gelu;
+    launch_checked([&] { cuda::fftconv_fwd_launch(p, at::cuda::getCurrentCUDAStream().stream()); });
+    ctx->save_for_backward({u, v, q, mask, kf});
+    ctx->saved_data["gelu"] = gelu;
+    ctx->saved_data["n"] = n;
+    ctx->saved_data["kernel_len"] = k.size(1);
+    ctx->saved_data["k_dtype"] = k.scalar_type();
+    ctx->saved_data["D_dtype"] = D.scalar_type();
+    ctx->saved_data["need_u"] = u.requires_grad();
+    ctx->saved_data["need_k"] = k.requires_grad();
+    ctx->saved_data["need_D"] = D.requires_grad();
+    ctx->saved_data["need_v"] = v.defined() && v.requires_grad();
+    ctx->saved_data["need_q"] = q.defined() && q.requires_grad();
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const Tensor &u = saved[0], &v = saved[1], &q = saved[2], &mask = saved[3], &kf = saved[4];
+    const c10::cuda::CUDAGuard guard(u.device());
+    const int64_t B = u.size(0), H = u.size(1), L = u.size(2);
+    const int64_t n = ctx->saved_data["n"].toInt(), Lk = ctx->saved_data["kernel_len"].toInt();
+    const bool need_u = ctx->saved_data["need_u"].toBool(), need_k = ctx->saved_data["need_k"].toBool(),
+               need_D = ctx->saved_data["need_D"].toBool(), need_v = ctx->saved_data["need_v"].toBool(),
+               need_q = ctx->saved_data["need_q"].toBool();
+    // Grad mode is on inside backward only when a graph of the backward is asked for (create_graph): the
+    // kernel's outputs would carry no history, so second derivatives would silently be missing.
+    TORCH_CHECK(!torch::GradMode::is_enabled(),
+                "fftconv_fused: the fused backward is not differentiable "
+                "(create_graph / double backward) for u ",
+                u.sizes(), "; use fftconv_ref for higher derivatives");
+    variable_list out(7);
+    if (!grads[0].defined() || !(need_u || need_k || need_D || need_v || need_q)) return out;
+    const auto dy = grads[0].to(u.scalar_type()).contiguous();
+    // Groups of rows per channel: enough blocks to fill the device a few times over, each group adding one
+    // spectrum of n/2 + 1 values to the dk workspace.
+    const int64_t sms = cuda::device_sm_count();
+    const int64_t chunks = std::min<int64_t>(B, std::max<int64_t>(1, (8 * sms + H - 1) / H));
+    Tensor du = need_u ? torch::empty_like(u) : Tensor(), dv = need_v ? torch::empty_like(u) : Tensor(),
+           dq = need_q ? torch::empty_like(u) : Tensor();
+    Tensor dk_spec = need_k || need_D
+                         ? torch::empty({chunks, H, n / 2 + 1, 2}, u.options().dtype(torch::kFloat))
+                         : Tensor();
+    cuda::FftConvBwdParams p;
+    p.u = u.data_ptr();
+    p.v = ptr_or_null(v);
+    p.q = ptr_or_null(q);
+    p.mask = mask.defined() ? mask.data_ptr<float>() : nullptr;
+    p.kf = kf.data_ptr<float>();
+    p.dy = dy.data_ptr();
+    p.du = mut_ptr_or_null(du);
+    p.dv = mut_ptr_or_null(dv);
+    p.dq = mut_ptr_or_null(dq);
+    p.dk_spec = dk_spec.defined() ? dk_spec.data_ptr<float>() : nullptr;
+    p.B = B, p.H = H, p.L = L, p.log_n = log2_exact(n), p.chunks = static_cast<int>(chunks);
+    p.elem = elem_type(u.scalar_type());
+    p.gelu = ctx->saved_data["gelu"].toBool();
+    launch_checked([&] { cuda::fftconv_bwd_launch(p, at::cuda::getCurrentCUDAStream().stream()); });
+    out[0] = du;
+    out[3] = dv;
+    out[4] = dq;
+    if (dk_spec.defined()) {
+      // sum_b conj(W_b) DZ_b is the spectrum of the correlation of w and dz: dk at lags 0..L_k-1, dD at lag
+      // 0.
+      auto corr = torch::fft::irfft(torch::view_as_complex(dk_spec).sum(0), n, -1).narrow(-1, 0, Lk);
+      if (need_k) out[1] = corr.to(ctx->saved_data["k_dtype"].toScalarType());
+      if (need_D) out[2] = corr.select(-1, 0).contiguous().to(ctx->saved_data["D_dtype"].toScalarType());
+    }
+    return out;
+  }
+};
+
+bool same_device(const std::optional<Tensor>& t, const Tensor& u) { return !t || t->device() == u.device(); }
+
+}  // namespace
+
+bool fftconv_cuda_built() { return true; }
+
+bool fftconv_fused_supported(const Tensor& u, const Tensor& k, const Tensor& D, const FftConvOptions& o) {
+  if (!u.defined() || !k.defined() || !D.defined() || !u.is_cuda()) return false;
+  if (u.dim() != 3 || k.dim() != 2 || D.dim() != 1) return false;
+  const auto t = u.scalar_type();
+  if (t != torch::kFloat && t != torch::kHalf && t != torch::kBFloat16) return false;
+  if (!k.is_floating_point() || !D.is_floating_point() || k.device() != u.device() ||
+      D.device() != u.device())
+    return false;
+  const int64_t B = u.size(0), H = u.size(1), L = u.size(2);
+  if (B < 1 || H < 1 || L < 1 || k.size(0) != H || k.size(1) < 1 || k.size(1) > L || D.size(0) != H)
+    return false;
+  if (fftconv_size(L, k.size(1)) > (int64_t{1} << cuda::kMaxLogN)) return false;
+  for (const auto* g : {&o.v, &o.q})
+    if (*g && ((*g)->sizes() != u.sizes() || (*g)->scalar_type() != t || !same_device(*g, u))) return false;
+  if (o.dropout_mask) {
+    const auto& m = *o.dropout_mask;
+    if (m.dim() != 2 || m.size(0) != B || m.size(1) != H || !m.is_floating_point() ||
+        !same_device(o.dropout_mask, u) || m.requires_grad())
+      return false;
+  }
+  return true;
+}
+
+Tensor fftconv_fused(const Tensor& u, const Tensor& k, const Tensor& D, const FftConvOptions& o) {
+  TORCH_CHECK(
+      fftconv_fused_supported(u, k, D, o), "fftconv_fused: unsupported case for the CUDA kernel: u ",
+      u.sizes(), " ", u.scalar_type(), " on ", u.device(), ", k ", k.sizes(), " on ", k.device(),
+      " (needs CUDA tensors, float32/float16/bfloat16 u with v and q in its dtype, fft_size <= 16384);"
+      " fftconv() falls back to the reference");
+  c10::optional<Tensor> v, q, mask;
+  if (o.v) v = o.v->contiguous();
+  if (o.q) q = o.q->contiguous();
+  if (o.dropout_mask) mask = o.dropout_mask->to(torch::kFloat).contiguous();
+  return FftConvFunction::apply(u.contiguous(), k, D, v, q, mask, o.gelu);
+}
+
+}  // namespace hippo

@@ -1,0 +1,786 @@
+// The fused FFT convolution kernels (H3.md 2.3 and 8, FlashConv's fused kernel), forward and backward. One
+// thread block per row (b, h) (the backward: per channel and group of rows). The real signal of FFT size n is
+// packed as n/2 complex values (even samples real, odd imaginary), transformed in shared memory by a Stockham
+// radix-4 FFT (one radix-2 stage when log2(n/2) is odd), unpacked to the real spectrum, multiplied by the
+// filter's spectrum, repacked and transformed back, all in float32; every input is read once and every output
+// written once. CUDA runtime only (no LibTorch), so this file compiles on machines without a GPU.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/fftconv_kernel.h"
+
+namespace hippo::cuda {
+namespace {
+
+constexpr float kPi = 3.14159265358979323846f;
+
+// ---- element I/O: pairs of consecutive elements (t, t + 1) as float2 --------------------------------------
+template <typename T>
+struct Elem;
+template <>
+struct Elem<float> {
+  using Pair = float2;
+  static __device__ __forceinline__ float load(const float* p) { return *p; }
+  static __device__ __forceinline__ void store(float* p, float x) { *p = x; }
+  static __device__ __forceinline__ float2 to_float2(Pair x) { return x; }
+  static __device__ __forceinline__ Pair from_float2(float2 x) { return x; }
+};
+template <>
+struct Elem<__half> {
+  using Pair = __half2;
+  static __device__ __forceinline__ float load(const __half* p) { return __half2float(*p); }
+  static __device__ __forceinline__ void store(__half* p, float x) { *p = __float2half_rn(x); }
+  static __device__ __forceinline__ float2 to_float2(Pair x) { return __half22float2(x); }
+  static __device__ __forceinline__ Pair from_float2(float2 x) { return __floats2half2_rn(x.x, x.y); }
+};
+template <>
+struct Elem<__nv_bfloat16> {
+  using Pair = __nv_bfloat162;
+  static __device__ __forceinline__ float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+  static __device__ __forceinline__ void store(__nv_bfloat16* p, float x) { *p = __float2bfloat16_rn(x); }
+  static __device__ __forceinline__ float2 to_float2(Pair x) { return __bfloat1622float2(x); }
+  static __device__ __forceinline__ Pair from_float2(float2 x) { return __floats2bfloat162_rn(x.x, x.y); }
+};
+
+// Elements t and t + 1 of a row of length L, zero past its end. `vec2`: L is even and the row pointer is
+// aligned to a pair, so one aligned pair load serves both.
+template <typename T>
+__device__ __forceinline__ float2 load_pair(const T* row, int64_t t, int64_t L, bool vec2) {
+  if (t + 1 < L) {
+    if (vec2) return Elem<T>::to_float2(*reinterpret_cast<const typename Elem<T>::Pair*>(row + t));
+    return make_float2(Elem<T>::load(row + t), Elem<T>::load(row + t + 1));
+  }
+  if (t < L) return make_float2(Elem<T>::load(row + t), 0.f);
+  return make_float2(0.f, 0.f);
+}
+
+template <typename T>
+__device__ __forceinline__ void store_pair(T* row, int64_t t, int64_t L, bool vec2, float2 x) {
+  if (t + 1 < L) {
+    if (vec2) {
+      *reinterpret_cast<typename Elem<T>::Pair*>(row + t) = Elem<T>::from_float2(x);
+    } else {
+      Elem<T>::store(row + t, x.x);
+      Elem<T>::store(row + t + 1, x.y);
+    }
+  } else if (t < L) {
+    Elem<T>::store(row + t, x.x);
+  }
+}
+
+// How rows may be accessed: vec16, every row starts 16-byte aligned (L * sizeof(T) % 16 == 0 and aligned
+// pointers), so whole 16-byte chunks are loaded and stored at once; vec2, pairs are aligned.
+struct Io {
+  bool vec16, vec2;
+};
+
+template <typename T>
+__device__ __forceinline__ void chunk_to_float2(const uint4& raw, float2* x) {
+  constexpr int kPairs = 16 / (2 * sizeof(T));
+  const auto* pr = reinterpret_cast<const typename Elem<T>::Pair*>(&raw);
+#pragma unroll
+  for (int p = 0; p < kPairs; ++p) x[p] = Elem<T>::to_float2(pr[p]);
+}
+
+template <typename T>
+__device__ __forceinline__ uint4 float2_to_chunk(const float2* x) {
+  constexpr int kPairs = 16 / (2 * sizeof(T));
+  uint4 raw;
+  auto* pr = reinterpret_cast<typename Elem<T>::Pair*>(&raw);
+#pragma unroll
+  for (int p = 0; p < kPairs; ++p) pr[p] = Elem<T>::from_float2(x[p]);
+  return raw;
+}
+
+// A row of M pairs as 16-byte chunks of kPairs pairs; thread threadIdx.x owns chunks threadIdx.x + i *
+// THREADS.
+template <typename T, int M, int THREADS>
+struct Rows {
+  static constexpr int kPairs = 16 / (2 * sizeof(T));
+  static constexpr int kChunks = M / kPairs;
+  static constexpr int kPerThread = (kChunks + THREADS - 1) / THREADS;
+
+  // Chunk of item i of this thread, or -1.
+  static __device__ __forceinline__ int chunk(int i) {
+    const int c = threadIdx.x + i * THREADS;
+    return (kChunks % THREADS == 0 || c < kChunks) ? c : -1;
+  }
+  static __device__ __forceinline__ int64_t first(int c) { return int64_t{c} * 2 * kPairs; }
+  static __device__ __forceinline__ bool full(int c, int64_t L, Io io) {
+    return io.vec16 && first(c) + 2 * kPairs <= L;
+  }
+
+  // Issues the 16-byte load of item i (when its chunk is whole); get() converts it later, so that several
+  // items' loads are in flight together.
+  static __device__ __forceinline__ void prefetch(const T* row, int i, int64_t L, Io io, uint4& raw) {
+    const int c = chunk(i);
+    if (row && i < kPerThread && c >= 0 && full(c, L, io))
+      raw = *reinterpret_cast<const uint4*>(row + first(c));
+  }
+  // Pairs of item i: from the prefetched chunk when whole, else element by element (zero past L).
+  static __device__ __forceinline__ void get(const T* row, int i, int64_t L, Io io, const uint4& raw,
+                                             float2 (&x)[kPairs]) {
+    const int c = chunk(i);
+    if (full(c, L, io)) {
+      chunk_to_float2<T>(raw, x);
+    } else {
+#pragma unroll
+      for (int p = 0; p < kPairs; ++p) x[p] = load_pair(row, first(c) + 2 * p, L, io.vec2);
+    }
+  }
+  static __device__ __forceinline__ void put(T* row, int i, int64_t L, Io io, const float2 (&x)[kPairs]) {
+    const int c = chunk(i);
+    if (full(c, L, io)) {
+      *reinterpret_cast<uint4*>(row + first(c)) = float2_to_chunk<T>(x);
+    } else {
+#pragma unroll
+      for (int p = 0; p < kPairs; ++p) store_pair(row, first(c) + 2 * p, L, io.vec2, x[p]);
+    }
+  }
+};
+
+// ---- complex arithmetic on float2
+// --------------------------------------------------------------------------
+__device__ __forceinline__ float2 operator+(float2 a, float2 b) { return make_float2(a.x + b.x, a.y + b.y); }
+__device__ __forceinline__ float2 operator-(float2 a, float2 b) { return make_float2(a.x - b.x, a.y - b.y); }
+__device__ __forceinline__ float2 cmul(float2 a, float2 b) {
+  return make_float2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
+}
+__device__ __forceinline__ float2 conjg(float2 a) { return make_float2(a.x, -a.y); }
+__device__ __forceinline__ float2 mul(float2 a, float2 b) { return make_float2(a.x * b.x, a.y * b.y); }
+
+// ---- activation
+// ---------------------------------------------------------------------------------------------
+__device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
+__device__ __forceinline__ float gelu_grad(float x) {
+  const float cdf = 0.5f * (1.f + erff(x * 0.70710678118654752f));
+  const float pdf = 0.39894228040143268f * __expf(-0.5f * x * x);
+  return cdf + x * pdf;
+}
+
+// ---- the shared-memory FFT of M = 2^LOG_M complex values
+// --------------------------------------------------- Shared-memory index of element i: one float2 of padding
+// after every 16, so that a warp writing with a stride of 16 elements (the first radix-16 pass) spreads over
+// all banks instead of hitting one.
+__device__ __forceinline__ int pad(int i) { return i + (i >> 4); }
+// float2 slots of a padded buffer of m elements.
+__host__ __device__ constexpr int padded(int m) { return m + m / 16; }
+
+// Threads per block: one radix-16 butterfly each (M/16), at least a warp, at most 512.
+constexpr int threads_for(int log_m) {
+  return (1 << log_m) / 16 >= 512 ? 512 : ((1 << log_m) / 16 < 32 ? 32 : (1 << log_m) / 16);
+}
+
+// The transform's direction is a template parameter (kSign = -1 forward, +1 inverse) so that every sign folds
+// into the arithmetic at compile time.
+
+// x * exp(kSign * 2 pi i * E / 16) for the twiddles inside the 16-point DFT; E = 2, 4, 6 without a full
+// product.
+template <int kSign, int E>
+__device__ __forceinline__ float2 twiddle16(float2 x) {
+  constexpr float s = kSign, h = 0.70710678118654752f;
+  if constexpr (E == 2) return make_float2(h * (x.x - s * x.y), h * (x.y + s * x.x));
+  if constexpr (E == 4) return make_float2(-s * x.y, s * x.x);
+  if constexpr (E == 6) return make_float2(h * (-x.x - s * x.y), h * (s * x.x - x.y));
+  constexpr float c1 = 0.92387953251128674f, s1 = 0.38268343236508977f;
+  if constexpr (E == 1) return cmul(x, make_float2(c1, s * s1));
+  if constexpr (E == 3) return cmul(x, make_float2(s1, s * c1));
+  return cmul(x, make_float2(-c1, -s * s1));  // E == 9
+}
+
+// In-place 4-point DFT of (a, b, c, d); kHalfZero: c and d are known zeros (not read).
+template <int kSign, bool kHalfZero = false>
+__device__ __forceinline__ void dft4(float2& a, float2& b, float2& c, float2& d) {
+  float2 apc = a, amc = a, bpd = b, bmd = b;
+  if constexpr (!kHalfZero) {
+    apc = a + c;
+    amc = a - c;
+    bpd = b + d;
+    bmd = b - d;
+  }
+  // kSign * i * (b - d)
+  const float2 jbmd = kSign > 0 ? make_float2(-bmd.y, bmd.x) : make_float2(bmd.y, -bmd.x);
+  a = apc + bpd;
+  b = amc + jbmd;
+  c = apc - bpd;
+  d = amc - jbmd;
+}
+
+// In-place R-point DFT; kHalfZero: x[R/2 ..] are known zeros (the zero padding, in a first pass).
+template <int R, int kSign, bool kHalfZero>
+__device__ __forceinline__ void dft(float2 (&x)[R]) {
+  if constexpr (R == 2) {
+    const float2 a = x[0], b = kHalfZero ? make_float2(0.f, 0.f) : x[1];
+    x[0] = kHalfZero ? a : a + b;
+    x[1] = kHalfZero ? a : a - b;
+  } else if constexpr (R == 4) {
+    dft4<kSign, kHalfZero>(x[0], x[1], x[2], x[3]);
+  } else {
+    // 16 = 4 x 4: n = b + 4a, k = c + 4d. DFT over a for each b, twiddle W16^(bc), DFT over b for each c.
+#pragma unroll
+    for (int b = 0; b < 4; ++b) dft4<kSign, kHalfZero>(x[b], x[b + 4], x[b + 8], x[b + 12]);
+    // x[b + 4c] now holds Y_b[c].
+    x[5] = twiddle16<kSign, 1>(x[5]);
+    x[9] = twiddle16<kSign, 2>(x[9]);
+    x[13] = twiddle16<kSign, 3>(x[13]);
+    x[6] = twiddle16<kSign, 2>(x[6]);
+    x[10] = twiddle16<kSign, 4>(x[10]);
+    x[14] = twiddle16<kSign, 6>(x[14]);
+    x[7] = twiddle16<kSign, 3>(x[7]);
+    x[11] = twiddle16<kSign, 6>(x[11]);
+    x[15] = twiddle16<kSign, 9>(x[15]);
+    float2 y[16];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      float2 a0 = x[0 + 4 * c], a1 = x[1 + 4 * c], a2 = x[2 + 4 * c], a3 = x[3 + 4 * c];
+      dft4<kSign>(a0, a1, a2, a3);
+      y[c] = a0;
+      y[c + 4] = a1;
+      y[c + 8] = a2;
+      y[c + 12] = a3;
+    }
+#pragma unroll
+    for (int r = 0; r < 16; ++r) x[r] = y[r];
+  }
+}
+
+// One Stockham step of radix R on sub-transforms of length ns (ns = product of the previous radices):
+// butterfly j reads x[j + r * M/R], twiddles by exp(kSign 2 pi i r k / (ns R)) with k = j mod ns, and writes
+// x[(j - k) R + k + r ns]. In place: every thread reads its inputs into registers before the barrier.
+// kHalfZero (first pass only, ns = 1): inputs r >= R/2 lie in the zero padding (index >= M/2) and are not
+// read.
+template <int R, int M, int THREADS, int kSign, bool kHalfZero>
+__device__ __forceinline__ void fft_stage(float2* buf, int ns) {
+  constexpr int kButterflies = M / R;
+  constexpr int kItems = (kButterflies + THREADS - 1) / THREADS;
+  float2 x[kItems][R];
+#pragma unroll
+  for (int it = 0; it < kItems; ++it) {
+    const int j = threadIdx.x + it * THREADS;
+    if (kButterflies % THREADS == 0 || j < kButterflies) {
+#pragma unroll
+      for (int r = 0; r < (kHalfZero ? R / 2 : R); ++r) x[it][r] = buf[pad(j + r * kButterflies)];
+    }
+  }
+  __syncthreads();
+  const float angle_step = kSign * 2.f * kPi / static_cast<float>(ns * R);
+#pragma unroll
+  for (int it = 0; it < kItems; ++it) {
+    const int j = threadIdx.x + it * THREADS;
+    if (kButterflies % THREADS == 0 || j < kButterflies) {
+      const int k = j & (ns - 1);
+      if (!kHalfZero && ns > 1) {
+        // |angle| < 2 pi / R <= pi: the fast sine and cosine are accurate to a few 1e-7 there. Powers up to
+        // r = 15 as w^(4a) w^b (at most two products from the two evaluated twiddles).
+        const float angle = angle_step * static_cast<float>(k);
+        float s, c;
+        __sincosf(angle, &s, &c);
+        const float2 w1 = make_float2(c, s);
+        const float2 w2 = cmul(w1, w1), w3 = cmul(w2, w1);
+        if constexpr (R == 2) {
+          x[it][1] = cmul(x[it][1], w1);
+        } else if constexpr (R == 4) {
+          x[it][1] = cmul(x[it][1], w1);
+          x[it][2] = cmul(x[it][2], w2);
+          x[it][3] = cmul(x[it][3], w3);
+        } else {
+          __sincosf(4.f * angle, &s, &c);
+          const float2 w4 = make_float2(c, s), w8 = cmul(w4, w4), w12 = cmul(w8, w4);
+          const float2 lo[4] = {make_float2(1.f, 0.f), w1, w2, w3},
+                       hi[4] = {make_float2(1.f, 0.f), w4, w8, w12};
+#pragma unroll
+          for (int r = 1; r < 16; ++r) {
+            if (r & 3) x[it][r] = cmul(x[it][r], lo[r & 3]);
+            if (r >> 2) x[it][r] = cmul(x[it][r], hi[r >> 2]);
+          }
+        }
+      }
+      dft<R, kSign, kHalfZero>(x[it]);
+      const int base = (j - k) * R + k;
+#pragma unroll
+      for (int r = 0; r < R; ++r) buf[pad(base + r * ns)] = x[it][r];
+    }
+  }
+  __syncthreads();
+}
+
+// Unnormalised DFT of M values in shared memory (padded layout), in place: kSign -1 forward, +1 inverse.
+// Radix-16 passes, the remaining factor (2, 4 or 8 = 2 x 4) first. half_zero: the upper half of the input is
+// known to be zero (the padding of a causal convolution), so the first pass skips it. Starts and ends with a
+// barrier, so callers may write buf just before and read it just after.
+template <int LOG_M, int THREADS, int kSign>
+__device__ void fft(float2* buf, bool half_zero = false) {
+  constexpr int M = 1 << LOG_M;
+  constexpr int kFirst = LOG_M % 4 == 1 || LOG_M % 4 == 3 ? 2 : (LOG_M % 4 == 2 ? 4 : 16);
+  __syncthreads();
+  if (half_zero)
+    fft_stage<kFirst, M, THREADS, kSign, true>(buf, 1);
+  else
+    fft_stage<kFirst, M, THREADS, kSign, false>(buf, 1);
+  int ns = kFirst;
+  if constexpr (LOG_M % 4 == 3) {
+    fft_stage<4, M, THREADS, kSign, false>(buf, ns);
+    ns *= 4;
+  }
+  if constexpr (LOG_M >= 4) {
+#pragma unroll 1
+    for (int s = kFirst == 16 ? 1 : 0; s < LOG_M / 4; ++s, ns *= 16)
+      fft_stage<16, M, THREADS, kSign, false>(buf, ns);
+  }
+}
+
+// Packed spectrum Z (Z = DFT_M(x_even + i x_odd)) -> real spectrum X[f] of x (length n = 2M), for the pair
+// a = Z[f], b = Z[(M - f) mod M], w = exp(-2 pi i f / n): X[f] = (a + b*)/2 - i w (a - b*)/2.
+__device__ __forceinline__ float2 unpack(float2 a, float2 b, float2 w) {
+  const float2 e = make_float2(0.5f * (a.x + b.x), 0.5f * (a.y - b.y));
+  const float2 t = cmul(w, make_float2(0.5f * (a.x - b.x), 0.5f * (a.y + b.y)));
+  return make_float2(e.x + t.y, e.y - t.x);
+}
+// The inverse: from the real spectrum Y at f and M - f back to the packed spectrum Z'[f] whose inverse DFT_M
+// (times 1/M) is y_even + i y_odd: Z'[f] = (Yf + Yg*)/2 + i w* (Yf - Yg*)/2.
+__device__ __forceinline__ float2 repack(float2 yf, float2 yg, float2 w) {
+  const float2 e = make_float2(0.5f * (yf.x + yg.x), 0.5f * (yf.y - yg.y));
+  const float2 t = cmul(conjg(w), make_float2(0.5f * (yf.x - yg.x), 0.5f * (yf.y + yg.y)));
+  return make_float2(e.x - t.y, e.y + t.x);
+}
+
+// Iterations of the per-frequency loops over f = 0..M/2 (pairs f, M - f).
+template <int M, int THREADS>
+__host__ __device__ constexpr int freq_iters() {
+  return (M / 2 + THREADS) / THREADS;
+}
+
+// Frequency iterations whose filter loads are issued together.
+constexpr int kFreqGroup = 3;
+
+// The filter values kf[f] and kf[M - f] of iterations i0 .. i0 + kFreqGroup - 1, loaded before any is used
+// (they come from L2).
+template <int M, int THREADS>
+__device__ __forceinline__ void load_filter(const float2* __restrict__ kf, int i0, float2 (&ka)[kFreqGroup],
+                                            float2 (&kb)[kFreqGroup]) {
+#pragma unroll
+  for (int ii = 0; ii < kFreqGroup; ++ii) {
+    const int f = threadIdx.x + (i0 + ii) * THREADS;
+    if (f <= M / 2) {
+      ka[ii] = __ldg(kf + f);
+      kb[ii] = __ldg(kf + M - f);
+    }
+  }
+}
+
+// out (packed) = repack(unpack(in) * kf); in and out may alias (each thread reads and writes only f, M - f).
+template <int LOG_M, int THREADS>
+__device__ __forceinline__ void spectrum_multiply(const float2* in, float2* out,
+                                                  const float2* __restrict__ kf) {
+  constexpr int M = 1 << LOG_M, kIters = freq_iters<M, THREADS>();
+#pragma unroll 1
+  for (int i0 = 0; i0 < kIters; i0 += kFreqGroup) {
+    float2 ka[kFreqGroup], kb[kFreqGroup];
+    load_filter<M, THREADS>(kf, i0, ka, kb);
+#pragma unroll
+    for (int ii = 0; ii < kFreqGroup; ++ii) {
+      const int f = threadIdx.x + (i0 + ii) * THREADS;
+      if (f > M / 2) continue;
+      const int g = M - f, gi = g & (M - 1);
+      const float2 a = in[pad(f)], b = in[pad(gi)];
+      float s, c;
+      sincospif(-static_cast<float>(f) / M, &s, &c);
+      const float2 wf = make_float2(c, s), wg = make_float2(-c, s);  // w^g = -conj(w^f)
+      const float2 yf = cmul(unpack(a, b, wf), ka[ii]), yg = cmul(unpack(b, a, wg), kb[ii]);
+      out[pad(f)] = repack(yf, yg, wf);
+      if (gi != f) out[pad(gi)] = repack(yg, yf, wg);
+    }
+  }
+}
+
+// ---- forward
+// ------------------------------------------------------------------------------------------------
+template <typename T, int LOG_M, int THREADS>
+__global__ void __launch_bounds__(THREADS, 1024 / THREADS) fftconv_fwd_kernel(FftConvFwdParams p, Io io) {
+  constexpr int M = 1 << LOG_M;
+  using R = Rows<T, M, THREADS>;
+  // G: items whose loads are issued together (all of them; the forward has registers to spare).
+  constexpr int P = R::kPairs, K = R::kPerThread, G = K;
+  extern __shared__ float2 smem[];
+  // Blocks of one channel are adjacent, so its filter spectrum is read from L2 by all but the first.
+  const int64_t h = blockIdx.x / p.B, b = blockIdx.x % p.B;
+  const int64_t row = b * p.H + h, off = row * p.L, L = p.L;
+  const T* u = static_cast<const T*>(p.u) + off;
+  const T* v = p.v ? static_cast<const T*>(p.v) + off : nullptr;
+  const T* q = p.q ? static_cast<const T*>(p.q) + off : nullptr;
+  T* y = static_cast<T*>(p.y) + off;
+#pragma unroll 1
+  for (int i0 = 0; i0 < K; i0 += G) {
+    uint4 ru[G], rv[G];
+#pragma unroll
+    for (int ii = 0; ii < G; ++ii) {
+      R::prefetch(u, i0 + ii, L, io, ru[ii]);
+      R::prefetch(v, i0 + ii, L, io, rv[ii]);
+    }
+#pragma unroll
+    for (int ii = 0; ii < G; ++ii) {
+      const int i = i0 + ii, c = i < K ? R::chunk(i) : -1;
+      if (c < 0) continue;
+      float2 w[P];
+      R::get(u, i, L, io, ru[ii], w);
+      if (v) {
+        float2 g[P];
+        R::get(v, i, L, io, rv[ii], g);
+#pragma unroll
+        for (int j = 0; j < P; ++j) w[j] = mul(w[j], g[j]);
+      }
+#pragma unroll
+      for (int j = 0; j < P; ++j) smem[pad(c * P + j)] = w[j];
+    }
+  }
+  fft<LOG_M, THREADS, -1>(smem, L <= M);
+  spectrum_multiply<LOG_M, THREADS>(smem, smem, reinterpret_cast<const float2*>(p.kf) + h * (M + 1));
+  fft<LOG_M, THREADS, 1>(smem);
+  const float mk = p.mask ? p.mask[row] : 1.f;
+#pragma unroll 1
+  for (int i0 = 0; i0 < K; i0 += G) {
+    uint4 rq[G];
+#pragma unroll
+    for (int ii = 0; ii < G; ++ii) R::prefetch(q, i0 + ii, L, io, rq[ii]);
+#pragma unroll
+    for (int ii = 0; ii < G; ++ii) {
+      const int i = i0 + ii, c = i < K ? R::chunk(i) : -1;
+      if (c < 0 || R::first(c) >= L) continue;
+      float2 z[P];
+#pragma unroll
+      for (int j = 0; j < P; ++j) {
+        z[j] = smem[pad(c * P + j)];
+        if (p.gelu) z[j] = make_float2(gelu(z[j].x), gelu(z[j].y));
+        z[j] = make_float2(z[j].x * mk, z[j].y * mk);
+      }
+      if (q) {
+        float2 g[P];
+        R::get(q, i, L, io, rq[ii], g);
+#pragma unroll
+        for (int j = 0; j < P; ++j) z[j] = mul(z[j], g[j]);
+      }
+      R::put(y, i, L, io, z);
+    }
+  }
+}
+
+// ---- backward
+// -----------------------------------------------------------------------------------------------
+template <typename T, int LOG_M, int THREADS>
+__global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(FftConvBwdParams p, Io io) {
+  constexpr int M = 1 << LOG_M;
+  using R = Rows<T, M, THREADS>;
+  // G: items whose loads are issued together (two: the backward holds more live values than the forward).
+  constexpr int P = R::kPairs, K = R::kPerThread, G = K < 2 ? K : 2, kIters = freq_iters<M, THREADS>();
+  extern __shared__ float2 smem[];
+  float2* spec_w = smem;               // packed spectrum of w = u * v, kept for the whole row
+  float2* work = smem + padded(M);     // z, then dz and its spectrum, then dw
+  float2* acc = smem + 2 * padded(M);  // sum over rows of conj(W) * DZ, M + 1 values (only with dk_spec)
+  const int64_t h = blockIdx.x / p.chunks, chunk = blockIdx.x % p.chunks;
+  const int64_t rows_per_chunk = (p.B + p.chunks - 1) / p.chunks;
+  const int64_t b_begin = chunk * rows_per_chunk;
+  const int64_t b_end = b_begin + rows_per_chunk < p.B ? b_begin + rows_per_chunk : p.B;
+  const int64_t L = p.L;
+  const float2* kf = reinterpret_cast<const float2*>(p.kf) + h * (M + 1);
+  const bool need_z = p.gelu || p.q;
+  if (p.dk_spec)
+    for (int f = threadIdx.x; f <= M; f += THREADS) acc[pad(f)] = make_float2(0.f, 0.f);
+
+  for (int64_t b = b_begin; b < b_end; ++b) {
+    const int64_t row = b * p.H + h, off = row * L;
+    const T* u = static_cast<const T*>(p.u) + off;
+    const T* v = p.v ? static_cast<const T*>(p.v) + off : nullptr;
+    const T* q = p.q ? static_cast<const T*>(p.q) + off : nullptr;
+    const T* dy = static_cast<const T*>(p.dy) + off;
+    T* du = p.du ? static_cast<T*>(p.du) + off : nullptr;
+    T* dv = p.dv ? static_cast<T*>(p.dv) + off : nullptr;
+    T* dq = p.dq ? static_cast<T*>(p.dq) + off : nullptr;
+    const float mk = p.mask ? p.mask[row] : 1.f;
+#pragma unroll 1
+    for (int i0 = 0; i0 < K; i0 += G) {
+      uint4 ru[G], rv[G];
+#pragma unroll
+      for (int ii = 0; ii < G; ++ii) {
+        R::prefetch(u, i0 + ii, L, io, ru[ii]);
+        R::prefetch(v, i0 + ii, L, io, rv[ii]);
+      }
+#pragma unroll
+      for (int ii = 0; ii < G; ++ii) {
+        const int i = i0 + ii, c = i < K ? R::chunk(i) : -1;
+        if (c < 0) continue;
+        float2 w[P];
+        R::get(u, i, L, io, ru[ii], w);
+        if (v) {
+          float2 g[P];
+          R::get(v, i, L, io, rv[ii], g);
+#pragma unroll
+          for (int j = 0; j < P; ++j) w[j] = mul(w[j], g[j]);
+        }
+#pragma unroll
+        for (int j = 0; j < P; ++j) spec_w[pad(c * P + j)] = w[j];
+      }
+    }
+    fft<LOG_M, THREADS, -1>(spec_w, L <= M);
+    if (need_z) {  // recompute the pre-activation z = conv(w, k) + D w
+      spectrum_multiply<LOG_M, THREADS>(spec_w, work, kf);
+      fft<LOG_M, THREADS, 1>(work);
+    }
+    // dz = dy * q * mask * act'(z) and dq = dy * mask * act(z); zero past L (dy reads as zero there).
+#pragma unroll 1
+    for (int i0 = 0; i0 < K; i0 += G) {
+      uint4 rdy[G], rq[G];
+#pragma unroll
+      for (int ii = 0; ii < G; ++ii) {
+        R::prefetch(dy, i0 + ii, L, io, rdy[ii]);
+        R::prefetch(q, i0 + ii, L, io, rq[ii]);
+      }
+#pragma unroll
+      for (int ii = 0; ii < G; ++ii) {
+        const int i = i0 + ii, c = i < K ? R::chunk(i) : -1;
+        if (c < 0) continue;
+        float2 dz[P];
+        if (R::first(c) < L) {
+          float2 g[P], z[P];
+          R::get(dy, i, L, io, rdy[ii], g);
+#pragma unroll
+          for (int j = 0; j < P; ++j) {
+            g[j] = make_float2(g[j].x * mk, g[j].y * mk);
+            z[j] = need_z ? work[pad(c * P + j)] : make_float2(0.f, 0.f);
+          }
+          if (q) {
+            float2 act[P], qv[P];
+#pragma unroll
+            for (int j = 0; j < P; ++j) {
+              act[j] = p.gelu ? make_float2(gelu(z[j].x), gelu(z[j].y)) : z[j];
+              act[j] = mul(g[j], act[j]);
+            }
+            if (dq) R::put(dq, i, L, io, act);
+            R::get(q, i, L, io, rq[ii], qv);
+#pragma unroll
+            for (int j = 0; j < P; ++j) g[j] = mul(g[j], qv[j]);
+          }
+#pragma unroll
+          for (int j = 0; j < P; ++j)
+            dz[j] = p.gelu ? make_float2(g[j].x * gelu_grad(z[j].x), g[j].y * gelu_grad(z[j].y)) : g[j];
+        } else {
+#pragma unroll
+          for (int j = 0; j < P; ++j) dz[j] = make_float2(0.f, 0.f);
+        }
+#pragma unroll
+        for (int j = 0; j < P; ++j) work[pad(c * P + j)] = dz[j];
+      }
+    }
+    fft<LOG_M, THREADS, -1>(work, L <= M);
+    // Per frequency: accumulate conj(W) DZ for dk and dD; dW = conj(K') DZ, repacked in place for dw.
+#pragma unroll 1
+    for (int i0 = 0; i0 < kIters; i0 += kFreqGroup) {
+      float2 ka[kFreqGroup], kb[kFreqGroup];
+      load_filter<M, THREADS>(kf, i0, ka, kb);
+#pragma unroll
+      for (int ii = 0; ii < kFreqGroup; ++ii) {
+        const int f = threadIdx.x + (i0 + ii) * THREADS;
+        if (f > M / 2) continue;
+        const int g = M - f, gi = g & (M - 1);
+        float s, c;
+        sincospif(-static_cast<float>(f) / M, &s, &c);
+        const float2 wf = make_float2(c, s), wg = make_float2(-c, s);
+        const float2 zf = work[pad(f)], zg = work[pad(gi)];
+        const float2 dzf = unpack(zf, zg, wf), dzg = unpack(zg, zf, wg);
+        if (p.dk_spec) {
+          const float2 sf = spec_w[pad(f)], sg = spec_w[pad(gi)];
+          const float2 wwf = unpack(sf, sg, wf), wwg = unpack(sg, sf, wg);
+          acc[pad(f)] = acc[pad(f)] + cmul(conjg(wwf), dzf);
+          if (g != f) acc[pad(g)] = acc[pad(g)] + cmul(conjg(wwg), dzg);
+        }
+        const float2 yf = cmul(conjg(ka[ii]), dzf), yg = cmul(conjg(kb[ii]), dzg);
+        work[pad(f)] = repack(yf, yg, wf);
+        if (gi != f) work[pad(gi)] = repack(yg, yf, wg);
+      }
+    }
+    fft<LOG_M, THREADS, 1>(work);
+#pragma unroll 1
+    for (int i0 = 0; i0 < K; i0 += G) {
+      uint4 ru[G], rv[G];
+#pragma unroll
+      for (int ii = 0; ii < G; ++ii) {
+        R::prefetch(v, i0 + ii, L, io, rv[ii]);
+        if (dv) R::prefetch(u, i0 + ii, L, io, ru[ii]);
+      }
+#pragma unroll
+      for (int ii = 0; ii < G; ++ii) {
+        const int i = i0 + ii, c = i < K ? R::chunk(i) : -1;
+        if (c < 0 || R::first(c) >= L) continue;
+        float2 dw[P], g[P], out[P];
+#pragma unroll
+        for (int j = 0; j < P; ++j) dw[j] = work[pad(c * P + j)];
+        if (!v) {
+          if (du) R::put(du, i, L, io, dw);
+          continue;
+        }
+        if (du) {
+          R::get(v, i, L, io, rv[ii], g);
+#pragma unroll
+          for (int j = 0; j < P; ++j) out[j] = mul(dw[j], g[j]);
+          R::put(du, i, L, io, out);
+        }
+        if (dv) {
+          R::get(u, i, L, io, ru[ii], g);
+#pragma unroll
+          for (int j = 0; j < P; ++j) out[j] = mul(dw[j], g[j]);
+          R::put(dv, i, L, io, out);
+        }
+      }
+    }
+    __syncthreads();  // the next row overwrites spec_w and work
+  }
+  if (p.dk_spec) {
+    float2* out = reinterpret_cast<float2*>(p.dk_spec) + (chunk * p.H + h) * (M + 1);
+    for (int f = threadIdx.x; f <= M; f += THREADS) out[f] = acc[pad(f)];
+  }
+}
+
+// ---- launchers
+// ----------------------------------------------------------------------------------------------
+const char* elem_name(ElemType e) {
+  return e == ElemType::kFloat32 ? "float32" : e == ElemType::kFloat16 ? "float16" : "bfloat16";
+}
+
+std::string shape_str(int64_t B, int64_t H, int64_t L, int log_n, ElemType e) {
+  return "B=" + std::to_string(B) + " H=" + std::to_string(H) + " L=" + std::to_string(L) +
+         " fft_size=" + std::to_string(int64_t{1} << log_n) + " dtype=" + elem_name(e);
+}
+
+void check(cudaError_t err, const char* kernel, const std::string& what, const std::string& shape) {
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string(kernel) + ": " + what + " failed (" + cudaGetErrorString(err) +
+                             ") for " + shape);
+}
+
+bool aligned(const void* ptr, size_t bytes) {
+  return ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
+}
+
+template <typename T, int LOG_M>
+void launch_fwd(const FftConvFwdParams& p, cudaStream_t stream) {
+  constexpr int kThreads = threads_for(LOG_M);
+  const size_t smem = sizeof(float2) * padded(1 << LOG_M);
+  auto all_aligned = [&](size_t bytes) {
+    return aligned(p.u, bytes) && aligned(p.v, bytes) && aligned(p.q, bytes) && aligned(p.y, bytes);
+  };
+  const Io io{(p.L * static_cast<int64_t>(sizeof(T))) % 16 == 0 && all_aligned(16),
+              p.L % 2 == 0 && all_aligned(2 * sizeof(T))};
+  const auto shape = shape_str(p.B, p.H, p.L, p.log_n, p.elem);
+  auto* kernel = fftconv_fwd_kernel<T, LOG_M, kThreads>;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "fftconv_fwd_kernel", "setting shared memory", shape);
+  kernel<<<static_cast<unsigned>(p.B * p.H), kThreads, smem, stream>>>(p, io);
+  check(cudaGetLastError(), "fftconv_fwd_kernel", "launch", shape);
+}
+
+template <typename T, int LOG_M>
+void launch_bwd(const FftConvBwdParams& p, cudaStream_t stream) {
+  constexpr int kThreads = threads_for(LOG_M);
+  const size_t smem = sizeof(float2) * (2 * padded(1 << LOG_M) + (p.dk_spec ? padded(1 << LOG_M) + 1 : 0));
+  auto all_aligned = [&](size_t bytes) {
+    return aligned(p.u, bytes) && aligned(p.v, bytes) && aligned(p.q, bytes) && aligned(p.dy, bytes) &&
+           aligned(p.du, bytes) && aligned(p.dv, bytes) && aligned(p.dq, bytes);
+  };
+  const Io io{(p.L * static_cast<int64_t>(sizeof(T))) % 16 == 0 && all_aligned(16),
+              p.L % 2 == 0 && all_aligned(2 * sizeof(T))};
+  const auto shape = shape_str(p.B, p.H, p.L, p.log_n, p.elem) + " chunks=" + std::to_string(p.chunks);
+  auto* kernel = fftconv_bwd_kernel<T, LOG_M, kThreads>;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "fftconv_bwd_kernel", "setting shared memory", shape);
+  kernel<<<static_cast<unsigned>(p.chunks * p.H), kThreads, smem, stream>>>(p, io);
+  check(cudaGetLastError(), "fftconv_bwd_kernel", "launch", shape);
+}
+
+// Calls F<T, log_n - 1> for the compiled sizes.
+template <typename T, template <typename, int> class F, typename P>
+void by_size(const P& p, cudaStream_t s) {
+  switch (p.log_n) {
+    case 4:
+      return F<T, 3>::run(p, s);
+    case 5:
+      return F<T, 4>::run(p, s);
+    case 6:
+      return F<T, 5>::run(p, s);
+    case 7:
+      return F<T, 6>::run(p, s);
+    case 8:
+      return F<T, 7>::run(p, s);
+    case 9:
+      return F<T, 8>::run(p, s);
+    case 10:
+      return F<T, 9>::run(p, s);
+    case 11:
+      return F<T, 10>::run(p, s);
+    case 12:
+      return F<T, 11>::run(p, s);
+    case 13:
+      return F<T, 12>::run(p, s);
+    case 14:
+      return F<T, 13>::run(p, s);
+  }
+}
+template <typename T, int LOG_M>
+struct Fwd {
+  static void run(const FftConvFwdParams& p, cudaStream_t s) { launch_fwd<T, LOG_M>(p, s); }
+};
+template <typename T, int LOG_M>
+struct Bwd {
+  static void run(const FftConvBwdParams& p, cudaStream_t s) { launch_bwd<T, LOG_M>(p, s); }
+};
+
+template <template <typename, int> class F, typename P>
+void by_type(const P& p, cudaStream_t s) {
+  switch (p.elem) {
+    case ElemType::kFloat32:
+      return by_size<float, F>(p, s);
+    case ElemType::kFloat16:
+      return by_size<__half, F>(p, s);
+    case ElemType::kBFloat16:
+      return by_size<__nv_bfloat16, F>(p, s);
+  }
+}
+
+void validate(const char* kernel, int64_t B, int64_t H, int64_t L, int log_n, ElemType e, int64_t blocks) {
+  const auto shape = shape_str(B, H, L, log_n, e);
+  if (log_n < kMinLogN || log_n > kMaxLogN)
+    throw std::runtime_error(std::string(kernel) + ": unsupported fft_size (compiled for 16..16384) for " +
+                             shape);
+  if (L < 1 || L > (int64_t{1} << log_n) || B < 1 || H < 1)
+    throw std::runtime_error(std::string(kernel) + ": need 1 <= L <= fft_size and B, H >= 1, got " + shape);
+  if (blocks > INT_MAX)
+    throw std::runtime_error(std::string(kernel) + ": too many rows for one grid: " + shape);
+}
+
+}  // namespace
+
+void fftconv_fwd_launch(const FftConvFwdParams& p, void* stream) {
+  validate("fftconv_fwd_kernel", p.B, p.H, p.L, p.log_n, p.elem, p.B * p.H);
+  by_type<Fwd>(p, static_cast<cudaStream_t>(stream));
+}
+
+void fftconv_bwd_launch(const FftConvBwdParams& p, void* stream) {
+  validate("fftconv_bwd_kernel", p.B, p.H, p.L, p.log_n, p.elem, int64_t{p.chunks} * p.H);
+  if (p.chunks < 1 || p.chunks > p.B)
+    throw std::runtime_error("fftconv_bwd_kernel: chunks must be in [1, B], got " + std::to_string(p.chunks));
+  by_type<Bwd>(p, static_cast<cudaStream_t>(stream));
+}
+
+int device_sm_count() {
+  int dev = 0, count = 0;
+  check(cudaGetDevice(&dev), "fftconv", "cudaGetDevice", "");
+  check(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev), "fftconv",
+        "reading the SM count", "");
+  return count;
+}
+
+}  // namespace hippo::cuda

@@ -1,0 +1,61 @@
+// Plain parameter structs and launchers of the fused CUDA FFT convolution (H3.md 8, FlashConv's fused
+// kernel). No LibTorch and no CUDA headers: the kernels in fftconv_kernel.cu take raw device pointers, and
+// the glue in fftconv_cuda.cc fills these structs from tensors. Layouts are row-major and contiguous.
+#pragma once
+
+#include <cstdint>
+
+namespace hippo::cuda {
+
+// Element type of u, v, q, y and of their gradients (one type for all of them).
+enum class ElemType { kFloat32, kFloat16, kBFloat16 };
+
+// FFT sizes the fused kernels are compiled for: n = 2^log_n with kMinLogN <= log_n <= kMaxLogN (16..16384).
+constexpr int kMinLogN = 4;
+constexpr int kMaxLogN = 14;
+
+// Forward: y = q * (mask * act(conv(u * v, k) + D * (u * v))), every row (b, h) by one thread block.
+struct FftConvFwdParams {
+  const void* u = nullptr;      // (B, H, L), elem
+  const void* v = nullptr;      // (B, H, L), elem, or null (no gate)
+  const void* q = nullptr;      // (B, H, L), elem, or null (no gate)
+  const float* mask = nullptr;  // (B, H) float32, or null
+  const float* kf = nullptr;    // (H, n/2 + 1) complex64 interleaved: (rfft(k, n) + D) / (n/2)
+  void* y = nullptr;            // (B, H, L), elem, written
+  int64_t B = 0, H = 0, L = 0;
+  int log_n = 0;
+  ElemType elem = ElemType::kFloat32;
+  bool gelu = false;
+};
+
+// Backward of the forward above for one upstream gradient dy. Rows of one channel h are split into `chunks`
+// groups; each group's block accumulates sum_b conj(rfft(w_b)) * rfft(dz_b) (dz: gradient of the
+// pre-activation) in shared memory and writes it to dk_spec[chunk, h, :]; the caller sums over chunks and
+// takes irfft(., n)[:L_k] for dk, and its lag 0 for dD (D acts as an extra tap at lag 0).
+struct FftConvBwdParams {
+  const void* u = nullptr;      // (B, H, L), elem
+  const void* v = nullptr;      // or null
+  const void* q = nullptr;      // or null
+  const float* mask = nullptr;  // (B, H) or null
+  const float* kf = nullptr;    // as in the forward
+  const void* dy = nullptr;     // (B, H, L), elem
+  void* du = nullptr;           // (B, H, L), elem, or null (not needed)
+  void* dv = nullptr;           // (B, H, L), elem, or null (not needed or no v)
+  void* dq = nullptr;           // (B, H, L), elem, or null (not needed or no q)
+  float* dk_spec = nullptr;     // (chunks, H, n/2 + 1) complex64 interleaved, or null (dk and dD not needed)
+  int64_t B = 0, H = 0, L = 0;
+  int log_n = 0;
+  int chunks = 1;  // 1 <= chunks <= B
+  ElemType elem = ElemType::kFloat32;
+  bool gelu = false;
+};
+
+// Launch on `stream` (a cudaStream_t). Throw std::runtime_error naming the kernel and the shape when the size
+// is outside [kMinLogN, kMaxLogN], L > n, or the launch fails (cudaGetLastError after the launch).
+void fftconv_fwd_launch(const FftConvFwdParams& p, void* stream);
+void fftconv_bwd_launch(const FftConvBwdParams& p, void* stream);
+
+// Number of multiprocessors of the current device (for the backward's chunking). Throws on a CUDA error.
+int device_sm_count();
+
+}  // namespace hippo::cuda

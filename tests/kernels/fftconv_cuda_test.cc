@@ -1,0 +1,321 @@
+// The fused CUDA FFT convolution (fftconv_fused) against the reference: forward for lengths that break
+// power-of-two assumptions, every dtype and option; gradients of u, k, D, v, q against autograd through the
+// reference; NaN/Inf and unwritten outputs; the dispatcher's choice and its errors; whole SSM layers through
+// both paths. Every test skips, with the reason, when the build has no CUDA kernels or no CUDA device is
+// present.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+#include "kernels/fftconv.h"
+#include "layers/mixer.h"
+#include "tests/testing.h"
+
+namespace hippo {
+namespace {
+using testing::rel_error;
+using torch::Tensor;
+
+#define HIPPO_REQUIRE_CUDA()                                                                             \
+  do {                                                                                                   \
+    if (!fftconv_cuda_built()) GTEST_SKIP() << "this build has no CUDA kernels (LibTorch without CUDA)"; \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device present";                          \
+  } while (0)
+
+enum OptionBits { kV = 1, kQ = 2, kGelu = 4, kMask = 8 };
+// Option sets cycled over the cases so that every option meets every length: none, each alone, all together.
+constexpr int kOptionSets[] = {0, kV, kQ | kGelu, kMask, kV | kQ | kGelu | kMask};
+
+std::string options_name(int bits) {
+  if (!bits) return "none";
+  std::string s;
+  if (bits & kV) s += "v,";
+  if (bits & kQ) s += "q,";
+  if (bits & kGelu) s += "gelu,";
+  if (bits & kMask) s += "mask,";
+  s.pop_back();
+  return s;
+}
+
+struct Case {
+  int64_t B, H, L, Lk;
+  torch::ScalarType dtype;
+  int options;
+};
+
+std::string case_name(const Case& c) {
+  std::ostringstream os;
+  os << "B=" << c.B << " H=" << c.H << " L=" << c.L << " Lk=" << c.Lk << " " << c.dtype
+     << " options=" << options_name(c.options);
+  return os.str();
+}
+
+// Random inputs drawn on the GPU from a fixed seed, already rounded to the kernel's dtype (never zeros).
+struct Inputs {
+  Tensor u, k, D, v, q, mask;
+  bool gelu = false;
+
+  static Inputs draw(const Case& c, uint64_t seed) {
+    torch::manual_seed(seed);
+    const auto f = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
+    Inputs in;
+    in.u = torch::randn({c.B, c.H, c.L}, f).to(c.dtype);
+    in.k = torch::randn({c.H, c.Lk}, f) / std::sqrt(static_cast<double>(c.Lk));
+    in.D = torch::randn({c.H}, f);
+    if (c.options & kV) in.v = torch::randn({c.B, c.H, c.L}, f).to(c.dtype);
+    if (c.options & kQ) in.q = torch::randn({c.B, c.H, c.L}, f).to(c.dtype);
+    if (c.options & kMask) in.mask = (torch::rand({c.B, c.H}, f) > 0.25).to(torch::kFloat) / 0.75;
+    in.gelu = c.options & kGelu;
+    return in;
+  }
+  // The same inputs with u, v, q in `elem` and k, D in `param` (float64 for the oracle), as fresh leaves that
+  // require grad when asked. The mask stays a constant.
+  Inputs as(torch::ScalarType elem, torch::ScalarType param, bool grad = false) const {
+    auto conv = [&](const Tensor& x, torch::ScalarType t) {
+      if (!x.defined()) return x;
+      auto y = x.to(t).detach().clone();
+      return grad ? y.requires_grad_(true) : y;
+    };
+    Inputs o;
+    o.u = conv(u, elem);
+    o.v = conv(v, elem);
+    o.q = conv(q, elem);
+    o.k = conv(k, param);
+    o.D = conv(D, param);
+    o.mask = mask.defined() ? mask.to(param) : mask;
+    o.gelu = gelu;
+    return o;
+  }
+  FftConvOptions options() const {
+    FftConvOptions o;
+    if (v.defined()) o.v = v;
+    if (q.defined()) o.q = q;
+    if (mask.defined()) o.dropout_mask = mask;
+    o.gelu = gelu;
+    return o;
+  }
+};
+
+bool all_finite(const Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
+
+// Frees a NaN-filled block of y's size so that the caching allocator is likely to hand it to the kernel's
+// output: an element the kernel forgets to write then shows up as NaN.
+void poison(const Case& c) {
+  auto p = torch::full({c.B, c.H, c.L}, std::numeric_limits<float>::quiet_NaN(),
+                       torch::TensorOptions().device(torch::kCUDA).dtype(c.dtype));
+  torch::cuda::synchronize();
+}
+
+// ---- forward
+// ------------------------------------------------------------------------------------------------
+class FftConvCudaForward : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(FftConvCudaForward, MatchesFloat64Reference) {
+  HIPPO_REQUIRE_CUDA();
+  const int64_t L = GetParam();
+  const torch::ScalarType dtypes[] = {torch::kFloat, torch::kHalf, torch::kBFloat16};
+  const int64_t shapes[][2] = {{1, 111}, {3, 768}, {3, 111}, {1, 768}};  // (B, H)
+  int index = 0;
+  for (int d = 0; d < 3; ++d) {
+    for (int s = 0; s < 4; ++s, ++index) {
+      const int64_t Lk = s == 2 ? L / 3 + 1 : L;  // one shape with a kernel shorter than the sequence
+      const Case c{shapes[s][0], shapes[s][1], L, Lk, dtypes[d], kOptionSets[index % 5]};
+      SCOPED_TRACE(case_name(c));
+      const auto in = Inputs::draw(c, 1000 + L * 16 + index);
+      poison(c);
+      const auto y = fftconv_fused(in.u, in.k, in.D, in.options());
+      ASSERT_EQ(y.scalar_type(), c.dtype);
+      ASSERT_EQ(y.sizes(), in.u.sizes());
+      ASSERT_TRUE(all_finite(y)) << "NaN/Inf or unwritten elements in the fused output";
+      const auto o64 = in.as(torch::kDouble, torch::kDouble);
+      const auto y64 = fftconv_ref(o64.u, o64.k, o64.D, o64.options());
+      const auto y_ref = fftconv_ref(in.u, in.k, in.D, in.options());  // the plain path in the same dtype
+      const double err = rel_error(y, y64), ref_err = rel_error(y_ref, y64);
+      std::printf("[fused fwd] %-58s err %.3e  plain-path err %.3e\n", case_name(c).c_str(), err, ref_err);
+      if (c.dtype == torch::kFloat) {
+        // float32 FFTs of size <= 16384 with fast twiddles: a few 1e-7 relative; 1e-5 leaves room for GELU.
+        EXPECT_LT(err, 1e-5);
+        EXPECT_TRUE(testing::all_close(y, y64, 1e-4, 1e-4));
+      } else {
+        // Half precision: at most twice the error of the plain path, which rounds the same float32 result.
+        EXPECT_LE(err, 2 * ref_err);
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Lengths, FftConvCudaForward,
+                         ::testing::Values(1, 2, 31, 1000, 1023, 1024, 1025, 4096, 8192));
+
+// ---- backward
+// -----------------------------------------------------------------------------------------------
+class FftConvCudaBackward : public ::testing::TestWithParam<int64_t> {};
+
+// Gradients of (y * w).sum() for u, k, D, v, q.
+std::vector<Tensor> grads_of(const Tensor& y, const Tensor& w, const Inputs& in) {
+  auto loss = (y.to(torch::kDouble) * w).sum();
+  std::vector<Tensor> xs = {in.u, in.k, in.D, in.v, in.q};
+  return torch::autograd::grad({loss}, xs);
+}
+
+TEST_P(FftConvCudaBackward, GradientsMatchAutogradThroughReference) {
+  HIPPO_REQUIRE_CUDA();
+  const int64_t L = GetParam();
+  const Case cases[] = {{3, 111, L, L, torch::kFloat, kV | kQ | kGelu | kMask},
+                        {1, 768, L, std::max<int64_t>(1, L / 2), torch::kFloat, kV | kQ},
+                        {3, 111, L, L, torch::kBFloat16, kV | kQ | kGelu | kMask},
+                        {1, 768, L, L, torch::kHalf, kV | kQ}};
+  const char* names[] = {"du", "dk", "dD", "dv", "dq"};
+  int index = 0;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(case_name(c));
+    const auto in = Inputs::draw(c, 5000 + L + index++);
+    const auto w =
+        torch::randn({c.B, c.H, c.L}, torch::TensorOptions().device(torch::kCUDA).dtype(torch::kDouble));
+    const auto fused = in.as(c.dtype, torch::kFloat, true);
+    const auto g = grads_of(fftconv_fused(fused.u, fused.k, fused.D, fused.options()), w, fused);
+    const auto o64 = in.as(torch::kDouble, torch::kDouble, true);
+    const auto g64 = grads_of(fftconv_ref(o64.u, o64.k, o64.D, o64.options()), w, o64);
+    const auto plain = in.as(c.dtype, torch::kFloat, true);
+    const auto gref = grads_of(fftconv_ref(plain.u, plain.k, plain.D, plain.options()), w, plain);
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE(g[i].defined()) << names[i] << " missing";
+      ASSERT_TRUE(all_finite(g[i])) << names[i] << " has NaN/Inf";
+      ASSERT_EQ(g[i].sizes(), g64[i].sizes()) << names[i];
+      const double err = rel_error(g[i], g64[i]), ref_err = rel_error(gref[i], g64[i]);
+      std::printf("[fused bwd] %-58s %s err %.3e  plain-path err %.3e\n", case_name(c).c_str(), names[i], err,
+                  ref_err);
+      if (c.dtype == torch::kFloat) {
+        // float32 FFTs, and for dk and dD sums over B*L products: far under 1e-5 relative.
+        EXPECT_LT(err, 1e-5) << names[i];
+      } else {
+        EXPECT_LE(err, 2 * ref_err) << names[i];
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Lengths, FftConvCudaBackward,
+                         ::testing::Values(1, 2, 31, 1000, 1023, 1024, 1025, 4096, 8192));
+
+// ---- dispatch and errors
+// ------------------------------------------------------------------------------------
+TEST(FftConvCuda, DispatcherTakesTheFusedPathWhenSupportedElseTheReference) {
+  HIPPO_REQUIRE_CUDA();
+  const Case c{2, 16, 1000, 1000, torch::kFloat, kV | kQ};
+  const auto in = Inputs::draw(c, 7);
+  ASSERT_TRUE(fftconv_fused_supported(in.u, in.k, in.D, in.options()));
+  EXPECT_TRUE(
+      torch::equal(fftconv(in.u, in.k, in.D, in.options()), fftconv_fused(in.u, in.k, in.D, in.options())));
+  {
+    FftConvReferenceScope ref;
+    EXPECT_TRUE(
+        torch::equal(fftconv(in.u, in.k, in.D, in.options()), fftconv_ref(in.u, in.k, in.D, in.options())));
+  }
+  // Past the fused limit (fft size 32768), float64, or on the CPU: the reference, silently and correctly.
+  const Case big{1, 4, 9000, 9000, torch::kFloat, 0};
+  const auto b = Inputs::draw(big, 8);
+  EXPECT_FALSE(fftconv_fused_supported(b.u, b.k, b.D));
+  EXPECT_TRUE(torch::equal(fftconv(b.u, b.k, b.D), fftconv_ref(b.u, b.k, b.D)));
+  EXPECT_FALSE(fftconv_fused_supported(in.u.to(torch::kDouble), in.k, in.D));
+  EXPECT_FALSE(fftconv_fused_supported(in.u.cpu(), in.k.cpu(), in.D.cpu()));
+  FftConvOptions mixed;
+  mixed.v = in.v.to(torch::kHalf);  // gate in another dtype than u
+  EXPECT_FALSE(fftconv_fused_supported(in.u, in.k, in.D, mixed));
+}
+
+TEST(FftConvCuda, UnsupportedCaseThrowsNamingTheKernelAndShape) {
+  HIPPO_REQUIRE_CUDA();
+  const Case big{1, 4, 9000, 9000, torch::kFloat, 0};
+  const auto b = Inputs::draw(big, 9);
+  try {
+    fftconv_fused(b.u, b.k, b.D);
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("fftconv_fused"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("9000"), std::string::npos) << msg;
+  }
+}
+
+TEST(FftConvCuda, DoubleBackwardIsRefusedNotSilentlyWrong) {
+  HIPPO_REQUIRE_CUDA();
+  const Case c{1, 4, 64, 64, torch::kFloat, 0};
+  const auto in = Inputs::draw(c, 12).as(torch::kFloat, torch::kFloat, true);
+  auto y = fftconv_fused(in.u, in.k, in.D);
+  EXPECT_THROW(torch::autograd::grad({y.pow(2).sum()}, {in.u}, {}, true, /*create_graph=*/true),
+               std::exception);
+}
+
+TEST(FftConvCuda, NonContiguousInputsAndOddAlignment) {
+  HIPPO_REQUIRE_CUDA();
+  // u as a transposed view (what the layers pass) and as a view at an odd element offset.
+  torch::manual_seed(10);
+  const auto f = torch::TensorOptions().device(torch::kCUDA);
+  auto base = torch::randn({2, 1001, 64}, f).to(torch::kBFloat16);
+  auto u = base.narrow(1, 1, 1000).transpose(1, 2);  // (2, 64, 1000), non-contiguous
+  auto k = torch::randn({64, 1000}, f) / 30, D = torch::randn({64}, f);
+  auto y = fftconv_fused(u, k, D);
+  EXPECT_LE(rel_error(y, fftconv_ref(u.to(torch::kDouble), k.to(torch::kDouble), D.to(torch::kDouble))),
+            2 * rel_error(fftconv_ref(u, k, D),
+                          fftconv_ref(u.to(torch::kDouble), k.to(torch::kDouble), D.to(torch::kDouble))));
+  auto flat = torch::randn({1 + 3 * 8 * 100}, f);
+  auto odd = flat.narrow(0, 1, 3 * 8 * 100).view({3, 8, 100});  // contiguous, data pointer 4 bytes off
+  auto k2 = torch::randn({8, 100}, f) / 10, D2 = torch::randn({8}, f);
+  EXPECT_TRUE(testing::all_close(fftconv_fused(odd, k2, D2), fftconv_ref(odd, k2, D2), 1e-4, 1e-5));
+}
+
+// ---- whole layers
+// ------------------------------------------------------------------------------------------- Users once saw
+// the fused and plain paths disagree through a layer while the kernel tests passed: run whole SSM mixers
+// (float32, on the GPU) through both, outputs and every parameter gradient.
+class FftConvCudaLayers : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FftConvCudaLayers, FusedAndReferencePathsAgree) {
+  HIPPO_REQUIRE_CUDA();
+  const auto name = GetParam();
+  const LayerEntry* e = value_or_throw(LayerRegistry::global().find(name, "layer"));
+  for (const int64_t L : {1, 31, 1000, 2048}) {
+    SCOPED_TRACE(name + " L=" + std::to_string(L));
+    torch::manual_seed(11 + L);
+    MixerArgs a;
+    a.d_model = 64;
+    a.max_seq_len = L;
+    a.options = value_or_throw(resolve_options(e->schema, Json::object(), name));
+    auto mixer = e->factory(a);
+    mixer->to(torch::kCUDA);
+    const auto x = torch::randn({3, L, 64}, torch::TensorOptions().device(torch::kCUDA));
+    const auto w = torch::randn({3, L, 64}, torch::TensorOptions().device(torch::kCUDA));
+    auto run = [&](bool reference) {
+      std::optional<FftConvReferenceScope> scope;
+      if (reference) scope.emplace();
+      mixer->zero_grad();
+      auto y = mixer->forward(x);
+      (y * w).sum().backward();
+      std::vector<Tensor> out = {y.detach().clone()};
+      for (const auto& p : mixer->parameters())
+        out.push_back(p.grad().defined() ? p.grad().clone() : Tensor());
+      return out;
+    };
+    const auto fused = run(false), ref = run(true);
+    ASSERT_TRUE(all_finite(fused[0]));
+    const double err = rel_error(fused[0], ref[0]);
+    std::printf("[fused layer] %s L=%ld output err %.3e\n", name.c_str(), static_cast<long>(L), err);
+    // Both paths compute in float32: they differ by FFT rounding only.
+    EXPECT_LT(err, 1e-5);
+    for (size_t i = 1; i < fused.size(); ++i) {
+      ASSERT_EQ(fused[i].defined(), ref[i].defined()) << "parameter " << i - 1;
+      if (!fused[i].defined()) continue;
+      ASSERT_TRUE(all_finite(fused[i])) << "parameter " << i - 1;
+      EXPECT_LT(rel_error(fused[i], ref[i]), 1e-4) << "gradient of parameter " << i - 1;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Mixers, FftConvCudaLayers,
+                         ::testing::Values("h3", "s4d", "gss", "shift_ssm", "diag_ssm"));
+
+}  // namespace
+}  // namespace hippo

@@ -82,6 +82,14 @@ int cmd_tasks(const std::vector<std::string>& args) {
     }
     print_schema(e.schema, opts->json());
   }
+  std::printf(
+      "\nRun keys (top-level keys of a run config or sweep file):\n"
+      "    layer            string                                mixer in every layer (hippo layers)\n"
+      "    layers           list of strings                       per-layer schedule, e.g. [h3, attention] (instead of layer)\n"
+      "    attn_layers      int list                              with layer: these 0-based layers are attention (hybrids)\n"
+      "    task             string                                a task above\n"
+      "    seed             int >= 0                   0          seed of weights, dropout and data\n"
+      "    LAYER / TASK     map                                   options of that layer or task, e.g. s4d: {d_state: 32}\n");
   std::printf("\nTraining options (top-level keys of a run config or sweep file):\n");
   print_schema(train_schema(), Json::object());
   return kExitOk;

@@ -18,6 +18,7 @@ const char* kUsage =
     "  sweep      expand a sweep file into runs and execute those not yet finished\n"
     "  worker     execute queued runs of a database (another process beside a running sweep)\n"
     "  results    list | show RUN | table | export | query SQL | schema\n"
+    "  reproduce  table2: train the paper's Table 2 runs (resuming) and print them beside the paper's numbers\n"
     "  version    print hippo's version and commit\n";
 }
 
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
     if (cmd == "sweep") return cmd_sweep(args);
     if (cmd == "worker") return cmd_worker(args);
     if (cmd == "results") return cmd_results(args);
+    if (cmd == "reproduce") return cmd_reproduce(args);
     if (cmd == "version" || cmd == "--version") {
       std::printf("hippo %s (commit %s)\n", hippo::build_version(), hippo::build_commit());
       return kExitOk;
@@ -45,7 +47,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     return report(absl::InternalError(e.what()));
   }
-  std::fprintf(stderr, "hippo: error: unknown command '%s'; accepted: layers, tasks, train, sweep, worker, results, version\n",
+  std::fprintf(stderr, "hippo: error: unknown command '%s'; accepted: layers, tasks, train, sweep, worker, results, reproduce, version\n",
                cmd.c_str());
   return kExitBadInput;
 }

@@ -7,6 +7,9 @@
 #include <vector>
 
 #include "core/status.h"
+#include "results/db.h"
+#include "runner/executor.h"
+#include "runner/run_config.h"
 
 namespace hippo::cli {
 
@@ -31,6 +34,27 @@ void add_run_options(po::options_description& d);
 // Checks and applies --quiet and --threads (0..4096). Errors (kInvalidArgument) name the flag.
 absl::Status apply_run_options(const po::variables_map& vm);
 
+// Options of the commands that execute runs: --checkpoint-every, --keep-checkpoints, --checkpoint-dir, --lease
+// (add_exec_options); --retry-failed, --workers, --gpus (add_sweep_options, for commands that run a sweep).
+void add_exec_options(po::options_description& d);
+void add_sweep_options(po::options_description& d);
+// The ExecOptions of the parsed exec options. Errors (kInvalidArgument) name the flag.
+absl::StatusOr<ExecOptions> exec_options(const po::variables_map& vm);
+// 130 when interrupted, 1 when a run failed, else 0.
+int exit_code(const ExecSummary& summary);
+
+// Queues `runs` under the sweep `name` (its definition `source` stored with it) in --db, in one transaction,
+// then executes every run of the sweep not yet finished with --workers processes (or one per GPU with --gpus),
+// this process being one of them; --retry-failed queues failed runs again first. Prints progress and a summary
+// line on stderr. Returns the open database and what happened (summary.failed > 0 when any run of the sweep is
+// failed). Errors: kInvalidArgument for bad flags (nothing written), database errors as they come.
+struct SweepOutcome {
+  std::unique_ptr<ResultsDb> db;
+  ExecSummary summary;
+};
+absl::StatusOr<SweepOutcome> execute_sweep(const po::variables_map& vm, const std::string& name, const Json& source,
+                                           const std::vector<RunSpec>& runs);
+
 // The commands; each returns an exit code. args exclude the command words.
 int cmd_layers(const std::vector<std::string>& args);
 int cmd_tasks(const std::vector<std::string>& args);
@@ -43,5 +67,6 @@ int cmd_tokenizer(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 // `hippo bench generate` (apps/bench_generate.cc), dispatched by cmd_bench.
 int bench_generate(const std::vector<std::string>& args);
+int cmd_reproduce(const std::vector<std::string>& args);
 
 }  // namespace hippo::cli

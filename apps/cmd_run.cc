@@ -105,6 +105,8 @@ absl::StatusOr<std::vector<pid_t>> spawn_workers(int n, const std::string& db, c
   return pids;
 }
 
+}  // namespace
+
 void add_exec_options(po::options_description& d) {
   d.add_options()("checkpoint-every", po::value<int64_t>()->default_value(1000),
                   "write a mid-run checkpoint every this many steps (0 = never); a re-queued run resumes from it")(
@@ -114,6 +116,13 @@ void add_exec_options(po::options_description& d) {
       "checkpoint-dir", po::value<std::string>(), "checkpoint folder (default: DB.checkpoints)")(
       "lease", po::value<double>()->default_value(60),
       "seconds a claimed run stays claimed without its worker's heartbeat; then another worker takes it over");
+}
+
+void add_sweep_options(po::options_description& d) {
+  d.add_options()("retry-failed", po::bool_switch(), "queue the sweep's failed runs again")(
+      "workers", po::value<int>()->default_value(0),
+      "worker processes running runs in parallel (0 = cores / threads); more can join with hippo worker")(
+      "gpus", po::value<std::string>(), "comma-separated GPU ids: one worker per GPU, each seeing only its GPU");
 }
 
 absl::StatusOr<ExecOptions> exec_options(const po::variables_map& vm) {
@@ -134,7 +143,6 @@ int exit_code(const ExecSummary& s) {
   if (s.interrupted) return 130;
   return s.failed > 0 ? kExitFailure : kExitOk;
 }
-}  // namespace
 
 int cmd_train(const std::vector<std::string>& args) {
   po::options_description desc(
@@ -310,16 +318,81 @@ absl::StatusOr<std::string> write_slurm(const po::variables_map& vm, const Sweep
 }
 }  // namespace
 
+absl::StatusOr<SweepOutcome> execute_sweep(const po::variables_map& vm, const std::string& name, const Json& source,
+                                           const std::vector<RunSpec>& runs) {
+  HIPPO_ASSIGN_OR_RETURN(const ExecOptions eo, exec_options(vm));
+  if (vm["workers"].as<int>() < 0) return absl::InvalidArgumentError("--workers must be >= 0");
+  std::vector<int64_t> gpus;
+  if (vm.count("gpus")) {
+    auto g = int_list(vm["gpus"].as<std::string>(), "--gpus");
+    if (!g.ok()) return g.status();
+    if (g->empty()) return absl::InvalidArgumentError("--gpus: no GPU ids given");
+    for (int64_t id : *g)
+      if (auto dev = parse_device(absl::StrCat("cuda:", id)); !dev.ok()) return dev.status();
+    gpus = *g;
+  } else if (auto dev = parse_device(vm["device"].as<std::string>()); !dev.ok()) {
+    return dev.status();
+  }
+  if (auto st = apply_run_options(vm); !st.ok()) return st;
+  auto db = ResultsDb::open(vm["db"].as<std::string>(), ResultsDb::Mode::kReadWrite);
+  if (!db.ok()) return db.status();
+  std::vector<ResultsDb::NewRun> new_runs;
+  for (const auto& r : runs) new_runs.push_back({r.hash, r.config, r.layer_label, r.task, r.seed});
+  auto enq = (*db)->enqueue_sweep(name, source, new_runs);
+  if (!enq.ok()) return enq.status();
+  const std::optional<int64_t> sweep_id = enq->sweep_id;
+  const int64_t created = enq->created;
+  if (vm["retry-failed"].as<bool>()) {
+    auto n = (*db)->requeue_failed(*sweep_id);
+    if (!n.ok()) return n.status();
+    std::fprintf(stderr, "hippo: %lld failed run(s) queued again\n", static_cast<long long>(*n));
+  }
+  auto before = (*db)->list_runs({name, std::string("finished")});
+  if (!before.ok()) return before.status();
+  std::fprintf(stderr, "hippo: sweep '%s': %zu runs (%lld new, %zu finished before) into %s\n", name.c_str(),
+               runs.size(), static_cast<long long>(created), before->size(), (*db)->path().c_str());
+  int workers = vm["workers"].as<int>();
+  if (workers == 0)
+    workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, vm["threads"].as<int>()));
+  std::vector<pid_t> children;
+  if (!gpus.empty() || workers > 1) {
+    // With --gpus every worker is a child bound to its GPU; otherwise this process is one of the workers.
+    const int n = gpus.empty() ? workers - 1 : static_cast<int>(gpus.size());
+    auto pids = spawn_workers(n, (*db)->path(), name, vm, gpus);
+    if (!pids.ok()) return pids.status();
+    children = *pids;
+    std::fprintf(stderr, "hippo: %d worker processes%s\n", gpus.empty() ? workers : n, gpus.empty() ? "" : ", one per GPU");
+  }
+  absl::StatusOr<ExecSummary> sum = ExecSummary{};
+  if (gpus.empty()) sum = execute_queue(**db, *sweep_id, eo);
+  int child_failures = 0;
+  for (pid_t pid : children) {
+    int st = 0;
+    if (!sum.ok() || sum->interrupted) kill(pid, SIGINT);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    child_failures += !(WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 1));
+  }
+  if (!sum.ok()) return sum.status();
+  if (child_failures)
+    std::fprintf(stderr, "hippo: %d worker process(es) ended abnormally; their runs are taken over when their leases expire\n",
+                 child_failures);
+  auto fin = (*db)->list_runs({name, std::string("finished")});
+  auto fail = (*db)->list_runs({name, std::string("failed")});
+  auto div = (*db)->list_runs({name, std::string("diverged")});
+  if (!fin.ok() || !fail.ok() || !div.ok()) return absl::InternalError("cannot read the sweep's runs back");
+  std::fprintf(stderr, "hippo: sweep '%s': %zu finished, %zu diverged, %zu failed of %zu runs%s\n", name.c_str(),
+               fin->size(), div->size(), fail->size(), runs.size(), sum->interrupted ? " (interrupted)" : "");
+  if (!fail->empty()) sum->failed += 1;
+  return SweepOutcome{*std::move(db), *sum};
+}
+
 int cmd_sweep(const std::vector<std::string>& args) {
   po::options_description desc(
       "hippo sweep FILE: expand a sweep file (fixed settings + grid) into runs and execute every run not yet\n"
       "finished; launching it again skips what is finished. example: hippo sweep sweeps/quick.yaml");
   desc.add_options()("help,h", "this help")("file", po::value<std::string>(), "sweep file (YAML)")(
-      "retry-failed", po::bool_switch(), "queue the sweep's failed runs again")(
       "dry-run", po::bool_switch(), "print the runs the grid expands to; write nothing")(
-      "workers", po::value<int>()->default_value(0),
-      "worker processes running runs in parallel (0 = cores / threads); more can join with hippo worker")(
-      "gpus", po::value<std::string>(), "comma-separated GPU ids: one worker per GPU, each seeing only its GPU")(
       "shard", po::value<std::string>(), "I/K: queue only the runs whose index in the grid is I modulo K")(
       "slurm", po::value<std::string>(), "OUTDIR: write a Slurm job-array script (and merge.sh) instead of running")(
       "partition", po::value<std::string>(), "Slurm partition (with --slurm)")(
@@ -327,6 +400,7 @@ int cmd_sweep(const std::vector<std::string>& args) {
       "max-parallel", po::value<int64_t>()->default_value(0), "array tasks running at once (with --slurm; 0 = no limit)")(
       "array-size", po::value<int64_t>()->default_value(0), "array tasks (with --slurm; 0 = min(runs, 64))")(
       "submit", po::bool_switch(), "submit the script with sbatch (with --slurm)");
+  add_sweep_options(desc);
   add_db_option(desc);
   add_run_options(desc);
   add_exec_options(desc);
@@ -382,74 +456,14 @@ int cmd_sweep(const std::vector<std::string>& args) {
     }
     return kExitOk;
   }
-  std::vector<int64_t> gpus;
-  if (vm.count("gpus")) {
-    auto g = int_list(vm["gpus"].as<std::string>(), "--gpus");
-    if (!g.ok()) return report(g.status());
-    if (g->empty()) return report(absl::InvalidArgumentError("--gpus: no GPU ids given"));
-    for (int64_t id : *g)
-      if (auto dev = parse_device(absl::StrCat("cuda:", id)); !dev.ok()) return report(dev.status());
-    gpus = *g;
-  } else if (auto dev = parse_device(vm["device"].as<std::string>()); !dev.ok()) {
-    return report(dev.status());
-  }
-  if (auto st = apply_run_options(vm); !st.ok()) return report(st);
-  auto db = ResultsDb::open(vm["db"].as<std::string>(), ResultsDb::Mode::kReadWrite);
-  if (!db.ok()) return report(db.status());
-  std::vector<ResultsDb::NewRun> new_runs;
-  for (const auto& r : *runs) new_runs.push_back({r.hash, r.config, r.layer_label, r.task, r.seed});
-  auto enq = (*db)->enqueue_sweep(sweep->name, sweep->source, new_runs);
-  if (!enq.ok()) return report(enq.status());
-  const std::optional<int64_t> sweep_id = enq->sweep_id;
-  const int64_t created = enq->created;
-  if (vm["retry-failed"].as<bool>()) {
-    auto n = (*db)->requeue_failed(*sweep_id);
-    if (!n.ok()) return report(n.status());
-    std::fprintf(stderr, "hippo: %lld failed run(s) queued again\n", static_cast<long long>(*n));
-  }
-  auto before = (*db)->list_runs({sweep->name, std::string("finished")});
-  if (!before.ok()) return report(before.status());
-  std::fprintf(stderr, "hippo: sweep '%s': %zu runs (%lld new, %zu finished before) into %s\n", sweep->name.c_str(),
-               runs->size(), static_cast<long long>(created), before->size(), (*db)->path().c_str());
-  int workers = vm["workers"].as<int>();
-  if (workers == 0)
-    workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, vm["threads"].as<int>()));
-  std::vector<pid_t> children;
-  if (!gpus.empty() || workers > 1) {
-    // With --gpus every worker is a child bound to its GPU; otherwise this process is one of the workers.
-    const int n = gpus.empty() ? workers - 1 : static_cast<int>(gpus.size());
-    auto pids = spawn_workers(n, (*db)->path(), sweep->name, vm, gpus);
-    if (!pids.ok()) return report(pids.status());
-    children = *pids;
-    std::fprintf(stderr, "hippo: %d worker processes%s\n", gpus.empty() ? workers : n, gpus.empty() ? "" : ", one per GPU");
-  }
-  absl::StatusOr<ExecSummary> sum = ExecSummary{};
-  if (gpus.empty()) sum = execute_queue(**db, *sweep_id, *eo);
-  int child_failures = 0;
-  for (pid_t pid : children) {
-    int st = 0;
-    if (!sum.ok() || sum->interrupted) kill(pid, SIGINT);
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    child_failures += !(WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 1));
-  }
-  if (!sum.ok()) return report(sum.status());
-  if (child_failures)
-    std::fprintf(stderr, "hippo: %d worker process(es) ended abnormally; their runs are taken over when their leases expire\n",
-                 child_failures);
-  auto fin = (*db)->list_runs({sweep->name, std::string("finished")});
-  auto fail = (*db)->list_runs({sweep->name, std::string("failed")});
-  auto div = (*db)->list_runs({sweep->name, std::string("diverged")});
-  if (!fin.ok() || !fail.ok() || !div.ok()) return report(absl::InternalError("cannot read the sweep's runs back"));
-  std::fprintf(stderr, "hippo: sweep '%s': %zu finished, %zu diverged, %zu failed of %zu runs%s\n", sweep->name.c_str(),
-               fin->size(), div->size(), fail->size(), runs->size(), sum->interrupted ? " (interrupted)" : "");
-  if (!fail->empty()) sum->failed += 1;
+  auto outcome = execute_sweep(vm, sweep->name, sweep->source, *runs);
+  if (!outcome.ok()) return report(outcome.status());
   TableOptions to;
   to.sweep = sweep->name;
-  auto table = results_table(**db, to);
+  auto table = results_table(*outcome->db, to);
   if (table.ok()) std::printf("%s", table->c_str());
   else std::fprintf(stderr, "hippo: %s\n", std::string(table.status().message()).c_str());
-  return exit_code(*sum);
+  return exit_code(outcome->summary);
 }
 
 int cmd_worker(const std::vector<std::string>& args) {

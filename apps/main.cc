@@ -18,6 +18,7 @@ const char* kUsage =
     "  sweep      expand a sweep file into runs and execute those not yet finished\n"
     "  worker     execute queued runs of a database (another process beside a running sweep)\n"
     "  results    list | show RUN | table | export | query SQL | schema\n"
+    "  reproduce  table2 | table3-mini: train a paper table's runs (resuming), print them beside the paper\n"
     "  generate   continue a prompt with a trained model (recurrent decoding where the layers allow)\n"
     "  tokenizer  train a SentencePiece tokenizer for the lm task\n"
     "  bench      fftconv | generate: kernel and decoding speed, beside the plain path\n"
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
     if (cmd == "generate") return cmd_generate(args);
     if (cmd == "tokenizer") return cmd_tokenizer(args);
     if (cmd == "bench") return cmd_bench(args);
+    if (cmd == "reproduce") return cmd_reproduce(args);
     if (cmd == "version" || cmd == "--version") {
       std::printf("hippo %s (commit %s)\n", hippo::build_version(), hippo::build_commit());
       return kExitOk;
@@ -51,7 +53,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     return report(absl::InternalError(e.what()));
   }
-  std::fprintf(stderr, "hippo: error: unknown command '%s'; accepted: layers, tasks, train, sweep, worker, results, generate, tokenizer, bench, version\n",
+  std::fprintf(stderr, "hippo: error: unknown command '%s'; accepted: layers, tasks, train, sweep, worker, results, reproduce, generate, tokenizer, bench, version\n",
                cmd.c_str());
   return kExitBadInput;
 }

@@ -118,6 +118,7 @@ LayerEntry make_entry() {
                                                      " is not divisible by n_heads ", o.get_int("n_heads")));
     return absl::OkStatus();
   };
+  e.needs_position_embedding = [](const Options& o) { return o.get_bool("pos_emb"); };
   e.factory = [](const MixerArgs& a) -> Mixer { return std::make_shared<AttentionImpl>(a); };
   return e;
 }

@@ -86,6 +86,10 @@ struct LayerEntry {
   std::function<Mixer(const MixerArgs&)> factory;
   // Checks options against the model width before anything is built (e.g. d_model % n_heads); may be empty.
   std::function<absl::Status(const Options&, int64_t d_model)> validate;
+  // True when, with these options, the model needs learned position embeddings for this layer (so it cannot run
+  // on sequences longer than it was built for); empty means never. Must agree with the built mixer's
+  // needs_position_embedding().
+  std::function<bool(const Options&)> needs_position_embedding;
 };
 using LayerRegistry = Registry<LayerEntry>;
 

@@ -66,9 +66,13 @@ const std::vector<TableDef>& schema_tables() {
         {"name", "TEXT NOT NULL",
          "loss (mean cross-entropy over the loss mask, nats/token); accuracy (fraction correct at the answer "
          "positions only, the paper's metric); token_accuracy (fraction correct over every position); chance "
-         "(accuracy of a uniform guess among the answers); lr (learning rate at that step); tokens_seen (training "
-         "tokens fed to the model so far: steps * batch_size * input length); for text tasks also perplexity "
-         "(exp of the test loss) and bits_per_byte (test loss / ln 2 / UTF-8 bytes per token)"},
+         "(accuracy of a uniform guess among the answers); lr (learning rate at that step); running_loss (mean "
+         "training loss since the last evaluation); tokens_seen (training tokens fed to the model so far: steps * "
+         "batch_size * input length); for text tasks also perplexity (exp of the test loss) and bits_per_byte (test "
+         "loss / ln 2 / UTF-8 bytes per token); accuracy_pos_A_B (accuracy at the answer positions A..B, MQAR); "
+         "accuracy_trigger_A_B (induction head: accuracy of the examples whose earlier trigger sits at A..B); "
+         "accuracy_len_L and loss_len_L (test, final step: the final model on fresh examples at the task's seq_len L, "
+         "from the task option eval_seq_lens)"},
         {"value", "REAL NOT NULL", "the value, in the unit its name gives (fractions in [0, 1])"}},
        "PRIMARY KEY (run_id, step, split, name)",
        true},

@@ -160,7 +160,6 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
     for (const auto& c : cols) r.push_back(by_col.count(c) ? fmt_cell(row, c, by_col.at(c)) : "-");
     rows.push_back(r);
   }
-  std::ostringstream os;
   std::string what =
       absl::StrCat(o.split, " ", o.metric, o.percent ? " (%)" : "", ", mean ± 95% interval over seeds (n runs)",
                    o.best_over ? absl::StrCat(", best ", *o.best_over, " per cell by mean",
@@ -168,12 +167,21 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
                                : "");
   if (pooled_any)
     what += "\n* pools runs whose configs differ in more than the seed: narrow with --sweep, or pivot on the key";
-  if (o.format == "md") {
+  return render_grid(header, rows, what, o.format);
+}
+
+absl::StatusOr<std::string> render_grid(const std::vector<std::string>& header,
+                                        const std::vector<std::vector<std::string>>& rows, const std::string& caption,
+                                        const std::string& format) {
+  if (format != "text" && format != "md")
+    return absl::InvalidArgumentError(absl::StrCat("unknown table format '", format, "'; accepted: text, md"));
+  std::ostringstream os;
+  if (format == "md") {
     os << "| " << absl::StrJoin(header, " | ") << " |\n|";
     for (size_t i = 0; i < header.size(); ++i) os << "---|";
     os << "\n";
     for (const auto& r : rows) os << "| " << absl::StrJoin(r, " | ") << " |\n";
-    os << "\n" << what << "\n";
+    if (!caption.empty()) os << "\n" << caption << "\n";
   } else {
     std::vector<size_t> w(header.size());
     auto width = [](const std::string& s) {  // display width: count UTF-8 code points
@@ -189,7 +197,7 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
       for (size_t i = 0; i < r.size(); ++i) os << r[i] << std::string(w[i] - width(r[i]) + 2, ' ');
       os << "\n";
     };
-    os << what << "\n";
+    if (!caption.empty()) os << caption << "\n";
     line(header);
     for (const auto& r : rows) line(r);
   }

@@ -43,6 +43,12 @@ std::string run_key(const RunRow& run, const std::string& key);
 // Errors: kNotFound when no finished run has the metric; kInvalidArgument for an unknown format.
 absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& options);
 
+// A table as text (columns padded to their display width, `caption` above) or Markdown (`caption` below).
+// rows: each of header.size() cells. Errors (kInvalidArgument): format other than "text" or "md".
+absl::StatusOr<std::string> render_grid(const std::vector<std::string>& header,
+                                        const std::vector<std::vector<std::string>>& rows, const std::string& caption,
+                                        const std::string& format);
+
 // Every run (columns of `runs`) with its final test and train metrics, as CSV (one row per run) or JSON (an
 // array of objects with nested `config` and `metrics` [{step, split, name, value}]).
 absl::StatusOr<std::string> export_runs(ResultsDb& db, const RunFilter& filter, const std::string& format);

@@ -56,6 +56,48 @@ std::string layer_label(const std::vector<std::string>& schedule) {
   return label;
 }
 
+// Length extrapolation (a task's eval_seq_lens, tasks/synthetic.h): every length must be a seq_len the task
+// accepts, and a model with learned position embeddings cannot run past the input length it was trained at:
+// that is an error here rather than a run that fails or is skipped later. An empty list is dropped from the
+// canonical config, so that configs written before the option existed keep their hash.
+absl::Status check_eval_seq_lens(const std::string& task, const TaskEntry& entry, Json& task_options,
+                                 const std::set<std::string>& used, const Json& layer_options) {
+  if (!task_options.contains("eval_seq_lens")) return absl::OkStatus();
+  const Json lens = task_options["eval_seq_lens"];
+  if (lens.empty()) {
+    task_options.erase("eval_seq_lens");
+    return absl::OkStatus();
+  }
+  if (!task_options.contains("seq_len"))
+    return absl::InvalidArgumentError(absl::StrCat("task '", task, "' has no seq_len option: eval_seq_lens cannot apply"));
+  std::string positional;
+  for (const auto& name : used) {
+    const LayerEntry* le = *LayerRegistry::global().find(name, "layer");
+    if (le->needs_position_embedding && le->needs_position_embedding(Options(layer_options[name]))) positional = name;
+  }
+  const int64_t train_len = entry.factory(Options(task_options))->input_len();
+  std::set<int64_t> seen;
+  for (const auto& l : lens) {
+    const int64_t L = l.get<int64_t>();
+    if (!seen.insert(L).second)
+      return absl::InvalidArgumentError(absl::StrCat("task '", task, "': eval_seq_lens lists ", L, " twice"));
+    Json at = task_options;
+    at.erase("eval_seq_lens");
+    at["seq_len"] = L;
+    const std::string owner = absl::StrCat("task '", task, "' at eval_seq_lens entry ", L);
+    auto o = resolve_options(entry.schema, at, owner);
+    absl::Status st = o.ok() ? (entry.validate ? entry.validate(*o) : absl::OkStatus()) : o.status();
+    if (!st.ok()) return absl::Status(st.code(), absl::StrCat("eval_seq_lens entry ", L, ": ", st.message()));
+    const int64_t len = entry.factory(*o)->input_len();
+    if (!positional.empty() && len > train_len)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "layer '", positional, "' uses learned position embeddings, which exist only up to the training input length ",
+          train_len, ": task '", task, "' cannot be evaluated at eval_seq_lens entry ", L, " (input length ", len,
+          "); drop the longer lengths or use a layer without them (attention: pos_emb: false)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> get_name(const Json& raw, const char* key) {
   if (!raw[key].is_string())
     return absl::InvalidArgumentError(absl::StrCat("'", key, "' must be a name, got ", raw[key].dump()));
@@ -154,7 +196,7 @@ absl::StatusOr<RunSpec> resolve_run(const Json& raw_in) {
     if (entry.validate) HIPPO_RETURN_IF_ERROR(entry.validate(o));
     if (name == task) task_options = o.json();
   }
-  (void)task_entry;
+  HIPPO_RETURN_IF_ERROR(check_eval_seq_lens(task, *task_entry, task_options, used, layer_options));
 
   int64_t seed = 0;
   if (raw.contains("seed")) {

@@ -3,6 +3,9 @@
 
 #include <torch/torch.h>
 
+#include <absl/strings/str_cat.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -157,7 +160,12 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
   const double warm = train.get_float("warmup_fraction"), start_ratio = train.get_float("warmup_start_lr") / std::max(lr, 1e-30);
   const double min_ratio = train.get_float("min_lr_ratio");
   const int64_t V = task->vocab_size();
-  const int64_t eval_batch = 512;
+  // Evaluation batches of up to 512 examples, fewer where their logits ((batch, length, vocab) floats) would pass
+  // 512 MB (MQAR's vocabulary of 8,192 at length 256 would need 4 GB at 512).
+  auto eval_batch_for = [&](int64_t len) {
+    return std::clamp<int64_t>((int64_t{1} << 29) / std::max<int64_t>(1, len * V * 4), 1, 512);
+  };
+  const int64_t eval_batch = eval_batch_for(task->input_len());
 
   auto train_x = data.train.inputs.to(dev), train_y = data.train.targets.to(dev);
   auto train_m = data.train.loss_mask.to(dev);
@@ -191,6 +199,33 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
     loss_count = 0;
     result.test_accuracy = te_res.accuracy;
     result.test_loss = te_res.loss;
+    if (cb.on_metrics) cb.on_metrics(rows);
+  };
+
+  // Length extrapolation (the task's eval_seq_lens): the final model on a fresh test split at each length.
+  // At the training length that is the test split itself; at other lengths nothing can overlap the training
+  // split. The split is drawn with num_train = 1 (the one training example is discarded) to keep drawing cheap.
+  auto eval_lengths = [&](int64_t step) {
+    const Json& to = c["task_options"];
+    if (!to.contains("eval_seq_lens")) return;
+    std::vector<MetricRow> rows;
+    for (const auto& l : to["eval_seq_lens"]) {
+      const int64_t L = l.get<int64_t>();
+      EvalResult r;
+      if (L == to["seq_len"].get<int64_t>()) {
+        r = evaluate(model, data.test, data.test.size(), dev, eval_batch);
+      } else {
+        Json at = to;
+        at.erase("eval_seq_lens");
+        at["seq_len"] = L;
+        at["num_train"] = 1;
+        auto long_task = value_or_throw(TaskRegistry::global().find(spec.task, "task"))->factory(Options(at));
+        TaskSplits s = value_or_throw(long_task->make(static_cast<uint64_t>(spec.seed)));
+        r = evaluate(model, s.test, s.test.size(), dev, eval_batch_for(long_task->input_len()));
+      }
+      rows.push_back({step, "test", absl::StrCat("accuracy_len_", L), r.accuracy});
+      rows.push_back({step, "test", absl::StrCat("loss_len_", L), r.loss});
+    }
     if (cb.on_metrics) cb.on_metrics(rows);
   };
 
@@ -246,6 +281,7 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
     }
   }
   do_eval(step);
+  eval_lengths(step);
   if (!ck.model_path.empty() && (ck.save_every_model || task->tokenizer())) {
     save_model(ck.model_path, model, c);
     result.model_path = ck.model_path;

@@ -30,6 +30,7 @@ TaskEntry make_entry() {
   e.schema.add_int("vocab_size", 10, "tokens: (vocab_size-2)/2 keys + as many values + trigger + no-op", 6, 1 << 20)
       .add_int("seq_len", 20, "body length: seq_len/2 key-value pairs (model input: seq_len+2)", 2, 1 << 20);
   add_split_options(e.schema, 5000, 500);
+  add_eval_seq_lens_option(e.schema);
   e.validate = [](const Options& o) -> absl::Status {
     if (o.get_int("vocab_size") % 2 != 0)
       return absl::InvalidArgumentError(absl::StrCat(

@@ -50,6 +50,7 @@ TaskEntry make_entry() {
   e.schema.add_int("vocab_size", 20, "tokens: vocab_size-2 ordinary + trigger + no-op", 4, 1 << 20)
       .add_int("seq_len", 30, "ordinary tokens before the final trigger (model input: seq_len+1)", 3, 1 << 20);
   add_split_options(e.schema, 5000, 500);
+  add_eval_seq_lens_option(e.schema);
   e.factory = [](const Options& o) -> std::unique_ptr<Task> {
     return std::make_unique<InductionHeadTask>(SyntheticVocab{o.get_int("vocab_size")}, o.get_int("seq_len"),
                                                o.get_int("num_train"), o.get_int("num_test"));

@@ -106,6 +106,7 @@ TaskEntry make_entry() {
       .add_int("num_kv_pairs", 4, "key-value pairs per example, each queried once (4 * pairs <= seq_len)", 1, 1 << 16)
       .add_float("power_a", 0.01, "query gaps drawn with probability proportional to gap^(power_a - 1)", 1e-6, 1);
   add_split_options(e.schema, 100000, 3000);
+  add_eval_seq_lens_option(e.schema);
   e.validate = [](const Options& o) -> absl::Status {
     const int64_t V = o.get_int("vocab_size"), L = o.get_int("seq_len"), K = o.get_int("num_kv_pairs");
     if (L % 2 != 0)

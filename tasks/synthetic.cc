@@ -12,6 +12,12 @@ void add_split_options(OptionSchema& schema, int64_t num_train, int64_t num_test
       .add_int("num_test", num_test, "distinct test examples, disjoint from training", 1, 100000000);
 }
 
+void add_eval_seq_lens_option(OptionSchema& schema) {
+  schema.add_int_list("eval_seq_lens", {},
+                      "after training, also evaluate at these seq_len values (metrics accuracy_len_L, loss_len_L)", 2,
+                      1 << 20);
+}
+
 absl::StatusOr<std::pair<std::vector<Sequence>, std::vector<Sequence>>> draw_distinct(
     int64_t num_train, int64_t num_test, uint64_t seed, const std::function<Sequence(Rng&)>& draw) {
   Rng rng(seed);

@@ -26,6 +26,13 @@ struct SyntheticVocab {
 // Declares num_train and num_test, the split sizes every synthetic task takes.
 void add_split_options(OptionSchema& schema, int64_t num_train, int64_t num_test);
 
+// Declares eval_seq_lens (int list, default empty): after training, the final model is also evaluated at each
+// of these values of the task's seq_len option (length extrapolation), on num_test fresh test examples drawn
+// from the run's seed at that length; the trainer stores them as test metrics accuracy_len_<L> and loss_len_<L>
+// (at the training length: the test split itself). resolve_run checks each length against the task's own rules
+// and refuses lengths past the training length for models with learned position embeddings.
+void add_eval_seq_lens_option(OptionSchema& schema);
+
 // Draws examples with `draw` until num_train + num_test distinct sequences exist (duplicates dropped), the
 // first num_train forming train and the rest test, so the splits are disjoint. Errors (kInvalidArgument)
 // after too many duplicate draws (the options allow too few distinct sequences).

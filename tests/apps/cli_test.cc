@@ -115,6 +115,42 @@ TEST(Cli, SweepRunsTheGridThenSkipsWhatIsFinished) {
   EXPECT_NE(r.out.find("4 runs"), std::string::npos);
 }
 
+TEST(Cli, ReproduceTable2OnATinyScheduleThenResumesWithoutTraining) {
+  TempDir d;
+  // --dry-run lists the runs and writes nothing.
+  auto r = run_hippo("reproduce table2 --schedule tiny --seeds 2 --lrs 5e-4,1e-3 --db r.db --dry-run", d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("sweep 'table2-tiny', 32 runs"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::ifstream(d.file("r.db")).good());
+
+  const std::string args = "reproduce table2 --schedule tiny --seeds 2 --lrs 5e-4,1e-3 --db r.db --workers 1 -q";
+  r = run_hippo(args, d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* s : {"task", "layer", "measured", "best lr", "paper", "re-run", "random", "induction_head",
+                        "associative_recall", "attention", "gss", "35.6", "99.8", "32.4", "(n=2)", "(paper 5.0)",
+                        "every learning rate", "lr 0.0005", "lr 0.001", "chosen on the test split"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  EXPECT_NE(r.err.find("32 runs (32 new, 0 finished before)"), std::string::npos) << r.err;
+  auto q = run_hippo("results query \"SELECT count(*), sum(r.status = 'finished'), sum(r.attempts) FROM runs r JOIN "
+                     "sweep_runs sr ON sr.run_id = r.id JOIN sweeps s ON s.id = sr.sweep_id WHERE s.name = "
+                     "'table2-tiny'\" --db r.db",
+                     d.path());
+  EXPECT_NE(q.out.find("32\t32\t32"), std::string::npos) << q.out << q.err;
+
+  // Again, as Markdown: nothing is trained (every run still has one attempt), the same table prints.
+  r = run_hippo(args + " --format md", d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("32 runs (0 new, 32 finished before)"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("| task | layer | measured | best lr | paper | re-run | random |"), std::string::npos) << r.out;
+  q = run_hippo("results query \"SELECT sum(attempts) FROM runs\" --db r.db", d.path());
+  EXPECT_NE(q.out.find("\n32\n"), std::string::npos) << q.out;
+
+  // The generic pivot reads the same sweep without training.
+  r = run_hippo("results table --db r.db --sweep table2-tiny --best-over lr", d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("@ lr="), std::string::npos) << r.out;
+}
+
 TEST(Cli, ResultsDocMatchesTheSchema) {
   // docs/RESULTS.md embeds `hippo results schema`; regenerate it with scripts/gen-results-doc.sh.
   TempDir d;
@@ -253,6 +289,19 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
       {"bench fftconv --iters 5 --db keep.db", "--iters >= 20"},
       {"bench generate --batch 0", "--batch '0': expected comma-separated integers >= 1"},
       {"bench generate --d-model 30 --n-heads 4", "d_model divisible by n_heads"},
+      {"reproduce table3 --db keep.db", "unknown table 'table3'; accepted: table2"},
+      {"reproduce --db keep.db", "missing TABLE; accepted: table2"},
+      {"reproduce table2 --seeds 0 --db keep.db", "--seeds must be an integer in [1, 100], got '0'"},
+      {"reproduce table2 --seeds three --db keep.db", "--seeds must be an integer in [1, 100], got 'three'"},
+      {"reproduce table2 --schedule fast --db keep.db", "unknown schedule 'fast'; accepted: paper, quick, tiny"},
+      {"reproduce table2 --quick --schedule tiny --db keep.db", "--quick contradicts --schedule tiny"},
+      {"reproduce table2 --lrs 5e-4,abc --db keep.db", "expected comma-separated learning rates in (0, 1]"},
+      {"reproduce table2 --format html --db keep.db", "accepted: text, md"},
+      {"reproduce table2 --schedule tiny --workers -1 --db keep.db", "--workers must be >= 0"},
+      {"train --layer attention --task associative_recall --set attention.pos_emb=true "
+       "--set associative_recall.eval_seq_lens=[10,40] --db keep.db",
+       "cannot be evaluated at eval_seq_lens entry 40"},
+      {"train --layer s4d --task mqar --set mqar.eval_seq_lens=[64,65] --db keep.db", "eval_seq_lens entry 65"},
   };
   // Without a GPU the benchmark measures nothing and says so (with one, it would run: cli_test does not time).
   if (!torch::cuda::is_available()) cases.push_back({"bench fftconv --db keep.db", "nothing was measured"});

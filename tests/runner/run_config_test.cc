@@ -86,6 +86,42 @@ TEST(RunConfig, BadInputNamesTheProblem) {
   EXPECT_NE(error_of(Json::array()).find("must be a mapping"), std::string::npos);
 }
 
+TEST(RunConfig, EvalSeqLens) {
+  // Empty (the default) is left out of the canonical config: configs from before the option keep their hash.
+  Json with_empty = base();
+  with_empty["induction_head"] = {{"eval_seq_lens", Json::array()}};
+  EXPECT_EQ(resolve_run(with_empty)->hash, resolve_run(base())->hash);
+  EXPECT_FALSE(resolve_run(base())->config["task_options"].contains("eval_seq_lens"));
+
+  Json mq = {{"layer", "h3"}, {"task", "mqar"}, {"mqar", {{"seq_len", 64}, {"eval_seq_lens", {64, 128, 256}}}}};
+  auto r = resolve_run(mq);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->config["task_options"]["eval_seq_lens"], Json::array({64, 128, 256}));
+  EXPECT_NE(r->hash, resolve_run(Json{{"layer", "h3"}, {"task", "mqar"}})->hash);
+
+  // Each length must be one the task accepts, once.
+  mq["mqar"]["eval_seq_lens"] = {64, 129};
+  EXPECT_NE(error_of(mq).find("eval_seq_lens entry 129"), std::string::npos) << error_of(mq);
+  EXPECT_NE(error_of(mq).find("even"), std::string::npos) << error_of(mq);
+  mq["mqar"]["eval_seq_lens"] = {128, 128};
+  EXPECT_NE(error_of(mq).find("128 twice"), std::string::npos) << error_of(mq);
+  mq["mqar"]["eval_seq_lens"] = {8};  // 4 * num_kv_pairs > 8
+  EXPECT_NE(error_of(mq).find("eval_seq_lens entry 8"), std::string::npos) << error_of(mq);
+
+  // Learned position embeddings stop at the training length: longer is refused here, shorter is fine.
+  Json at = {{"layer", "attention"}, {"task", "associative_recall"}, {"attention", {{"pos_emb", true}}},
+             {"associative_recall", {{"eval_seq_lens", {10, 40}}}}};
+  const std::string e = error_of(at);
+  EXPECT_NE(e.find("position embeddings"), std::string::npos) << e;
+  EXPECT_NE(e.find("eval_seq_lens entry 40"), std::string::npos) << e;
+  EXPECT_NE(e.find("pos_emb: false"), std::string::npos) << e;
+  at["associative_recall"]["eval_seq_lens"] = {10, 20};
+  EXPECT_TRUE(resolve_run(at).ok());
+  at["associative_recall"]["eval_seq_lens"] = {10, 40};
+  at["attention"]["pos_emb"] = false;
+  EXPECT_TRUE(resolve_run(at).ok());
+}
+
 TEST(RunConfig, SetPathBuildsNestedKeys) {
   Json j = Json::object();
   ASSERT_TRUE(set_path(j, "s4d.d_state", 32).ok());

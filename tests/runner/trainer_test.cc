@@ -169,6 +169,31 @@ TEST(Trainer, MqarStoresAccuracyPerQuerySlice) {
   EXPECT_LT(metric(c, "train", "loss", r.steps), metric(c, "train", "loss", 0));
 }
 
+TEST(Trainer, EvalSeqLensStoresAccuracyAtEachLength) {
+  for (const char* task : {"mqar", "associative_recall"}) {
+    Json raw = {{"layer", "s4d"}, {"task", task}, {"d_model", 16}, {"epochs", 1}, {"lr", 3e-3}};
+    if (std::string(task) == "mqar")
+      raw["mqar"] = {{"vocab_size", 128}, {"seq_len", 16}, {"num_kv_pairs", 2}, {"num_train", 64}, {"num_test", 32},
+                     {"eval_seq_lens", {16, 32, 64}}};
+    else
+      raw["associative_recall"] = {{"num_train", 64}, {"num_test", 32}, {"eval_seq_lens", {20, 40, 64}}};
+    Collected c;
+    auto r = run(value_or_throw(resolve_run(raw)), c);
+    ASSERT_EQ(r.status, "finished") << task;
+    const int64_t first = raw[task]["eval_seq_lens"][0].get<int64_t>();
+    for (const auto& l : raw[task]["eval_seq_lens"]) {
+      const std::string L = std::to_string(l.get<int64_t>());
+      const double acc = metric(c, "test", "accuracy_len_" + L, r.steps);
+      EXPECT_GE(acc, 0.0) << task << " " << L;
+      EXPECT_LE(acc, 1.0) << task << " " << L;
+      EXPECT_GT(metric(c, "test", "loss_len_" + L, r.steps), 0.0) << task << " " << L;
+    }
+    // At the training length the length metric is the test split's own accuracy.
+    EXPECT_EQ(metric(c, "test", "accuracy_len_" + std::to_string(first), r.steps), metric(c, "test", "accuracy", r.steps))
+        << task;
+  }
+}
+
 // A mixer whose output turns NaN: the run must end as diverged, not as an exception.
 class NanMixer : public MixerImpl {
  public:

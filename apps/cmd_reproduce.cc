@@ -1,0 +1,115 @@
+// `hippo reproduce table2`: trains the runs of the paper's Table 2 (resuming what a previous call left)
+// through the sweep executor, then prints the measured table beside the paper's numbers.
+#include <absl/strings/numbers.h>
+#include <absl/strings/str_split.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "apps/cli.h"
+#include "runner/reproduce.h"
+
+namespace hippo::cli {
+
+namespace {
+absl::StatusOr<int64_t> parse_seeds(const std::string& text) {
+  int64_t n = 0;
+  if (!absl::SimpleAtoi(text, &n) || n < 1 || n > 100)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--seeds must be an integer in [1, 100], got '", text, "'"));
+  return n;
+}
+
+absl::StatusOr<std::vector<double>> parse_lrs(const std::string& text) {
+  std::vector<double> out;
+  for (absl::string_view p : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    double v;
+    if (!absl::SimpleAtod(p, &v) || !(v > 0 && v <= 1))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--lrs '", text, "': expected comma-separated learning rates in (0, 1], e.g. 5e-4,1e-3,2e-3"));
+    for (double seen : out)
+      if (seen == v)
+        return absl::InvalidArgumentError(absl::StrCat("--lrs '", text, "': ", p, " is given twice"));
+    out.push_back(v);
+  }
+  if (out.empty())
+    return absl::InvalidArgumentError("--lrs: give at least one learning rate, e.g. 5e-4,1e-3,2e-3");
+  return out;
+}
+}  // namespace
+
+int cmd_reproduce(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "hippo reproduce TABLE: train the runs of one of the paper's tables (resuming: finished runs are not "
+      "trained\n"
+      "again) and print the measured table beside the paper's numbers. TABLE: table2 (H3.md 6.4-6.5: S4D, "
+      "GSS, H3 and\n"
+      "attention on induction head and associative recall). The runs are stored as the sweep 'table2' "
+      "('table2-quick'\n"
+      "with --quick), so `hippo results table --sweep table2 --best-over lr` prints them again later.\n"
+      "example: hippo reproduce table2 --quick --format md\noptions");
+  desc.add_options()("help,h", "this help")("table", po::value<std::string>(), "table2")(
+      "quick", po::bool_switch(), "a short schedule for a first look (--schedule quick)")(
+      "schedule", po::value<std::string>(),
+      "paper (default: H3.md 6.4, 400/200 epochs), quick (8/4 epochs, a fiftieth of the steps), tiny (seconds, for tests; measures "
+      "nothing)")("seeds", po::value<std::string>()->default_value("3"),
+                  "seeds per cell (0 .. N-1), 1 to 100")(
+      "lrs", po::value<std::string>()->default_value("5e-4,1e-3,2e-3"),
+      "peak learning rates tried per layer and task; the table reports the best per cell")(
+      "format", po::value<std::string>()->default_value("text"), "text or md")(
+      "dry-run", po::bool_switch(), "print the runs that would be made; write nothing");
+  add_sweep_options(desc);
+  add_db_option(desc);
+  add_run_options(desc);
+  add_exec_options(desc);
+  po::positional_options_description pos;
+  pos.add("table", 1);
+  po::variables_map vm;
+  if (auto st = parse(args, desc, pos, vm, "reproduce"); !st.ok()) return report(st);
+  if (vm.count("help")) {
+    std::cout << desc;
+    return kExitOk;
+  }
+  // Every input is checked before anything is trained or written.
+  if (!vm.count("table"))
+    return report(absl::InvalidArgumentError("hippo reproduce: missing TABLE; accepted: table2"));
+  if (vm["table"].as<std::string>() != "table2")
+    return report(absl::InvalidArgumentError(absl::StrCat(
+        "hippo reproduce: unknown table '", vm["table"].as<std::string>(), "'; accepted: table2")));
+  Table2Options to;
+  if (vm.count("schedule")) to.schedule = vm["schedule"].as<std::string>();
+  if (vm["quick"].as<bool>()) {
+    if (vm.count("schedule") && to.schedule != "quick")
+      return report(absl::InvalidArgumentError(absl::StrCat("--quick contradicts --schedule ", to.schedule)));
+    to.schedule = "quick";
+  }
+  auto seeds = parse_seeds(vm["seeds"].as<std::string>());
+  if (!seeds.ok()) return report(seeds.status());
+  to.seeds = *seeds;
+  auto lrs = parse_lrs(vm["lrs"].as<std::string>());
+  if (!lrs.ok()) return report(lrs.status());
+  to.lrs = *lrs;
+  const std::string format = vm["format"].as<std::string>();
+  if (format != "text" && format != "md")
+    return report(absl::InvalidArgumentError(absl::StrCat("--format '", format, "': accepted: text, md")));
+  auto plan = table2_plan(to);
+  if (!plan.ok()) return report(plan.status());
+
+  if (vm["dry-run"].as<bool>()) {
+    std::printf("reproduce table2: sweep '%s', %zu runs\n%s\n", plan->sweep_name.c_str(), plan->runs.size(),
+                plan->schedule_text.c_str());
+    for (const auto& r : plan->runs)
+      std::printf("  %s  %-10s %-20s lr %-7g seed %lld  %s\n", r.hash.c_str(), r.layer_label.c_str(),
+                  r.task.c_str(), r.config["train"]["lr"].get<double>(), static_cast<long long>(r.seed),
+                  r.config.dump().c_str());
+    return kExitOk;
+  }
+  auto outcome = execute_sweep(vm, plan->sweep_name, plan->source, plan->runs);
+  if (!outcome.ok()) return report(outcome.status());
+  auto table = render_table2(*outcome->db, *plan, format);
+  if (!table.ok()) return report(table.status());
+  std::printf("%s", table->c_str());
+  return exit_code(outcome->summary);
+}
+
+}  // namespace hippo::cli

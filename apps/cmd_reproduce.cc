@@ -36,6 +36,42 @@ absl::StatusOr<std::vector<double>> parse_lrs(const std::string& text) {
     return absl::InvalidArgumentError("--lrs: give at least one learning rate, e.g. 5e-4,1e-3,2e-3");
   return out;
 }
+// `hippo reproduce table3-mini`: the options already parsed by cmd_reproduce.
+int reproduce_table3_mini(const po::variables_map& vm) {
+  if (!vm["lrs"].defaulted())
+    return report(absl::InvalidArgumentError("--lrs applies to table2 only (table3-mini uses one recipe)"));
+  Table3MiniOptions o;
+  o.corpus = vm["corpus"].as<std::string>();
+  if (vm.count("schedule")) o.schedule = vm["schedule"].as<std::string>();
+  if (vm["quick"].as<bool>()) {
+    if (vm.count("schedule") && o.schedule != "quick")
+      return report(absl::InvalidArgumentError(absl::StrCat("--quick contradicts --schedule ", o.schedule)));
+    o.schedule = "quick";
+  }
+  if (!vm["seeds"].defaulted()) {
+    auto seeds = parse_seeds(vm["seeds"].as<std::string>());
+    if (!seeds.ok()) return report(seeds.status());
+    o.seeds = *seeds;
+  }
+  const std::string format = vm["format"].as<std::string>();
+  if (format != "text" && format != "md")
+    return report(absl::InvalidArgumentError(absl::StrCat("--format '", format, "': accepted: text, md")));
+  auto plan = table3_mini_plan(o);
+  if (!plan.ok()) return report(plan.status());
+  if (vm["dry-run"].as<bool>()) {
+    std::printf("reproduce table3-mini: sweep '%s', %zu runs\n%s\n", plan->sweep_name.c_str(), plan->runs.size(),
+                plan->schedule_text.c_str());
+    for (const auto& r : plan->runs)
+      std::printf("  %s  %-28s seed %lld\n", r.hash.c_str(), r.layer_label.c_str(), static_cast<long long>(r.seed));
+    return kExitOk;
+  }
+  auto outcome = execute_sweep(vm, plan->sweep_name, plan->source, plan->runs);
+  if (!outcome.ok()) return report(outcome.status());
+  auto table = render_table3_mini(*outcome->db, *plan, format);
+  if (!table.ok()) return report(table.status());
+  std::printf("%s", table->c_str());
+  return exit_code(outcome->summary);
+}
 }  // namespace
 
 int cmd_reproduce(const std::vector<std::string>& args) {
@@ -47,13 +83,18 @@ int cmd_reproduce(const std::vector<std::string>& args) {
       "attention on induction head and associative recall). The runs are stored as the sweep 'table2' "
       "('table2-quick'\n"
       "with --quick), so `hippo results table --sweep table2 --best-over lr` prints them again later.\n"
-      "example: hippo reproduce table2 --quick --format md\noptions");
-  desc.add_options()("help,h", "this help")("table", po::value<std::string>(), "table2")(
+      "table3-mini (H3.md 7 at small scale: Transformer, H3, hybrid H3, S4D and GSS with one recipe on --corpus,\n"
+      "validation loss, perplexity and bits per byte beside the paper's ordering; sweep 'table3-mini').\n"
+      "example: hippo reproduce table2 --quick --format md\n"
+      "example: hippo reproduce table3-mini --device cuda      (--quick: CPU-sized)\noptions");
+  desc.add_options()("help,h", "this help")("table", po::value<std::string>(), "table2 or table3-mini")(
+      "corpus", po::value<std::string>()->default_value("../shared/data/tinyshakespeare/input.txt"),
+      "table3-mini: the text file(s) to train and validate on")(
       "quick", po::bool_switch(), "a short schedule for a first look (--schedule quick)")(
       "schedule", po::value<std::string>(),
       "paper (default: H3.md 6.4, 400/200 epochs), quick (8/4 epochs, a fiftieth of the steps), tiny (seconds, for tests; measures "
       "nothing)")("seeds", po::value<std::string>()->default_value("3"),
-                  "seeds per cell (0 .. N-1), 1 to 100")(
+                  "seeds per cell (0 .. N-1), 1 to 100 (table3-mini: default 1)")(
       "lrs", po::value<std::string>()->default_value("5e-4,1e-3,2e-3"),
       "peak learning rates tried per layer and task; the table reports the best per cell")(
       "format", po::value<std::string>()->default_value("text"), "text or md")(
@@ -72,10 +113,12 @@ int cmd_reproduce(const std::vector<std::string>& args) {
   }
   // Every input is checked before anything is trained or written.
   if (!vm.count("table"))
-    return report(absl::InvalidArgumentError("hippo reproduce: missing TABLE; accepted: table2"));
-  if (vm["table"].as<std::string>() != "table2")
-    return report(absl::InvalidArgumentError(absl::StrCat(
-        "hippo reproduce: unknown table '", vm["table"].as<std::string>(), "'; accepted: table2")));
+    return report(absl::InvalidArgumentError("hippo reproduce: missing TABLE; accepted: table2, table3-mini"));
+  const std::string table_name = vm["table"].as<std::string>();
+  if (table_name != "table2" && table_name != "table3-mini")
+    return report(absl::InvalidArgumentError(
+        absl::StrCat("hippo reproduce: unknown table '", table_name, "'; accepted: table2, table3-mini")));
+  if (table_name == "table3-mini") return reproduce_table3_mini(vm);
   Table2Options to;
   if (vm.count("schedule")) to.schedule = vm["schedule"].as<std::string>();
   if (vm["quick"].as<bool>()) {

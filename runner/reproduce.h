@@ -62,3 +62,40 @@ absl::StatusOr<std::string> render_table2(ResultsDb& db, const ReproducePlan& pl
                                           const std::string& format);
 
 }  // namespace hippo
+
+namespace hippo {
+
+// One row of the paper's Table 3 (H3.md 7: OpenWebText, 125M parameters, GPT-2 tokens), validation perplexity.
+struct PaperLmRow {
+  std::string model;      // Transformer, H3, H3 hybrid, S4D, GSS, GSS hybrid
+  double perplexity = 0;  // as printed
+};
+// The paper's Table 3; the only copy of these numbers in the code base.
+const std::vector<PaperLmRow>& table3_paper();
+
+// What `hippo reproduce table3-mini` runs: the five model kinds of H3.md 7 (Transformer, H3, hybrid H3 with
+// attention at layers 1 and 4, S4D, GSS) with one recipe and token budget on a text corpus (byte tokens).
+struct Table3MiniOptions {
+  // paper: 6 layers, d_model 384, context 256, batch 64, 5,000 steps (the nanoGPT "shakespeare_char" recipe the
+  // corpus README quotes, 1.47 nats/char for the Transformer); quick: 4 layers, d_model 128, context 128, batch 32,
+  // 800 steps (two CPU cores); tiny: seconds, for tests.
+  std::string schedule = "paper";
+  std::string corpus = "../shared/data/tinyshakespeare/input.txt";
+  int64_t seeds = 1;
+};
+
+// "paper, quick, tiny".
+std::string table3_mini_schedules();
+
+// The runs of table3-mini under `options` (sweep table3-mini, table3-mini-quick or table3-mini-tiny). Errors
+// (kInvalidArgument, naming the accepted values): an unknown schedule, seeds outside [1, 100], a corpus the lm
+// task refuses (unreadable, empty, binary, too short).
+absl::StatusOr<ReproducePlan> table3_mini_plan(const Table3MiniOptions& options);
+
+// The measured table of `plan`'s runs: per model, final validation loss (nats/token), perplexity and bits per byte
+// (mean ± 95% interval over seeds, n), parameters, the paper's perplexity for that kind; then the measured order
+// against the paper's claims (hybrid <= Transformer < H3 < S4D), each said to agree or disagree, and for the paper
+// schedule the Transformer against the corpus README's 1.47 nats/char (at most 1.50 expected). format: text or md.
+absl::StatusOr<std::string> render_table3_mini(ResultsDb& db, const ReproducePlan& plan, const std::string& format);
+
+}  // namespace hippo

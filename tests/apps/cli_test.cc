@@ -87,6 +87,25 @@ TEST(Cli, LanguageModelTrainsThenGenerates) {
   EXPECT_EQ(c.out, a.out);
 }
 
+TEST(Cli, ReproduceTable3MiniOnATinyScheduleThenResumes) {
+  TempDir d;
+  std::string text;
+  for (int i = 0; i < 100; ++i) text += "Now is the winter of our discontent made glorious summer. ";
+  testing::write_file(d.file("play.txt"), text);
+  auto r = run_hippo("reproduce table3-mini --schedule tiny --corpus play.txt -q", d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* s : {"Transformer", "H3 hybrid", "S4D", "GSS", "bits/byte", "paper ppl", "20.6", "measured order",
+                        "paper order", "H3 < S4D:", "5 runs: 5 finished"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  r = run_hippo("reproduce table3-mini --schedule tiny --corpus play.txt -q --format md", d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("0 new, 5 finished before"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("| Transformer |"), std::string::npos) << r.out;
+  r = run_hippo("reproduce table3-mini --schedule tiny --corpus missing.txt -q", d.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("text file 'missing.txt' cannot be read"), std::string::npos) << r.err;
+}
+
 TEST(Cli, SweepRunsTheGridThenSkipsWhatIsFinished) {
   TempDir d;
   testing::write_file(d.file("tiny.yaml"), kTinySweep);

@@ -86,12 +86,16 @@ void migrate(SQLite::Database& db, int from) {
     db.exec("CREATE INDEX IF NOT EXISTS runs_status ON runs(status)");
     db.exec("CREATE INDEX IF NOT EXISTS sweep_runs_run ON sweep_runs(run_id)");
   } else {
-    for (int v = from; v < kSchemaVersion; ++v) {
-      if (v == 1) db.exec("ALTER TABLE runs ADD COLUMN model_path TEXT");  // 1 -> 2: saved final models
-      if (v == 2)                                                           // 2 -> 3: the bench table
-        for (const auto& t : schema_tables())
-          if (std::string(t.name) == "bench") db.exec(create_table_sql(t));
+    // 1 -> 2 added runs.model_path, 2 -> 3 the bench table. Each step checks what is there rather than trusting
+    // the version number (a development build once numbered the bench table 2).
+    bool has_model_path = false;
+    {
+      SQLite::Statement info(db, "PRAGMA table_info(runs)");
+      while (info.executeStep()) has_model_path |= info.getColumn(1).getString() == "model_path";
     }
+    if (!has_model_path) db.exec("ALTER TABLE runs ADD COLUMN model_path TEXT");
+    for (const auto& t : schema_tables())
+      if (std::string(t.name) == "bench") db.exec(create_table_sql(t));  // CREATE TABLE IF NOT EXISTS
   }
   db.exec(absl::StrCat("PRAGMA application_id = ", kApplicationId));
   db.exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));

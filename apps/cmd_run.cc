@@ -41,7 +41,10 @@ std::string run_summary(ResultsDb& db, int64_t run_id) {
     if (m.name == "chance") chance = m.value;
   }
   std::string s = absl::StrFormat("run %d (%s × %s, seed %d): %s", run->id, run->layer, run->task, run->seed, run->status);
-  if (acc >= 0) s += absl::StrFormat(", test accuracy %.1f%% (chance %.1f%%), test loss %.4f", 100 * acc, 100 * chance, loss);
+  // Only a run that ended has final metrics (an interrupted one holds its step-0 evaluation).
+  const bool ended = run->status == "finished" || run->status == "diverged";
+  if (ended && acc >= 0)
+    s += absl::StrFormat(", test accuracy %.1f%% (chance %.1f%%), test loss %.4f", 100 * acc, 100 * chance, loss);
   if (run->steps) s += absl::StrFormat(", %d steps", *run->steps);
   if (run->wall_seconds) s += absl::StrFormat(", %.1fs", *run->wall_seconds);
   if (!run->error.empty()) s += ": " + run->error;

@@ -4,6 +4,7 @@
 #include <absl/strings/str_cat.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -202,6 +203,9 @@ absl::Status train_sentencepiece(const std::string& input, int64_t vocab_size, c
 }
 
 absl::StatusOr<std::string> read_text_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    return absl::InvalidArgumentError(absl::StrCat("text file '", path, "' is a directory; expected a UTF-8 text file"));
   std::ifstream in(path, std::ios::binary);
   if (!in.good()) return absl::InvalidArgumentError(absl::StrCat("text file '", path, "' cannot be read"));
   std::ostringstream ss;

@@ -39,6 +39,7 @@ TEST(TextFile, RejectsMissingEmptyBinaryAndInvalidUtf8) {
   testing::write_file(dir.file("latin1.txt"), "caf\xe9!");
   EXPECT_NE(read_text_file(dir.file("latin1.txt")).status().message().find("not valid UTF-8 (at byte offset 3)"),
             std::string::npos);
+  EXPECT_NE(read_text_file(dir.path()).status().message().find("is a directory"), std::string::npos);
   testing::write_file(dir.file("ok.txt"), "ça va — oui\n");
   EXPECT_TRUE(read_text_file(dir.file("ok.txt")).ok());
 }
@@ -103,9 +104,13 @@ TEST(LmTask, TinyShakespeareSplitAsItsReadmeSays) {
 
 TEST(SentencePiece, TrainsLoadsAndRoundTrips) {
   if (!sentencepiece_available()) GTEST_SKIP() << "built without SentencePiece (libsentencepiece-dev)";
-  if (!std::ifstream(kShakespeare).good()) GTEST_SKIP() << "no corpus at " << kShakespeare;
   testing::TempDir dir;
-  testing::write_file(dir.file("small.txt"), testing::read_file(kShakespeare).substr(0, 200000));
+  // English text every checkout has: the project's own documents.
+  std::string text;
+  for (const char* f : {"/README.md", "/docs/ARCHITECTURE.md", "/docs/RESULTS.md", "/docs/FLASHCONV.md"})
+    text += testing::read_file(std::string(HIPPO_SOURCE_DIR) + f);
+  ASSERT_GT(text.size(), 20000u);
+  testing::write_file(dir.file("small.txt"), text);
   ASSERT_TRUE(train_sentencepiece(dir.file("small.txt"), 400, dir.file("sp.model")).ok());
   auto tok = value_or_throw(load_sentencepiece(dir.file("sp.model")));
   EXPECT_EQ(tok->vocab_size(), 400);
@@ -114,7 +119,7 @@ TEST(SentencePiece, TrainsLoadsAndRoundTrips) {
   auto task = value_or_throw(
       LmTask::create(lm_options(dir.file("small.txt"), {{"tokenizer", dir.file("sp.model")}, {"seq_len", 32}})));
   EXPECT_EQ(task->vocab_size(), 400);
-  EXPECT_GT(task->test_bytes_per_token(), 1.5) << "BPE pieces should span several bytes";
+  EXPECT_GT(task->test_bytes_per_token(), 1.2) << "BPE pieces should span more than one byte on average";
   EXPECT_EQ(load_sentencepiece(dir.file("small.txt")).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(train_sentencepiece(dir.file("small.txt"), 10, dir.file("x.model")).code(), absl::StatusCode::kInvalidArgument);
 }

@@ -28,14 +28,7 @@ class InductionHeadTask : public LastAnswerTask {
     // The earlier trigger's position in the body (the final trigger, at seq_len, is excluded).
     auto body = d.inputs.narrow(1, 0, seq_len_);
     auto p = (body == trigger_).to(torch::kInt64).argmax(1, /*keepdim=*/true);  // (N, 1)
-    std::vector<std::pair<std::string, torch::Tensor>> out;
-    const int64_t span = seq_len_ - 2;  // p in 0..seq_len-3
-    for (int64_t q = 0; q < 4; ++q) {
-      const int64_t lo = q * span / 4, hi = (q + 1) * span / 4;
-      if (hi <= lo) continue;
-      out.emplace_back(absl::StrCat("accuracy_trigger_", lo, "_", hi - 1), d.eval_mask & (p >= lo) & (p < hi));
-    }
-    return out;
+    return quarter_slices("accuracy_trigger", d.eval_mask, p, seq_len_ - 2);  // p in 0..seq_len-3
   }
 
  private:

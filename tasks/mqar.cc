@@ -68,14 +68,8 @@ class Mqar : public Task {
 
   std::vector<std::pair<std::string, torch::Tensor>> eval_slices(const TaskData& d) const override {
     // Accuracy by where the query sits: quarters of the sequence.
-    std::vector<std::pair<std::string, torch::Tensor>> out;
-    const int64_t L = o_.seq_len;
-    auto pos = torch::arange(L, torch::kInt64).unsqueeze(0);
-    for (int64_t q = 0; q < 4; ++q) {
-      const int64_t lo = q * L / 4, hi = (q + 1) * L / 4;
-      out.emplace_back(absl::StrCat("accuracy_pos_", lo, "_", hi - 1), d.eval_mask & (pos >= lo) & (pos < hi));
-    }
-    return out;
+    return quarter_slices("accuracy_pos", d.eval_mask, torch::arange(o_.seq_len, torch::kInt64).unsqueeze(0),
+                          o_.seq_len);
   }
 
  private:

@@ -63,4 +63,16 @@ TaskData last_answer_data(const std::vector<Sequence>& seqs) {
   return d;
 }
 
+std::vector<std::pair<std::string, torch::Tensor>> quarter_slices(const std::string& prefix,
+                                                                  const torch::Tensor& eval_mask,
+                                                                  const torch::Tensor& where, int64_t span) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (int64_t q = 0; q < 4; ++q) {
+    const int64_t lo = q * span / 4, hi = (q + 1) * span / 4;
+    if (hi <= lo) continue;
+    out.emplace_back(absl::StrCat(prefix, "_", lo, "_", hi - 1), eval_mask & (where >= lo) & (where < hi));
+  }
+  return out;
+}
+
 }  // namespace hippo

@@ -60,6 +60,13 @@ class LastAnswerTask : public Task {
   std::function<Sequence(Rng&)> draw_;
 };
 
+// Eval slices by quarter: for q = 0..3 the slice "<prefix>_<lo>_<hi-1>" keeps the answers of eval_mask (N, L) whose
+// `where` (int64, broadcastable to (N, L): a per-example position (N, 1) or the position of each column (1, L))
+// lies in [lo, hi) = [q * span / 4, (q + 1) * span / 4). Empty quarters (span < 4) are left out.
+std::vector<std::pair<std::string, torch::Tensor>> quarter_slices(const std::string& prefix,
+                                                                  const torch::Tensor& eval_mask,
+                                                                  const torch::Tensor& where, int64_t span);
+
 // Sequences of equal length T -> TaskData with inputs s[:-1], targets s[1:], loss over every position and
 // accuracy on the last position only (the answer). H3.md 6.1.
 TaskData last_answer_data(const std::vector<Sequence>& seqs);

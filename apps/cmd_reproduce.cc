@@ -4,6 +4,7 @@
 #include <absl/strings/str_split.h>
 
 #include <cstdio>
+#include <functional>
 #include <iostream>
 
 #include "apps/cli.h"
@@ -36,41 +37,62 @@ absl::StatusOr<std::vector<double>> parse_lrs(const std::string& text) {
     return absl::InvalidArgumentError("--lrs: give at least one learning rate, e.g. 5e-4,1e-3,2e-3");
   return out;
 }
+// --schedule, with --quick as its shorthand. Errors (kInvalidArgument) when the two contradict.
+absl::StatusOr<std::string> schedule_option(const po::variables_map& vm, const std::string& fallback) {
+  std::string schedule = vm.count("schedule") ? vm["schedule"].as<std::string>() : fallback;
+  if (vm["quick"].as<bool>()) {
+    if (vm.count("schedule") && schedule != "quick")
+      return absl::InvalidArgumentError(absl::StrCat("--quick contradicts --schedule ", schedule));
+    schedule = "quick";
+  }
+  return schedule;
+}
+
+absl::StatusOr<std::string> format_option(const po::variables_map& vm) {
+  const std::string format = vm["format"].as<std::string>();
+  if (format != "text" && format != "md")
+    return absl::InvalidArgumentError(absl::StrCat("--format '", format, "': accepted: text, md"));
+  return format;
+}
+
+// Prints the plan (--dry-run), or executes its runs through the sweep executor and prints `render`'s table.
+int run_plan(const po::variables_map& vm, const std::string& table, const ReproducePlan& plan,
+             const std::function<absl::StatusOr<std::string>(ResultsDb&)>& render) {
+  if (vm["dry-run"].as<bool>()) {
+    std::printf("reproduce %s: sweep '%s', %zu runs\n%s\n", table.c_str(), plan.sweep_name.c_str(), plan.runs.size(),
+                plan.schedule_text.c_str());
+    for (const auto& r : plan.runs)
+      std::printf("  %s  %-28s %-20s lr %-7g seed %lld  %s\n", r.hash.c_str(), r.layer_label.c_str(), r.task.c_str(),
+                  r.config["train"]["lr"].get<double>(), static_cast<long long>(r.seed), r.config.dump().c_str());
+    return kExitOk;
+  }
+  auto outcome = execute_sweep(vm, plan.sweep_name, plan.source, plan.runs);
+  if (!outcome.ok()) return report(outcome.status());
+  auto text = render(*outcome->db);
+  if (!text.ok()) return report(text.status());
+  std::printf("%s", text->c_str());
+  return exit_code(outcome->summary);
+}
+
 // `hippo reproduce table3-mini`: the options already parsed by cmd_reproduce.
 int reproduce_table3_mini(const po::variables_map& vm) {
   if (!vm["lrs"].defaulted())
     return report(absl::InvalidArgumentError("--lrs applies to table2 only (table3-mini uses one recipe)"));
   Table3MiniOptions o;
   o.corpus = vm["corpus"].as<std::string>();
-  if (vm.count("schedule")) o.schedule = vm["schedule"].as<std::string>();
-  if (vm["quick"].as<bool>()) {
-    if (vm.count("schedule") && o.schedule != "quick")
-      return report(absl::InvalidArgumentError(absl::StrCat("--quick contradicts --schedule ", o.schedule)));
-    o.schedule = "quick";
-  }
+  auto schedule = schedule_option(vm, o.schedule);
+  if (!schedule.ok()) return report(schedule.status());
+  o.schedule = *schedule;
   if (!vm["seeds"].defaulted()) {
     auto seeds = parse_seeds(vm["seeds"].as<std::string>());
     if (!seeds.ok()) return report(seeds.status());
     o.seeds = *seeds;
   }
-  const std::string format = vm["format"].as<std::string>();
-  if (format != "text" && format != "md")
-    return report(absl::InvalidArgumentError(absl::StrCat("--format '", format, "': accepted: text, md")));
+  auto format = format_option(vm);
+  if (!format.ok()) return report(format.status());
   auto plan = table3_mini_plan(o);
   if (!plan.ok()) return report(plan.status());
-  if (vm["dry-run"].as<bool>()) {
-    std::printf("reproduce table3-mini: sweep '%s', %zu runs\n%s\n", plan->sweep_name.c_str(), plan->runs.size(),
-                plan->schedule_text.c_str());
-    for (const auto& r : plan->runs)
-      std::printf("  %s  %-28s seed %lld\n", r.hash.c_str(), r.layer_label.c_str(), static_cast<long long>(r.seed));
-    return kExitOk;
-  }
-  auto outcome = execute_sweep(vm, plan->sweep_name, plan->source, plan->runs);
-  if (!outcome.ok()) return report(outcome.status());
-  auto table = render_table3_mini(*outcome->db, *plan, format);
-  if (!table.ok()) return report(table.status());
-  std::printf("%s", table->c_str());
-  return exit_code(outcome->summary);
+  return run_plan(vm, "table3-mini", *plan, [&](ResultsDb& db) { return render_table3_mini(db, *plan, *format); });
 }
 }  // namespace
 
@@ -120,39 +142,20 @@ int cmd_reproduce(const std::vector<std::string>& args) {
         absl::StrCat("hippo reproduce: unknown table '", table_name, "'; accepted: table2, table3-mini")));
   if (table_name == "table3-mini") return reproduce_table3_mini(vm);
   Table2Options to;
-  if (vm.count("schedule")) to.schedule = vm["schedule"].as<std::string>();
-  if (vm["quick"].as<bool>()) {
-    if (vm.count("schedule") && to.schedule != "quick")
-      return report(absl::InvalidArgumentError(absl::StrCat("--quick contradicts --schedule ", to.schedule)));
-    to.schedule = "quick";
-  }
+  auto schedule = schedule_option(vm, to.schedule);
+  if (!schedule.ok()) return report(schedule.status());
+  to.schedule = *schedule;
   auto seeds = parse_seeds(vm["seeds"].as<std::string>());
   if (!seeds.ok()) return report(seeds.status());
   to.seeds = *seeds;
   auto lrs = parse_lrs(vm["lrs"].as<std::string>());
   if (!lrs.ok()) return report(lrs.status());
   to.lrs = *lrs;
-  const std::string format = vm["format"].as<std::string>();
-  if (format != "text" && format != "md")
-    return report(absl::InvalidArgumentError(absl::StrCat("--format '", format, "': accepted: text, md")));
+  auto format = format_option(vm);
+  if (!format.ok()) return report(format.status());
   auto plan = table2_plan(to);
   if (!plan.ok()) return report(plan.status());
-
-  if (vm["dry-run"].as<bool>()) {
-    std::printf("reproduce table2: sweep '%s', %zu runs\n%s\n", plan->sweep_name.c_str(), plan->runs.size(),
-                plan->schedule_text.c_str());
-    for (const auto& r : plan->runs)
-      std::printf("  %s  %-10s %-20s lr %-7g seed %lld  %s\n", r.hash.c_str(), r.layer_label.c_str(),
-                  r.task.c_str(), r.config["train"]["lr"].get<double>(), static_cast<long long>(r.seed),
-                  r.config.dump().c_str());
-    return kExitOk;
-  }
-  auto outcome = execute_sweep(vm, plan->sweep_name, plan->source, plan->runs);
-  if (!outcome.ok()) return report(outcome.status());
-  auto table = render_table2(*outcome->db, *plan, format);
-  if (!table.ok()) return report(table.status());
-  std::printf("%s", table->c_str());
-  return exit_code(outcome->summary);
+  return run_plan(vm, "table2", *plan, [&](ResultsDb& db) { return render_table2(db, *plan, *format); });
 }
 
 }  // namespace hippo::cli

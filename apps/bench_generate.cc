@@ -18,18 +18,6 @@
 namespace hippo::cli {
 
 namespace {
-absl::StatusOr<std::vector<int64_t>> positive_list(const std::string& text, const std::string& flag) {
-  std::vector<int64_t> out;
-  for (absl::string_view p : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    int64_t v;
-    if (!absl::SimpleAtoi(p, &v) || v < 1)
-      return absl::InvalidArgumentError(absl::StrCat(flag, " '", text, "': expected comma-separated integers >= 1"));
-    out.push_back(v);
-  }
-  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, ": empty list"));
-  return out;
-}
-
 // The schedules compared: every layer attention, or H3 with attention at layers 1 and n/2 + 1 (two attention
 // layers, as the paper's hybrids; H3.md 7).
 std::vector<std::string> schedule(const std::string& model, int64_t n_layer) {
@@ -67,9 +55,9 @@ int bench_generate(const std::vector<std::string>& args) {
     return kExitOk;
   }
   if (auto st = apply_run_options(vm); !st.ok()) return report(st);
-  auto batches = positive_list(vm["batch"].as<std::string>(), "--batch");
+  auto batches = int_list(vm["batch"].as<std::string>(), "--batch", 1);
   if (!batches.ok()) return report(batches.status());
-  auto prompts = positive_list(vm["prompt-len"].as<std::string>(), "--prompt-len");
+  auto prompts = int_list(vm["prompt-len"].as<std::string>(), "--prompt-len", 1);
   if (!prompts.ok()) return report(prompts.status());
   const int64_t D = vm["d-model"].as<int64_t>(), n_layer = vm["n-layer"].as<int64_t>(),
                 heads = vm["n-heads"].as<int64_t>(), new_tokens = vm["new-tokens"].as<int64_t>(),

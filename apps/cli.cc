@@ -1,7 +1,9 @@
 // Error reporting and option parsing shared by the subcommands.
 #include "apps/cli.h"
 
+#include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
+#include <absl/strings/str_split.h>
 
 #include <cstdio>
 
@@ -33,6 +35,20 @@ absl::Status parse(const std::vector<std::string>& args, const po::options_descr
     return absl::InvalidArgumentError(absl::StrCat("hippo ", command, ": ", e.what(), " (see hippo ", command, " --help)"));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int64_t>> int_list(const std::string& text, const std::string& flag,
+                                              std::optional<int64_t> min) {
+  std::vector<int64_t> out;
+  for (absl::string_view p : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    int64_t v;
+    if (!absl::SimpleAtoi(p, &v) || (min && v < *min))
+      return absl::InvalidArgumentError(absl::StrCat(flag, " '", text, "': expected comma-separated integers",
+                                                     min ? absl::StrCat(" >= ", *min) : ""));
+    out.push_back(v);
+  }
+  if (min && out.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, ": empty list"));
+  return out;
 }
 
 void add_db_option(po::options_description& d) {

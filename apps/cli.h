@@ -3,6 +3,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,11 @@ int report(const absl::Status& status);
 // malformed values become kInvalidArgument naming the option and the command.
 absl::Status parse(const std::vector<std::string>& args, const po::options_description& desc,
                    const po::positional_options_description& pos, po::variables_map& vm, const std::string& command);
+
+// Comma-separated integers of a flag (e.g. --gpus 0,1); with `min`, each must be >= min and the list non-empty.
+// Errors (kInvalidArgument) name the flag and the text.
+absl::StatusOr<std::vector<int64_t>> int_list(const std::string& text, const std::string& flag,
+                                              std::optional<int64_t> min = std::nullopt);
 
 // Common options: --db, --quiet, --threads, --device (each added only where asked).
 void add_db_option(po::options_description& d);

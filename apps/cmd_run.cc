@@ -51,17 +51,6 @@ std::string run_summary(ResultsDb& db, int64_t run_id) {
   return s;
 }
 
-absl::StatusOr<std::vector<int64_t>> int_list(const std::string& text, const std::string& flag) {
-  std::vector<int64_t> out;
-  for (absl::string_view p : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    int64_t v;
-    if (!absl::SimpleAtoi(p, &v))
-      return absl::InvalidArgumentError(absl::StrCat(flag, " '", text, "': expected comma-separated integers"));
-    out.push_back(v);
-  }
-  return out;
-}
-
 // The path of this hippo binary (to start workers and to write into Slurm scripts).
 absl::StatusOr<std::string> self_exe() {
   char exe[4096];

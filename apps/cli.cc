@@ -4,6 +4,7 @@
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
+#include <absl/strings/strip.h>
 
 #include <cstdio>
 
@@ -13,7 +14,10 @@
 namespace hippo::cli {
 
 int report(const absl::Status& s) {
-  std::fprintf(stderr, "hippo: error: %s\n", std::string(s.message()).c_str());
+  // Messages may name their command ("hippo generate: ..."); print that as "hippo: error: generate: ...".
+  absl::string_view m = s.message();
+  absl::ConsumePrefix(&m, "hippo ");
+  std::fprintf(stderr, "hippo: error: %s\n", std::string(m).c_str());
   switch (s.code()) {
     case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kNotFound:

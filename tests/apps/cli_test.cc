@@ -317,6 +317,7 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
       {"reproduce table2 --lrs 5e-4,abc --db keep.db", "expected comma-separated learning rates in (0, 1]"},
       {"reproduce table2 --format html --db keep.db", "accepted: text, md"},
       {"reproduce table2 --schedule tiny --workers -1 --db keep.db", "--workers must be >= 0"},
+      {"generate --db keep.db --prompt hi", "generate: give exactly one of --run RUN_ID and --checkpoint PATH"},
       {"train --layer attention --task associative_recall --set attention.pos_emb=true "
        "--set associative_recall.eval_seq_lens=[10,40] --db keep.db",
        "cannot be evaluated at eval_seq_lens entry 40"},
@@ -332,6 +333,7 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
     EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.err;
     EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args << "\nstderr: " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c.args << "\nstderr: " << r.err;
+    EXPECT_EQ(r.err.find("error: hippo"), std::string::npos) << c.args << ": doubled prefix\nstderr: " << r.err;
     EXPECT_EQ(snapshot(d.file("keep.db")), before) << c.args << " modified the database";
   }
   EXPECT_EQ(snapshot(d.file("notdb.db")), notdb);

@@ -124,7 +124,9 @@ absl::StatusOr<ExecSummary> execute_queue(ResultsDb& db, std::optional<int64_t> 
     ck.save_every_model = o.save_models;
     std::string model_path;
     try {
-      TrainResult r = train_run(spec, o.device, cb, ck);
+      TrainExecution exec;
+      exec.cuda_graph = o.cuda_graph;
+      TrainResult r = train_run(spec, o.device, cb, ck, exec);
       resumed_from = r.resumed_from;
       status = r.status;
       steps = r.steps;

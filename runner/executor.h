@@ -20,6 +20,7 @@ struct ExecOptions {
   std::string checkpoint_dir;           // where run-<id>.pt lives (default: "<db path>.checkpoints")
   bool keep_checkpoints = false;        // keep a run's checkpoint after it ends
   bool save_models = false;             // save every run's final model (text tasks always save theirs)
+  bool cuda_graph = false;              // replay each training step from a CUDA graph (TrainExecution)
 };
 
 struct ExecSummary {

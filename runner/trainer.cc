@@ -13,6 +13,8 @@
 
 #include "core/device.h"
 #include "layers/model.h"
+#include "runner/adamw.h"
+#include "runner/graph_step.h"
 #include "runner/model_io.h"
 #include "tasks/task.h"
 
@@ -74,6 +76,9 @@ EvalResult evaluate(LanguageModel& model, const TaskData& data, int64_t max_exam
 }  // namespace
 
 namespace {
+// Steps whose losses --cuda-graph keeps on the device between two reads.
+constexpr int64_t kLossWindow = 50;
+
 // The order of epoch `epoch`'s examples: a permutation drawn from its own generator, so that a resumed run
 // needs no generator state to continue the data order.
 torch::Tensor epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
@@ -81,7 +86,7 @@ torch::Tensor epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
   return torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kInt64));
 }
 
-void save_checkpoint(const std::string& path, LanguageModel& model, torch::optim::AdamW& opt, int64_t step) {
+void save_checkpoint(const std::string& path, LanguageModel& model, DeviceAdamW& opt, int64_t step) {
   torch::serialize::OutputArchive archive;
   torch::serialize::OutputArchive model_archive, opt_archive;
   model->save(model_archive);
@@ -95,14 +100,17 @@ void save_checkpoint(const std::string& path, LanguageModel& model, torch::optim
   TORCH_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot move checkpoint into place at ", path);
 }
 
-int64_t load_checkpoint(const std::string& path, LanguageModel& model, torch::optim::AdamW& opt,
-                        const torch::Device& dev) {
+int64_t load_checkpoint(const std::string& path, LanguageModel& model, DeviceAdamW& opt, const torch::Device& dev) {
   torch::serialize::InputArchive archive, model_archive, opt_archive;
   archive.load_from(path, dev);
   archive.read("model", model_archive);
   archive.read("optimizer", opt_archive);
   model->load(model_archive);
-  opt.load(opt_archive);
+  try {
+    opt.load(opt_archive);
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "checkpoint ", path, ": ", e.what_without_backtrace());
+  }
   torch::Tensor step, rng;
   archive.read("step", step);
   archive.read("rng", rng);
@@ -110,13 +118,44 @@ int64_t load_checkpoint(const std::string& path, LanguageModel& model, torch::op
   gen.set_state(rng.to(torch::kCPU));
   return step.item<int64_t>();
 }
+
+// The optimiser of H3.md 6.4 with the SSM rule of H3.md 2.1: decayed matrices and undecayed vectors at `lr`, SSM
+// parameters at min(ssm_lr, lr) without decay. `peaks` receives each group's peak learning rate.
+DeviceAdamW make_optimizer(LanguageModel& model, const Options& train, std::vector<double>& peaks) {
+  const double lr = train.get_float("lr"), wd = train.get_float("weight_decay");
+  auto groups = model->param_groups();
+  const double ssm_peak = std::min(groups.ssm_lr, lr);
+  std::vector<AdamWGroup> pg;
+  auto add_group = [&](std::vector<torch::Tensor>& ps, double peak, double decay) {
+    if (ps.empty()) return;
+    pg.push_back({ps, peak, decay});
+    peaks.push_back(peak);
+  };
+  add_group(groups.decay, lr, wd);
+  add_group(groups.no_decay, lr, 0.0);
+  add_group(groups.ssm, ssm_peak, 0.0);
+  return DeviceAdamW(std::move(pg), train.get_float("beta1"), train.get_float("beta2"));
+}
+
+// Masked mean cross-entropy of a batch (nats per loss-mask position); no host synchronisation.
+torch::Tensor masked_loss(LanguageModel& model, int64_t V, const torch::Tensor& x, const torch::Tensor& y,
+                          const torch::Tensor& m) {
+  auto logits = model->forward(x);
+  auto ce = torch::nn::functional::cross_entropy(
+      logits.reshape({-1, V}), y.reshape({-1}),
+      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  return (ce * m.reshape({-1})).sum() / m.sum().clamp_min(1);
+}
 }  // namespace
 
 TrainResult train_run(const RunSpec& spec, const std::string& device_text, const TrainCallbacks& cb,
-                      const CheckpointOptions& ck) {
+                      const CheckpointOptions& ck, const TrainExecution& exec) {
   const Json& c = spec.config;
   const Options train(c["train"]);
   const torch::Device dev = value_or_throw(parse_device(device_text));
+  if (exec.cuda_graph && !dev.is_cuda())
+    throw StatusError(absl::InvalidArgumentError(absl::StrCat(
+        "--cuda-graph needs a CUDA device, got '", device_text, "'; use --device cuda (or drop --cuda-graph)")));
   seed_everything(static_cast<uint64_t>(spec.seed));
   // Once a model is confident, softmax tails and Adam's second moments fall into float32's denormal range,
   // where x86 arithmetic is ~100x slower (seen here: 8 ms steps became 70 ms). Flush them to zero.
@@ -132,22 +171,9 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
   if (cb.on_start) cb.on_start(model->param_count(), model->state_size(task->input_len()));
 
   // Optimiser: three groups (H3.md 2.1 for the SSM rule).
-  const double lr = train.get_float("lr"), wd = train.get_float("weight_decay");
-  auto groups = model->param_groups();
-  const double ssm_peak = std::min(groups.ssm_lr, lr);
-  const auto betas = std::make_tuple(train.get_float("beta1"), train.get_float("beta2"));
-  std::vector<torch::optim::OptimizerParamGroup> pg;
+  const double lr = train.get_float("lr");
   std::vector<double> peaks;
-  auto add_group = [&](std::vector<torch::Tensor>& ps, double peak, double decay) {
-    if (ps.empty()) return;
-    pg.emplace_back(ps, std::make_unique<torch::optim::AdamWOptions>(
-                            torch::optim::AdamWOptions(peak).betas(betas).weight_decay(decay)));
-    peaks.push_back(peak);
-  };
-  add_group(groups.decay, lr, wd);
-  add_group(groups.no_decay, lr, 0.0);
-  add_group(groups.ssm, ssm_peak, 0.0);
-  torch::optim::AdamW opt(pg, torch::optim::AdamWOptions(lr));
+  DeviceAdamW opt = make_optimizer(model, train, peaks);
 
   const int64_t N = data.train.size();
   const int64_t batch = train.get_int("batch_size");
@@ -240,6 +266,32 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
   } else {
     do_eval(0);
   }
+  // The step: eager (the loss is read every step), or with --cuda-graph replayed from a CUDA graph, its losses kept
+  // on the device and read back every kLossWindow steps and before evaluations, checkpoints and the end.
+  const auto params = model->parameters();
+  const BatchLoss batch_loss = [&](const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& m) {
+    return masked_loss(model, V, x, y, m);
+  };
+  std::unique_ptr<GraphTrainStep> graph;
+  std::unique_ptr<LossWindow> losses;
+  if (exec.cuda_graph) {
+    graph = std::make_unique<GraphTrainStep>(batch_loss, opt, params, clip, batch);
+    losses = std::make_unique<LossWindow>(kLossWindow, dev);
+  }
+  auto diverged = [&](int64_t at) {
+    result.status = "diverged";
+    result.diverged_step = at;
+    result.steps = at;
+    return result;
+  };
+  // Reports the window's losses (running loss, on_step); returns the first step whose loss is NaN/Inf.
+  auto flush_losses = [&]() {
+    return losses->flush([&](int64_t s, double lv) {
+      loss_acc += lv;
+      ++loss_count;
+      if (cb.on_step) cb.on_step(s + 1, total, lv);
+    });
+  };
   for (int64_t epoch = step / steps_per_epoch; step < total; ++epoch) {
     if (epoch > 0)
       if (auto fresh = task->train_epoch(static_cast<uint64_t>(spec.seed), epoch)) {  // e.g. new lm windows
@@ -252,32 +304,33 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
     auto perm = epoch_order(N, static_cast<uint64_t>(spec.seed), epoch).to(dev);
     for (int64_t i = (step % steps_per_epoch) * batch; i < N && step < total; i += batch) {
       const double f = lr_factor(step, total, warm, start_ratio, min_ratio);
-      for (size_t g = 0; g < opt.param_groups().size(); ++g)
-        static_cast<torch::optim::AdamWOptions&>(opt.param_groups()[g].options()).lr(peaks[g] * f);
+      for (size_t g = 0; g < peaks.size(); ++g) opt.set_lr(g, peaks[g] * f);
       auto idx = perm.narrow(0, i, std::min(batch, N - i));
       auto x = train_x.index_select(0, idx), y = train_y.index_select(0, idx), m = train_m.index_select(0, idx);
-      auto logits = model->forward(x);
-      auto ce = torch::nn::functional::cross_entropy(
-          logits.reshape({-1, V}), y.reshape({-1}),
-          torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-      auto loss = (ce * m.reshape({-1})).sum() / m.sum().clamp_min(1);
-      const double lv = loss.item<double>();
-      if (!std::isfinite(lv)) {
-        result.status = "diverged";
-        result.diverged_step = step;
-        result.steps = step;
-        return result;
+      double lv = 0;
+      if (graph) {
+        losses->add(step, graph->step(x, y, m));
+      } else {
+        auto loss = batch_loss(x, y, m);
+        lv = loss.item<double>();
+        if (!std::isfinite(lv)) return diverged(step);
+        opt.zero_grad();
+        loss.backward();
+        if (clip > 0) clip_grad_norm_device(params, clip);
+        opt.step();
       }
-      opt.zero_grad();
-      loss.backward();
-      if (clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), clip);
-      opt.step();
       ++step;
-      loss_acc += lv;
-      ++loss_count;
-      if (cb.on_step) cb.on_step(step, total, lv);
-      if (step % eval_every == 0 && step < total) do_eval(step);
-      if (checkpoints && step % ck.every == 0 && step < total) save_checkpoint(ck.path, model, opt, step);
+      const bool eval_now = step % eval_every == 0 && step < total;
+      const bool save_now = checkpoints && step % ck.every == 0 && step < total;
+      if (!graph) {
+        loss_acc += lv;
+        ++loss_count;
+        if (cb.on_step) cb.on_step(step, total, lv);
+      } else if (losses->full() || eval_now || save_now || step == total) {
+        if (auto bad = flush_losses()) return diverged(*bad);
+      }
+      if (eval_now) do_eval(step);
+      if (save_now) save_checkpoint(ck.path, model, opt, step);
     }
   }
   do_eval(step);

@@ -1,4 +1,4 @@
-// Trains one run: builds the task data and the model from a resolved RunSpec, runs AdamW with the SSM
+// Trains one run: builds the task data and the model from a resolved RunSpec, runs AdamW (DeviceAdamW) with the SSM
 // parameter rule and a warmup + cosine schedule, evaluates during and after training, and reports metrics
 // through callbacks. No LibTorch in this header.
 #pragma once
@@ -31,6 +31,16 @@ struct CheckpointOptions {
   bool save_every_model = false;
 };
 
+// How a run executes, not what it computes: not part of the run config or its hash (results equal the default
+// execution's within float32 rounding).
+struct TrainExecution {
+  // Capture the training step in a CUDA graph and replay it (runner/graph_step.h; the runner's --cuda-graph).
+  // Needs a CUDA device and a build with CUDA graphs. Losses are read back every 50 steps and before each
+  // evaluation, checkpoint and the end, so on_step is called in blocks; "diverged" still names the first step
+  // whose loss is NaN/Inf.
+  bool cuda_graph = false;
+};
+
 struct TrainResult {
   std::string status;  // "finished" or "diverged"
   int64_t steps = 0;
@@ -45,7 +55,9 @@ struct TrainResult {
 // steps: linear from warmup_start_lr to lr over W, then cosine to min_lr_ratio*lr (H3.md 6.4); SSM
 // parameters use min(ssm_lr, lr) on the same schedule and no weight decay (H3.md 2.1).
 // A NaN or infinite training loss ends training with status "diverged" (not an exception).
-// Throws StatusError for bad input that slipped past resolve_run, c10::Error for tensor failures.
+// Throws StatusError for bad input that slipped past resolve_run (and for exec.cuda_graph on a non-CUDA device),
+// c10::Error for tensor failures and for a checkpoint this version cannot read (one written with
+// torch::optim::AdamW's state by an older hippo: the message names the file; delete it to restart the run).
 //
 // Checkpoints (when `checkpoint.path` and `checkpoint.every` are set): every `every` steps the model, the
 // optimiser state, the step and the dropout RNG state are written to a temporary file that is then renamed
@@ -53,7 +65,7 @@ struct TrainResult {
 // and continues exactly as the uninterrupted run would (the data order of each epoch is drawn from a generator
 // seeded by (seed, epoch)). TrainResult.resumed_from is the step resumed at.
 TrainResult train_run(const RunSpec& spec, const std::string& device, const TrainCallbacks& callbacks,
-                      const CheckpointOptions& checkpoint = {});
+                      const CheckpointOptions& checkpoint = {}, const TrainExecution& exec = {});
 
 // Learning-rate multiplier in (0, 1] at step `step` of `total` (shared by every parameter group; the warmup
 // start is given as a fraction of the peak). Exposed for tests.

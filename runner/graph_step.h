@@ -1,0 +1,87 @@
+// The training step captured in a CUDA graph and replayed (the runner's --cuda-graph): static input buffers,
+// eager warm-up steps on a side stream, then forward + masked cross-entropy + backward + clipping +
+// DeviceAdamW captured once and replayed per batch; and LossWindow, which keeps the per-step losses on the
+// device and reads them back in blocks so that a step issues no host synchronisation. The CUDA parts compile
+// only with HIPPO_WITH_CUDA and <ATen/cuda/CUDAGraph.h> (LibTorch 2.x with CUDA); a CPU build has the eager
+// step and LossWindow, and GraphTrainStep refuses to be built.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "runner/adamw.h"
+
+namespace hippo {
+
+// The training loss of one batch: x (B, L) int64 tokens, y (B, L) int64 targets, m (B, L) float32 loss mask
+// -> a 0-dim float32 tensor (mean cross-entropy over the masked positions, nats) that requires grad. Must not
+// synchronise with the host (it is captured in a graph).
+using BatchLoss =
+    std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& m)>;
+
+// True when this binary was built with CUDA graph support (HIPPO_WITH_CUDA and LibTorch's CUDAGraph header).
+bool cuda_graphs_built();
+
+// One eager training step on the current stream, without host synchronisation: zero_grad (in place), loss,
+// backward, clipping of `params`' gradients to total L2 norm `clip` (none when clip <= 0), optimiser step.
+// Returns the loss, detached (0-dim float32 on the device). Throws what loss_fn and autograd throw.
+torch::Tensor train_step_on_device(const BatchLoss& loss_fn, DeviceAdamW& opt,
+                                   const std::vector<torch::Tensor>& params, double clip,
+                                   const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& m);
+
+// The graphed training step of one run. Batches of exactly `batch` examples go through the graph: the first
+// `warmup` of them run eagerly on a side stream (lazy initialisations such as cuBLAS workspaces and cuFFT
+// plans must happen outside the capture, on the capturing stream), the next is captured on that stream and
+// replayed, and every later one is copied into the static buffers and replayed. Batches of any other size (an
+// epoch's partial last batch) run eagerly on the current stream with the same optimiser. Learning rates are
+// read from the optimiser's device tensors at replay: set them (DeviceAdamW::set_lr) before step(). Dropout
+// works under replay (LibTorch registers its CUDA generator with the graph). Results equal
+// train_step_on_device's within float32 rounding.
+class GraphTrainStep {
+ public:
+  // params: every trained parameter, on one CUDA device; batch >= 1; warmup >= 1 (3 is PyTorch's advice).
+  // Throws c10::Error on a CPU parameter, a bad batch/warmup, or a build without CUDA graphs
+  // (cuda_graphs_built() false), naming the problem.
+  GraphTrainStep(BatchLoss loss_fn, DeviceAdamW& opt, std::vector<torch::Tensor> params, double clip,
+                 int64_t batch, int warmup = 3);
+  ~GraphTrainStep();
+  GraphTrainStep(const GraphTrainStep&) = delete;
+  GraphTrainStep& operator=(const GraphTrainStep&) = delete;
+
+  // Trains on one batch (x, y, m as BatchLoss, on the parameters' device). Returns the loss (0-dim float32 on
+  // the device); after the capture it is the graph's static output, overwritten by the next step: copy it
+  // (e.g. into a LossWindow) before the next call. Throws c10::Error when capture fails (an operation that
+  // synchronises with the host, say), with the cause.
+  torch::Tensor step(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& m);
+  // True once the graph has been captured.
+  bool captured() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Per-step training losses kept on the device in blocks of `capacity` steps; read back (one synchronisation)
+// by flush(), which reports each step in order and stops at the first non-finite loss.
+class LossWindow {
+ public:
+  // capacity >= 1 steps; buffer of float32 on `device`.
+  LossWindow(int64_t capacity, const torch::Device& device);
+  // Records the loss (0-dim, any float dtype, on the device) of optimiser step `step` (0-based); steps must
+  // be consecutive within a window. No host synchronisation.
+  void add(int64_t step, const torch::Tensor& loss);
+  int64_t size() const { return n_; }
+  bool full() const { return n_ == capacity_; }
+  // Reads the recorded losses, calls on_loss(step, loss) for each in order up to the first non-finite one,
+  // and empties the window. Returns the 0-based step of the first non-finite loss (nullopt: all finite).
+  std::optional<int64_t> flush(const std::function<void(int64_t step, double loss)>& on_loss);
+
+ private:
+  int64_t capacity_, first_ = 0, n_ = 0;
+  torch::Tensor buf_;
+};
+
+}  // namespace hippo

@@ -259,6 +259,13 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
       {"sweep tiny.yaml --db keep.db --checkpoint-every -5", "--checkpoint-every must be >= 0"},
       {"sweep tiny.yaml --db keep.db --shard 3/2", "expected I/K with 0 <= I < K"},
       {"sweep tiny.yaml --db keep.db --gpus 99", kNoSuchGpu},
+      {"sweep tiny.yaml --db keep.db --gpus 0,-1", "--gpus '0,-1': expected comma-separated integers >= 0"},
+      {"sweep tiny.yaml --db keep.db --gpus ,", "--gpus: empty list"},
+      // --cuda-graph needs a CUDA device: --device cpu is refused by every command that executes runs.
+      {"train --layer s4d --task induction_head --cuda-graph --db keep.db", "--cuda-graph needs a CUDA device"},
+      {"sweep tiny.yaml --db keep.db --cuda-graph --device cpu", "--cuda-graph needs a CUDA device"},
+      {"worker --db keep.db --cuda-graph", "--cuda-graph needs a CUDA device"},
+      {"reproduce table2 --schedule tiny --db keep.db --cuda-graph", "--cuda-graph needs a CUDA device"},
       {"sweep --db keep.db", "missing FILE"},
       {"train --layer s4d --task induction_head --set lr --db keep.db", "expected KEY=VALUE"},
       {"train --config nope.yaml --db keep.db", "cannot read config file 'nope.yaml'"},

@@ -3,6 +3,14 @@
 
 namespace hippo {
 
+namespace {
+// LayerNorm in its parameters' dtype. Under bf16 autocast v_proj gives bfloat16, which CUDA's autocast upcasts for
+// layer_norm but LibTorch 1.13's CPU autocast does not (a dtype error); the SSM's input is float32 either way.
+torch::Tensor norm_in_param_dtype(torch::nn::LayerNorm& norm, const torch::Tensor& x) {
+  return norm->forward(x.to(norm->weight.scalar_type()));
+}
+}  // namespace
+
 GSSImpl::GSSImpl(const MixerArgs& a) : RecurrentMixerImpl(a.options) {
   const int64_t D = a.d_model, E = a.options.get_int("expand") * D, S = a.options.get_int("d_ssm");
   u_proj_ = register_module("u_proj", torch::nn::Linear(D, E));
@@ -15,7 +23,7 @@ GSSImpl::GSSImpl(const MixerArgs& a) : RecurrentMixerImpl(a.options) {
 
 torch::Tensor GSSImpl::forward(const torch::Tensor& x) {
   auto u = torch::gelu(u_proj_->forward(x));
-  auto v = norm_->forward(torch::gelu(v_proj_->forward(x)));
+  auto v = norm_in_param_dtype(norm_, torch::gelu(v_proj_->forward(x)));
   v = ssm_->forward(v.transpose(1, 2)).transpose(1, 2);
   return out_proj_->forward(g_proj_->forward(v) * u);
 }
@@ -24,12 +32,12 @@ MixerState GSSImpl::initial_state(int64_t batch) const { return {ssm_->initial_s
 
 torch::Tensor GSSImpl::step(const torch::Tensor& x_t, MixerState& state) {
   auto u = torch::gelu(u_proj_->forward(x_t));
-  auto v = ssm_->step(norm_->forward(torch::gelu(v_proj_->forward(x_t))), state.at(0));
+  auto v = ssm_->step(norm_in_param_dtype(norm_, torch::gelu(v_proj_->forward(x_t))), state.at(0));
   return out_proj_->forward(g_proj_->forward(v) * u);
 }
 
 MixerState GSSImpl::state_after(const torch::Tensor& x) {
-  auto v = norm_->forward(torch::gelu(v_proj_->forward(x)));
+  auto v = norm_in_param_dtype(norm_, torch::gelu(v_proj_->forward(x)));
   return {ssm_->state_after(v.transpose(1, 2))};
 }
 

@@ -2,6 +2,7 @@
 #include "layers/h3.h"
 
 #include "kernels/fftconv.h"
+#include "layers/autocast.h"
 
 namespace hippo {
 
@@ -62,6 +63,7 @@ torch::Tensor H3Impl::mix(const torch::Tensor& x, const torch::Tensor& q, const 
                           const torch::Tensor& v) {
   torch::Tensor y;
   if (head_dim_ == 1) {
+    NoAutocastScope fp32;  // the convolution in float32 (fftconv's contract), whatever k, v and q carry
     FftConvOptions o;
     o.v = v;
     o.q = q;

@@ -61,7 +61,7 @@ class LanguageModelImpl : public torch::nn::Module {
   explicit LanguageModelImpl(const ModelConfig& config);
 
   // tokens: (B, L) int64 in [0, vocab_size), L <= max_seq_len when position embeddings are used.
-  // Returns logits (B, L, vocab_size) in float32.
+  // Returns logits (B, L, vocab_size) in float32 (bfloat16 under bf16 autocast, layers/autocast.h).
   torch::Tensor forward(const torch::Tensor& tokens);
 
   // True when every mixer in the stack can decode step by step (can_step()).

@@ -1,10 +1,13 @@
 // Diagonal SSM arithmetic. Complex products are written out on (re, im) pairs; dA^l is taken as
-// exp(l * log dA) so that the kernel for every l is one vectorised expression.
+// exp(l * log dA) so that the kernel for every l is one vectorised expression. Every public function opens a
+// NoAutocastScope: under bf16 autocast the parameters, kernels (powers of dA up to L) and states stay float32,
+// as in the paper's training; only u and y carry the caller's dtype.
 #include "layers/ssm.h"
 
 #include <cmath>
 
 #include "kernels/fftconv.h"
+#include "layers/autocast.h"
 
 namespace hippo {
 
@@ -53,6 +56,7 @@ DiagSSMImpl::DiagSSMImpl(int64_t channels, int64_t d_state, std::string discreti
 }
 
 DiagSSMImpl::Discrete DiagSSMImpl::discretize() const {
+  NoAutocastScope fp32;
   auto dt = torch::exp(log_dt_).unsqueeze(-1);                   // (H, 1)
   auto A_re = -torch::clamp_min(torch::exp(log_A_real_), 1e-4);  // Re A <= -1e-4
   auto A_im = A_imag_;
@@ -103,6 +107,7 @@ int64_t block_size(int64_t L) { return std::max<int64_t>(1, static_cast<int64_t>
 }  // namespace
 
 torch::Tensor DiagSSMImpl::kernel(int64_t L) const {
+  NoAutocastScope fp32;
   TORCH_CHECK(L >= 1, "diag SSM kernel: L must be >= 1, got ", L);
   auto d = discretize();
   auto C_re = C_.select(2, 0), C_im = C_.select(2, 1);
@@ -120,6 +125,7 @@ torch::Tensor DiagSSMImpl::kernel(int64_t L) const {
 }
 
 torch::Tensor DiagSSMImpl::forward(const torch::Tensor& u) const {
+  NoAutocastScope fp32;
   TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "diag SSM: u must be (B, H=", channels_, ", L), got ",
               u.sizes());
   return fftconv(u, kernel(u.size(2)), D_);
@@ -130,6 +136,7 @@ torch::Tensor DiagSSMImpl::initial_state(int64_t batch) const {
 }
 
 torch::Tensor DiagSSMImpl::step(const torch::Tensor& u_t, torch::Tensor& state) const {
+  NoAutocastScope fp32;
   TORCH_CHECK(u_t.dim() == 2 && u_t.size(1) == channels_, "diag SSM step: u_t must be (B, H=", channels_,
               "), got ", u_t.sizes());
   torch::Tensor dA_re, dA_im, dB_re, dB_im;
@@ -158,6 +165,7 @@ torch::Tensor DiagSSMImpl::step(const torch::Tensor& u_t, torch::Tensor& state) 
 }
 
 torch::Tensor DiagSSMImpl::state_after(const torch::Tensor& u, const torch::Tensor& state0) const {
+  NoAutocastScope fp32;
   TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "diag SSM state_after: u must be (B, H=", channels_,
               ", L), got ", u.sizes());
   const int64_t L = u.size(2), B = u.size(0), H = channels_;
@@ -201,6 +209,7 @@ ShiftSSMImpl::ShiftSSMImpl(int64_t channels, int64_t d_state) : channels_(channe
 }
 
 torch::Tensor ShiftSSMImpl::kernel() const {
+  NoAutocastScope fp32;
   std::vector<torch::Tensor> taps;
   for (int64_t j = 0; j < d_state_; ++j)
     taps.push_back((B_.narrow(1, 0, d_state_ - j) * C_.narrow(1, j, d_state_ - j)).sum(1));
@@ -208,6 +217,7 @@ torch::Tensor ShiftSSMImpl::kernel() const {
 }
 
 torch::Tensor ShiftSSMImpl::forward(const torch::Tensor& u) const {
+  NoAutocastScope fp32;
   TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "shift SSM: u must be (B, H=", channels_, ", L), got ",
               u.sizes());
   auto k = kernel();
@@ -221,6 +231,7 @@ torch::Tensor ShiftSSMImpl::initial_state(int64_t batch) const {
 }
 
 torch::Tensor ShiftSSMImpl::step(const torch::Tensor& u_t, torch::Tensor& state) const {
+  NoAutocastScope fp32;
   TORCH_CHECK(u_t.dim() == 2 && u_t.size(1) == channels_, "shift SSM step: u_t must be (B, H=", channels_,
               "), got ", u_t.sizes());
   auto u = u_t.to(C_.scalar_type());
@@ -230,6 +241,7 @@ torch::Tensor ShiftSSMImpl::step(const torch::Tensor& u_t, torch::Tensor& state)
 }
 
 torch::Tensor ShiftSSMImpl::state_after(const torch::Tensor& u, const torch::Tensor& state0) const {
+  NoAutocastScope fp32;
   TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "shift SSM state_after: u must be (B, H=", channels_,
               ", L), got ", u.sizes());
   const int64_t L = u.size(2), N = d_state_;

@@ -1,7 +1,9 @@
 // The diagonal state space model (S4D, H3.md 2.1): parameters with the S4D-Lin initialisation, bilinear or
 // zero-order-hold discretisation, its convolution kernel (a Vandermonde product), its recurrence, and the
 // state after a prompt. Shared by s4d and, later, h3 and gss. Complex numbers are kept as (real, imaginary)
-// pairs of real tensors, so every path runs in float32 or float64 on any LibTorch version.
+// pairs of real tensors, so every path runs in float32 or float64 on any LibTorch version. Under autocast
+// (layers/autocast.h) every function here still computes in the parameters' dtype: kernels, discretisation and
+// states stay float32 while u and y may be bfloat16 (H3.md 5 trains so).
 #pragma once
 
 #include <torch/torch.h>

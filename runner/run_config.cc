@@ -30,7 +30,15 @@ const OptionSchema& train_schema() {
         .add_int("eval_every", 1, "evaluate every this many epochs (and always at the end)", 1, 1000000)
         .add_float("embed_dropout", 0.1, "dropout on the embedding output (H3.md 5)", 0, 1)
         .add_float("resid_dropout", 0.0, "dropout on each residual branch", 0, 1)
-        .add_int("max_steps", 0, "stop after this many optimiser steps (0 = epochs decide)", 0, 1LL << 40);
+        .add_int("max_steps", 0, "stop after this many optimiser steps (0 = epochs decide)", 0, 1LL << 40)
+        .add_string("precision", "fp32",
+                    "fp32, or bf16: CUDA autocast to bfloat16 in the forward pass, SSM parameters, kernels and "
+                    "states in float32, losses in float32 (H3.md 5)",
+                    {"fp32", "bf16"})
+        .add_int("grad_accum", 1,
+                 "micro-batches per optimiser step (batch_size / grad_accum examples each, gradients summed to "
+                 "the full batch's); batch_size must be divisible by it",
+                 1, 1 << 20);
     return t;
   }();
   return s;
@@ -149,6 +157,10 @@ absl::StatusOr<RunSpec> resolve_run(const Json& raw_in) {
     train_given["n_layer"] = static_cast<int64_t>(schedule.size());
   }
   HIPPO_ASSIGN_OR_RETURN(Options train, resolve_options(train_schema(), train_given, "the run config"));
+  if (train.get_int("batch_size") % train.get_int("grad_accum") != 0)
+    return absl::InvalidArgumentError(absl::StrCat("batch_size ", train.get_int("batch_size"),
+                                                   " is not divisible by grad_accum ", train.get_int("grad_accum"),
+                                                   ": each micro-batch has batch_size / grad_accum examples"));
   const int64_t n_layer = train.get_int("n_layer");
   const int64_t d_model = train.get_int("d_model");
   if (raw.contains("layer")) {
@@ -205,9 +217,15 @@ absl::StatusOr<RunSpec> resolve_run(const Json& raw_in) {
     seed = raw["seed"].get<int64_t>();
   }
 
+  // Options added after the first configs were hashed are left out at their defaults, so that those configs keep
+  // their hash (the trainer resolves the train options again, filling them back in).
+  Json train_json = train.json();
+  if (train_json["precision"] == "fp32") train_json.erase("precision");
+  if (train_json["grad_accum"] == 1) train_json.erase("grad_accum");
+
   RunSpec r;
   r.config = {{"config_version", kConfigVersion}, {"layers", schedule}, {"layer_options", layer_options},
-              {"task", task}, {"task_options", task_options}, {"seed", seed}, {"train", train.json()}};
+              {"task", task}, {"task_options", task_options}, {"seed", seed}, {"train", train_json}};
   r.hash = hash_hex(r.config.dump());
   r.layer_label = layer_label(schedule);
   r.task = task;

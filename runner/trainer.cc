@@ -16,6 +16,7 @@
 #include "runner/adamw.h"
 #include "runner/graph_step.h"
 #include "runner/model_io.h"
+#include "runner/train_step.h"
 #include "tasks/task.h"
 
 namespace hippo {
@@ -37,8 +38,9 @@ struct EvalResult {
 };
 
 // Masked mean cross-entropy; predictions at the answer positions (eval_mask) and at every position.
+// `bf16`: the forward pass under bf16 autocast, as in training (train_step.h).
 EvalResult evaluate(LanguageModel& model, const TaskData& data, int64_t max_examples, const torch::Device& dev,
-                    int64_t batch, const std::vector<std::pair<std::string, torch::Tensor>>& slices = {}) {
+                    int64_t batch, bool bf16, const std::vector<std::pair<std::string, torch::Tensor>>& slices = {}) {
   torch::NoGradGuard no_grad;
   model->eval();
   const int64_t N = std::min(data.size(), max_examples);
@@ -50,10 +52,8 @@ EvalResult evaluate(LanguageModel& model, const TaskData& data, int64_t max_exam
     auto y = data.targets.narrow(0, i, b).to(dev);
     auto lm = data.loss_mask.narrow(0, i, b).to(dev);
     auto em = data.eval_mask.narrow(0, i, b).to(dev);
-    auto logits = model->forward(x);
-    auto ce = torch::nn::functional::cross_entropy(
-        logits.reshape({-1, logits.size(-1)}), y.reshape({-1}),
-        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    auto logits = forward_logits(model, x, bf16);
+    auto ce = token_cross_entropy(logits, y);
     loss_sum += (ce * lm.reshape({-1})).sum().item<double>();
     loss_n += lm.sum().item<double>();
     auto hit = logits.argmax(-1).eq(y);
@@ -137,6 +137,34 @@ DeviceAdamW make_optimizer(LanguageModel& model, const Options& train, std::vect
   return DeviceAdamW(std::move(pg), train.get_float("beta1"), train.get_float("beta2"));
 }
 
+// Training throughput between evaluations: wall time with evaluation excluded, and the tokens trained in it.
+// On CUDA the device is synchronised before the clock is read, so that queued work counts where it ran.
+class Throughput {
+ public:
+  explicit Throughput(const torch::Device& dev) : dev_(dev) {}
+  void resume() { start_ = now(); }  // training (re)starts, e.g. after an evaluation
+  void pause() { seconds_ += std::chrono::duration<double>(now() - start_).count(); }
+  void add_step(int64_t tokens) { tokens_ += tokens, ++steps_; }
+  // train/tokens_per_second and train/step_ms since the last call (none when no step was trained), then resets.
+  void take_rows(int64_t step, std::vector<MetricRow>& rows) {
+    if (steps_ > 0 && seconds_ > 0) {
+      rows.push_back({step, "train", "tokens_per_second", static_cast<double>(tokens_) / seconds_});
+      rows.push_back({step, "train", "step_ms", 1e3 * seconds_ / static_cast<double>(steps_)});
+    }
+    seconds_ = 0, tokens_ = 0, steps_ = 0;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point now() const {
+    if (dev_.is_cuda()) torch::cuda::synchronize(dev_.index());
+    return std::chrono::steady_clock::now();
+  }
+  torch::Device dev_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  double seconds_ = 0;
+  int64_t tokens_ = 0, steps_ = 0;
+};
+
 // Masked mean cross-entropy of a batch (nats per loss-mask position); no host synchronisation.
 torch::Tensor masked_loss(LanguageModel& model, int64_t V, const torch::Tensor& x, const torch::Tensor& y,
                           const torch::Tensor& m) {
@@ -151,11 +179,18 @@ torch::Tensor masked_loss(LanguageModel& model, int64_t V, const torch::Tensor& 
 TrainResult train_run(const RunSpec& spec, const std::string& device_text, const TrainCallbacks& cb,
                       const CheckpointOptions& ck, const TrainExecution& exec) {
   const Json& c = spec.config;
-  const Options train(c["train"]);
+  // Resolved again: the canonical config leaves out options at defaults added after it was first hashed.
+  const Options train = value_or_throw(resolve_options(train_schema(), c["train"], "the run config"));
   const torch::Device dev = value_or_throw(parse_device(device_text));
   if (exec.cuda_graph && !dev.is_cuda())
     throw StatusError(absl::InvalidArgumentError(absl::StrCat(
         "--cuda-graph needs a CUDA device, got '", device_text, "'; use --device cuda (or drop --cuda-graph)")));
+  const bool bf16 = use_bf16(train.get_string("precision"), dev);  // before anything is built
+  const int64_t grad_accum = train.get_int("grad_accum");
+  if (exec.cuda_graph && (bf16 || grad_accum > 1))
+    throw StatusError(absl::InvalidArgumentError(
+        "--cuda-graph captures one fp32 step of the whole batch: it does not combine with train.precision bf16 or "
+        "train.grad_accum > 1 (drop --cuda-graph, or use precision fp32 and grad_accum 1)"));
   seed_everything(static_cast<uint64_t>(spec.seed));
   // Once a model is confident, softmax tails and Adam's second moments fall into float32's denormal range,
   // where x86 arithmetic is ~100x slower (seen here: 8 ms steps became 70 ms). Flush them to zero.
@@ -198,12 +233,14 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
   TrainResult result;
   double loss_acc = 0;
   int64_t loss_count = 0;
+  Throughput throughput(dev);
 
   const auto test_slices = task->eval_slices(data.test);
   auto do_eval = [&](int64_t step) {
-    auto te_res = evaluate(model, data.test, data.test.size(), dev, eval_batch, test_slices);
+    throughput.pause();
+    auto te_res = evaluate(model, data.test, data.test.size(), dev, eval_batch, bf16, test_slices);
     // Train metrics on the same basis, over (at most) as many training examples as the test split has.
-    auto tr_res = evaluate(model, data.train, data.test.size(), dev, eval_batch);
+    auto tr_res = evaluate(model, data.train, data.test.size(), dev, eval_batch, bf16);
     std::vector<MetricRow> rows = {
         {step, "test", "loss", te_res.loss},
         {step, "test", "accuracy", te_res.accuracy},
@@ -223,9 +260,11 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
     if (loss_count > 0) rows.push_back({step, "train", "running_loss", loss_acc / static_cast<double>(loss_count)});
     loss_acc = 0;
     loss_count = 0;
+    throughput.take_rows(step, rows);
     result.test_accuracy = te_res.accuracy;
     result.test_loss = te_res.loss;
     if (cb.on_metrics) cb.on_metrics(rows);
+    throughput.resume();
   };
 
   // Length extrapolation (the task's eval_seq_lens): the final model on a fresh test split at each length.
@@ -239,7 +278,7 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
       const int64_t L = l.get<int64_t>();
       EvalResult r;
       if (L == to["seq_len"].get<int64_t>()) {
-        r = evaluate(model, data.test, data.test.size(), dev, eval_batch);
+        r = evaluate(model, data.test, data.test.size(), dev, eval_batch, bf16);
       } else {
         Json at = to;
         at.erase("eval_seq_lens");
@@ -247,7 +286,7 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
         at["num_train"] = 1;
         auto long_task = value_or_throw(TaskRegistry::global().find(spec.task, "task"))->factory(Options(at));
         TaskSplits s = value_or_throw(long_task->make(static_cast<uint64_t>(spec.seed)));
-        r = evaluate(model, s.test, s.test.size(), dev, eval_batch_for(long_task->input_len()));
+        r = evaluate(model, s.test, s.test.size(), dev, eval_batch_for(long_task->input_len()), bf16);
       }
       rows.push_back({step, "test", absl::StrCat("accuracy_len_", L), r.accuracy});
       rows.push_back({step, "test", absl::StrCat("loss_len_", L), r.loss});
@@ -266,18 +305,17 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
   } else {
     do_eval(0);
   }
-  // The step: eager (the loss is read every step), or with --cuda-graph replayed from a CUDA graph, its losses kept
-  // on the device and read back every kLossWindow steps and before evaluations, checkpoints and the end.
+  // The step: eager (train_step.h: precision, gradient accumulation), or with --cuda-graph replayed from a CUDA
+  // graph. On CUDA the losses stay on the device and are read back every kLossWindow steps and before evaluations,
+  // checkpoints and the end (a read is a host-device sync); on the CPU every step.
   const auto params = model->parameters();
   const BatchLoss batch_loss = [&](const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& m) {
     return masked_loss(model, V, x, y, m);
   };
   std::unique_ptr<GraphTrainStep> graph;
-  std::unique_ptr<LossWindow> losses;
-  if (exec.cuda_graph) {
-    graph = std::make_unique<GraphTrainStep>(batch_loss, opt, params, clip, batch);
-    losses = std::make_unique<LossWindow>(kLossWindow, dev);
-  }
+  if (exec.cuda_graph) graph = std::make_unique<GraphTrainStep>(batch_loss, opt, params, clip, batch);
+  auto losses = std::make_unique<LossWindow>(dev.is_cuda() ? kLossWindow : 1, dev);
+  throughput.resume();
   auto diverged = [&](int64_t at) {
     result.status = "diverged";
     result.diverged_step = at;
@@ -307,28 +345,20 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
       for (size_t g = 0; g < peaks.size(); ++g) opt.set_lr(g, peaks[g] * f);
       auto idx = perm.narrow(0, i, std::min(batch, N - i));
       auto x = train_x.index_select(0, idx), y = train_y.index_select(0, idx), m = train_m.index_select(0, idx);
-      double lv = 0;
       if (graph) {
         losses->add(step, graph->step(x, y, m));
       } else {
-        auto loss = batch_loss(x, y, m);
-        lv = loss.item<double>();
-        if (!std::isfinite(lv)) return diverged(step);
         opt.zero_grad();
-        loss.backward();
+        losses->add(step, accumulate_gradients(model, x, y, m, grad_accum, bf16));
         if (clip > 0) clip_grad_norm_device(params, clip);
         opt.step();
       }
       ++step;
+      throughput.add_step(x.numel());
       const bool eval_now = step % eval_every == 0 && step < total;
       const bool save_now = checkpoints && step % ck.every == 0 && step < total;
-      if (!graph) {
-        loss_acc += lv;
-        ++loss_count;
-        if (cb.on_step) cb.on_step(step, total, lv);
-      } else if (losses->full() || eval_now || save_now || step == total) {
+      if (losses->full() || step == 1 || eval_now || save_now || step == total)
         if (auto bad = flush_losses()) return diverged(*bad);
-      }
       if (eval_now) do_eval(step);
       if (save_now) save_checkpoint(ck.path, model, opt, step);
     }

@@ -18,7 +18,9 @@ struct TrainCallbacks {
   std::function<void(int64_t param_count, int64_t state_size)> on_start;
   // After each evaluation, with every metric row of that evaluation.
   std::function<void(const std::vector<MetricRow>&)> on_metrics;
-  // After each optimiser step (cheap; the runner uses it for progress and lease renewal).
+  // For each optimiser step with its loss (cheap; the runner uses it for progress and lease renewal). On the CPU
+  // right after the step; on CUDA losses are read every 50 steps (and at step 1, evaluations, checkpoints and
+  // the end), so the calls come in blocks.
   std::function<void(int64_t step, int64_t total_steps, double loss)> on_step;
 };
 
@@ -54,8 +56,14 @@ struct TrainResult {
 // Trains `spec` on `device` ("cpu", "cuda", "cuda:N", "auto"). Learning rate at step s of T with W warmup
 // steps: linear from warmup_start_lr to lr over W, then cosine to min_lr_ratio*lr (H3.md 6.4); SSM
 // parameters use min(ssm_lr, lr) on the same schedule and no weight decay (H3.md 2.1).
-// A NaN or infinite training loss ends training with status "diverged" (not an exception).
-// Throws StatusError for bad input that slipped past resolve_run (and for exec.cuda_graph on a non-CUDA device),
+// A NaN or infinite training loss ends training with status "diverged" (not an exception), naming the first bad
+// step (on CUDA found up to 50 steps later, before any evaluation or checkpoint sees the model).
+// train.precision bf16: the forward passes of training and evaluation under CUDA bf16 autocast, SSM parameters
+// and states in float32, losses in float32 (runner/train_step.h). train.grad_accum: each step sums the
+// gradients of grad_accum micro-batches into the full batch's. Every evaluation also stores the training
+// throughput since the previous one: train/tokens_per_second and train/step_ms (wall time, evaluation excluded).
+// Throws StatusError for bad input that slipped past resolve_run (kFailedPrecondition for bf16 on a device that
+// is not CUDA, before anything is built; exec.cuda_graph on a non-CUDA device or with bf16 or grad_accum > 1),
 // c10::Error for tensor failures and for a checkpoint this version cannot read (one written with
 // torch::optim::AdamW's state by an older hippo: the message names the file; delete it to restart the run).
 //

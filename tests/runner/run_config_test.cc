@@ -86,6 +86,40 @@ TEST(RunConfig, BadInputNamesTheProblem) {
   EXPECT_NE(error_of(Json::array()).find("must be a mapping"), std::string::npos);
 }
 
+TEST(RunConfig, PrecisionAndGradAccum) {
+  // At their defaults both are left out of the canonical config: configs from before the options keep their hash.
+  Json explicit_defaults = base();
+  explicit_defaults["precision"] = "fp32";
+  explicit_defaults["grad_accum"] = 1;
+  auto a = resolve_run(base());
+  EXPECT_EQ(resolve_run(explicit_defaults)->hash, a->hash);
+  EXPECT_FALSE(a->config["train"].contains("precision"));
+  EXPECT_FALSE(a->config["train"].contains("grad_accum"));
+  Json bf16 = base();
+  bf16["precision"] = "bf16";
+  auto b = resolve_run(bf16);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->config["train"]["precision"], "bf16");
+  EXPECT_NE(b->hash, a->hash);
+  Json accum = base();
+  accum["grad_accum"] = 4;
+  auto c = resolve_run(accum);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->config["train"]["grad_accum"], 4);
+  EXPECT_NE(c->hash, a->hash);
+
+  Json bad = base();
+  bad["precision"] = "fp16";
+  EXPECT_NE(error_of(bad).find("option 'precision' of the run config must be one of fp32|bf16, got"), std::string::npos)
+      << error_of(bad);
+  bad = base();
+  bad["batch_size"] = 30;
+  bad["grad_accum"] = 4;
+  EXPECT_NE(error_of(bad).find("batch_size 30 is not divisible by grad_accum 4"), std::string::npos) << error_of(bad);
+  bad["grad_accum"] = 0;
+  EXPECT_NE(error_of(bad).find("option 'grad_accum'"), std::string::npos) << error_of(bad);
+}
+
 TEST(RunConfig, EvalSeqLens) {
   // Empty (the default) is left out of the canonical config: configs from before the option keep their hash.
   Json with_empty = base();

@@ -80,6 +80,7 @@ int reproduce_table3_mini(const po::variables_map& vm) {
     return report(absl::InvalidArgumentError("--lrs applies to table2 only (table3-mini uses one recipe)"));
   Table3MiniOptions o;
   o.corpus = vm["corpus"].as<std::string>();
+  o.precision = vm["precision"].as<std::string>();
   auto schedule = schedule_option(vm, o.schedule);
   if (!schedule.ok()) return report(schedule.status());
   o.schedule = *schedule;
@@ -108,7 +109,7 @@ int cmd_reproduce(const std::vector<std::string>& args) {
       "table3-mini (H3.md 7 at small scale: Transformer, H3, hybrid H3, S4D and GSS with one recipe on --corpus,\n"
       "validation loss, perplexity and bits per byte beside the paper's ordering; sweep 'table3-mini').\n"
       "example: hippo reproduce table2 --quick --format md\n"
-      "example: hippo reproduce table3-mini --device cuda      (--quick: CPU-sized)\noptions");
+      "example: hippo reproduce table3-mini --device cuda --precision bf16      (--quick: CPU-sized)\noptions");
   desc.add_options()("help,h", "this help")("table", po::value<std::string>(), "table2 or table3-mini")(
       "corpus", po::value<std::string>()->default_value("../shared/data/tinyshakespeare/input.txt"),
       "table3-mini: the text file(s) to train and validate on")(
@@ -120,6 +121,8 @@ int cmd_reproduce(const std::vector<std::string>& args) {
       "lrs", po::value<std::string>()->default_value("5e-4,1e-3,2e-3"),
       "peak learning rates tried per layer and task; the table reports the best per cell")(
       "format", po::value<std::string>()->default_value("text"), "text or md")(
+      "precision", po::value<std::string>()->default_value("fp32"),
+      "table3-mini: fp32, or bf16 (CUDA autocast, SSM parameters and states in float32; sweep table3-mini-bf16)")(
       "dry-run", po::bool_switch(), "print the runs that would be made; write nothing");
   add_sweep_options(desc);
   add_db_option(desc);
@@ -141,6 +144,8 @@ int cmd_reproduce(const std::vector<std::string>& args) {
     return report(absl::InvalidArgumentError(
         absl::StrCat("hippo reproduce: unknown table '", table_name, "'; accepted: table2, table3-mini")));
   if (table_name == "table3-mini") return reproduce_table3_mini(vm);
+  if (!vm["precision"].defaulted())
+    return report(absl::InvalidArgumentError("--precision applies to table3-mini only"));
   Table2Options to;
   auto schedule = schedule_option(vm, to.schedule);
   if (!schedule.ok()) return report(schedule.status());

@@ -82,14 +82,16 @@ struct Table3MiniOptions {
   std::string schedule = "paper";
   std::string corpus = "../shared/data/tinyshakespeare/input.txt";
   int64_t seeds = 1;
+  // train.precision of every run: fp32, or bf16 (CUDA autocast, H3.md 5; the sweep name gains "-bf16").
+  std::string precision = "fp32";
 };
 
 // "paper, quick, tiny".
 std::string table3_mini_schedules();
 
-// The runs of table3-mini under `options` (sweep table3-mini, table3-mini-quick or table3-mini-tiny). Errors
-// (kInvalidArgument, naming the accepted values): an unknown schedule, seeds outside [1, 100], a corpus the lm
-// task refuses (unreadable, empty, binary, too short).
+// The runs of table3-mini under `options` (sweep table3-mini, table3-mini-quick or table3-mini-tiny, each with
+// "-bf16" appended for bf16). Errors (kInvalidArgument, naming the accepted values): an unknown schedule or
+// precision, seeds outside [1, 100], a corpus the lm task refuses (unreadable, empty, binary, too short).
 absl::StatusOr<ReproducePlan> table3_mini_plan(const Table3MiniOptions& options);
 
 // The measured table of `plan`'s runs: per model, final validation loss (nats/token), perplexity and bits per byte

@@ -55,17 +55,21 @@ absl::StatusOr<ReproducePlan> table3_mini_plan(const Table3MiniOptions& o) {
   HIPPO_ASSIGN_OR_RETURN(const LmSchedule s, lm_schedule_of(o.schedule));
   if (o.seeds < 1 || o.seeds > 100)
     return absl::InvalidArgumentError(absl::StrCat("--seeds must be an integer in [1, 100], got ", o.seeds));
+  if (o.precision != "fp32" && o.precision != "bf16")
+    return absl::InvalidArgumentError(
+        absl::StrCat("--precision '", o.precision, "': accepted: fp32, bf16 (bf16 needs --device cuda)"));
   ReproducePlan plan;
   plan.options.seeds = o.seeds;
   plan.options.schedule = o.schedule;
   plan.sweep_name = o.schedule == "paper" ? "table3-mini" : "table3-mini-" + o.schedule;
+  if (o.precision == "bf16") plan.sweep_name += "-bf16";
   const int64_t num_train = s.batch * 200;  // 200 steps per epoch
   const int64_t epochs = std::max<int64_t>(1, s.steps / 200);
   plan.schedule_text = absl::StrFormat(
       "schedule %s: %d layers, d_model %d, context %d, batch %d, %d steps (%d training tokens), lr %g cosine to "
-      "%g, dropout %g; corpus %s (byte tokens, last 10%% validation)",
+      "%g, dropout %g, precision %s; corpus %s (byte tokens, last 10%% validation)",
       o.schedule, s.n_layer, s.d_model, s.seq_len, s.batch, std::min(s.steps, epochs * 200),
-      std::min(s.steps, epochs * 200) * s.batch * s.seq_len, s.lr, s.lr * 0.1, s.dropout, o.corpus);
+      std::min(s.steps, epochs * 200) * s.batch * s.seq_len, s.lr, s.lr * 0.1, s.dropout, o.precision, o.corpus);
   Json fixed = {{"task", "lm"},
                 {"lm", {{"path", o.corpus}, {"seq_len", s.seq_len}, {"num_train", num_train},
                         {"max_test_windows", s.max_test_windows}}},
@@ -82,6 +86,7 @@ absl::StatusOr<ReproducePlan> table3_mini_plan(const Table3MiniOptions& o) {
                 {"resid_dropout", s.dropout},
                 {"eval_every", s.eval_every},
                 {"attention", {{"n_heads", s.n_heads}, {"pos_emb", true}, {"dropout", s.dropout}}}};
+  if (o.precision != "fp32") fixed["precision"] = o.precision;  // fp32 runs keep the configs (hashes) they had
   Json models = Json::object();
   for (const auto& [kind, schedule] : lm_models(s.n_layer)) models[kind] = schedule;
   plan.source = {{"name", plan.sweep_name},

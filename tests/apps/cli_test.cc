@@ -106,6 +106,18 @@ TEST(Cli, ReproduceTable3MiniOnATinyScheduleThenResumes) {
   EXPECT_NE(r.err.find("text file 'missing.txt' cannot be read"), std::string::npos) << r.err;
 }
 
+// bf16 needs CUDA: on the CPU the run fails at its start with the reason, and is stored as failed.
+TEST(Cli, TrainInBf16OnTheCpuFailsTheRunWithItsReason) {
+  TempDir d;
+  auto r = run_hippo("train --layer h3 --task associative_recall --set precision=bf16 --device cpu -q", d.path());
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE((r.out + r.err).find("train.precision 'bf16' needs a CUDA device, but this run is on cpu"),
+            std::string::npos)
+      << r.out << r.err;
+  r = run_hippo("results list", d.path());
+  EXPECT_NE(r.out.find("failed"), std::string::npos) << r.out;
+}
+
 TEST(Cli, SweepRunsTheGridThenSkipsWhatIsFinished) {
   TempDir d;
   testing::write_file(d.file("tiny.yaml"), kTinySweep);
@@ -325,6 +337,12 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
       {"reproduce table2 --format html --db keep.db", "accepted: text, md"},
       {"reproduce table2 --schedule tiny --workers -1 --db keep.db", "--workers must be >= 0"},
       {"generate --db keep.db --prompt hi", "generate: give exactly one of --run RUN_ID and --checkpoint PATH"},
+      {"reproduce table3-mini --precision fp16 --db keep.db", "--precision 'fp16': accepted: fp32, bf16"},
+      {"reproduce table2 --precision bf16 --db keep.db", "--precision applies to table3-mini only"},
+      {"train --layer h3 --task associative_recall --set precision=fp16 --db keep.db",
+       "option 'precision' of the run config must be one of fp32|bf16"},
+      {"train --layer h3 --task associative_recall --batch-size 30 --set grad_accum=4 --db keep.db",
+       "batch_size 30 is not divisible by grad_accum 4"},
       {"train --layer attention --task associative_recall --set attention.pos_emb=true "
        "--set associative_recall.eval_seq_lens=[10,40] --db keep.db",
        "cannot be evaluated at eval_seq_lens entry 40"},

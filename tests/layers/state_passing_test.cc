@@ -337,15 +337,19 @@ TEST(StatePassingCudaLayer, H3MatchesSinglePassAt16KAnd64K) {
     }
     const double err = rel_error(fused[0], ref[0]);
     std::printf("[state passing h3] L=%ld output err %.3e\n", static_cast<long>(L), err);
-    // Both in float32: they differ by FFT and Vandermonde rounding only (1e-5 for the output, as the fused
-    // layer tests; 1e-4 for gradients, sums over L products).
+    // Both in float32: they differ by FFT and Vandermonde rounding only. At 64K each path is about 4e-6 from
+    // float64 for the output and up to 2e-5 for SSM parameter gradients (StatePassing.Float32ErrorIs... on the
+    // CPU), so their difference stays under 3e-5 and 2e-4.
     ASSERT_TRUE(all_finite(fused[0]));
-    EXPECT_LT(err, 1e-5);
+    EXPECT_LT(err, 3e-5);
     for (size_t i = 1; i < fused.size(); ++i) {
       ASSERT_EQ(fused[i].defined(), ref[i].defined()) << names[i - 1];
       if (!fused[i].defined()) continue;
       ASSERT_TRUE(all_finite(fused[i])) << names[i - 1];
-      EXPECT_LT(rel_error(fused[i], ref[i]), 1e-4) << "gradient of " << names[i - 1];
+      const double gerr = rel_error(fused[i], ref[i]);
+      std::printf("[state passing h3] L=%ld gradient of %-24s err %.3e\n", static_cast<long>(L),
+                  names[i - 1].c_str(), gerr);
+      EXPECT_LT(gerr, 2e-4) << "gradient of " << names[i - 1];
     }
   }
 }

@@ -73,6 +73,8 @@ int cmd_tokenizer(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 // `hippo bench generate` (apps/bench_generate.cc), dispatched by cmd_bench.
 int bench_generate(const std::vector<std::string>& args);
+// `hippo bench layer` (apps/bench_layer.cc), dispatched by cmd_bench.
+int bench_layer(const std::vector<std::string>& args);
 int cmd_reproduce(const std::vector<std::string>& args);
 
 }  // namespace hippo::cli

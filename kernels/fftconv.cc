@@ -66,6 +66,7 @@ thread_local bool force_reference = false;
 
 FftConvReferenceScope::FftConvReferenceScope() : previous_(force_reference) { force_reference = true; }
 FftConvReferenceScope::~FftConvReferenceScope() { force_reference = previous_; }
+bool FftConvReferenceScope::active() { return force_reference; }
 
 torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                       const FftConvOptions& o) {

@@ -34,12 +34,15 @@ torch::Tensor fftconv_ref(const torch::Tensor& u, const torch::Tensor& k, const 
 torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                       const FftConvOptions& options = {});
 
-// While an instance lives, fftconv() takes the reference path on this thread (to compare the two paths through
-// whole layers, and for benchmarks). Nests.
+// While an instance lives, fftconv() takes the reference path on this thread (to compare the two paths
+// through whole layers, and for benchmarks). Nests. Layers whose filter comes from a diagonal SSM also run
+// the whole sequence in one pass (no state passing, layers/ssm.h) while it lives: the single-pass reference.
 class FftConvReferenceScope {
  public:
   FftConvReferenceScope();
   ~FftConvReferenceScope();
+  // True while an instance lives on this thread.
+  static bool active();
   FftConvReferenceScope(const FftConvReferenceScope&) = delete;
   FftConvReferenceScope& operator=(const FftConvReferenceScope&) = delete;
 

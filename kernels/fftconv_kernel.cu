@@ -399,22 +399,14 @@ __device__ __forceinline__ void spectrum_multiply(const float2* in, float2* out,
   }
 }
 
-// ---- forward
-// ------------------------------------------------------------------------------------------------
-template <typename T, int LOG_M, int THREADS>
-__global__ void __launch_bounds__(THREADS, 1024 / THREADS) fftconv_fwd_kernel(FftConvFwdParams p, Io io) {
-  constexpr int M = 1 << LOG_M;
+// ---- loading w = u * v
+// ---------------------------------------------------------------------------------------
+// Writes w = u * v (u alone when v is null) of one row, zero past L, into buf (padded layout) in float32; the
+// loads of G items per thread are issued together before any is converted. Shared by forward and backward.
+template <typename T, int M, int THREADS, int G>
+__device__ __forceinline__ void load_product(const T* u, const T* v, int64_t L, Io io, float2* buf) {
   using R = Rows<T, M, THREADS>;
-  // G: items whose loads are issued together (all of them; the forward has registers to spare).
-  constexpr int P = R::kPairs, K = R::kPerThread, G = K;
-  extern __shared__ float2 smem[];
-  // Blocks of one channel are adjacent, so its filter spectrum is read from L2 by all but the first.
-  const int64_t h = blockIdx.x / p.B, b = blockIdx.x % p.B;
-  const int64_t row = b * p.H + h, off = row * p.L, L = p.L;
-  const T* u = static_cast<const T*>(p.u) + off;
-  const T* v = p.v ? static_cast<const T*>(p.v) + off : nullptr;
-  const T* q = p.q ? static_cast<const T*>(p.q) + off : nullptr;
-  T* y = static_cast<T*>(p.y) + off;
+  constexpr int P = R::kPairs, K = R::kPerThread;
 #pragma unroll 1
   for (int i0 = 0; i0 < K; i0 += G) {
     uint4 ru[G], rv[G];
@@ -436,9 +428,28 @@ __global__ void __launch_bounds__(THREADS, 1024 / THREADS) fftconv_fwd_kernel(Ff
         for (int j = 0; j < P; ++j) w[j] = mul(w[j], g[j]);
       }
 #pragma unroll
-      for (int j = 0; j < P; ++j) smem[pad(c * P + j)] = w[j];
+      for (int j = 0; j < P; ++j) buf[pad(c * P + j)] = w[j];
     }
   }
+}
+
+// ---- forward
+// ------------------------------------------------------------------------------------------------
+template <typename T, int LOG_M, int THREADS>
+__global__ void __launch_bounds__(THREADS, 1024 / THREADS) fftconv_fwd_kernel(FftConvFwdParams p, Io io) {
+  constexpr int M = 1 << LOG_M;
+  using R = Rows<T, M, THREADS>;
+  // G: items whose loads are issued together (all of them; the forward has registers to spare).
+  constexpr int P = R::kPairs, K = R::kPerThread, G = K;
+  extern __shared__ float2 smem[];
+  // Blocks of one channel are adjacent, so its filter spectrum is read from L2 by all but the first.
+  const int64_t h = blockIdx.x / p.B, b = blockIdx.x % p.B;
+  const int64_t row = b * p.H + h, off = row * p.L, L = p.L;
+  const T* u = static_cast<const T*>(p.u) + off;
+  const T* v = p.v ? static_cast<const T*>(p.v) + off : nullptr;
+  const T* q = p.q ? static_cast<const T*>(p.q) + off : nullptr;
+  T* y = static_cast<T*>(p.y) + off;
+  load_product<T, M, THREADS, G>(u, v, L, io, smem);
   fft<LOG_M, THREADS, -1>(smem, L <= M);
   spectrum_multiply<LOG_M, THREADS>(smem, smem, reinterpret_cast<const float2*>(p.kf) + h * (M + 1));
   fft<LOG_M, THREADS, 1>(smem);
@@ -502,30 +513,7 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
     T* dv = p.dv ? static_cast<T*>(p.dv) + off : nullptr;
     T* dq = p.dq ? static_cast<T*>(p.dq) + off : nullptr;
     const float mk = p.mask ? p.mask[row] : 1.f;
-#pragma unroll 1
-    for (int i0 = 0; i0 < K; i0 += G) {
-      uint4 ru[G], rv[G];
-#pragma unroll
-      for (int ii = 0; ii < G; ++ii) {
-        R::prefetch(u, i0 + ii, L, io, ru[ii]);
-        R::prefetch(v, i0 + ii, L, io, rv[ii]);
-      }
-#pragma unroll
-      for (int ii = 0; ii < G; ++ii) {
-        const int i = i0 + ii, c = i < K ? R::chunk(i) : -1;
-        if (c < 0) continue;
-        float2 w[P];
-        R::get(u, i, L, io, ru[ii], w);
-        if (v) {
-          float2 g[P];
-          R::get(v, i, L, io, rv[ii], g);
-#pragma unroll
-          for (int j = 0; j < P; ++j) w[j] = mul(w[j], g[j]);
-        }
-#pragma unroll
-        for (int j = 0; j < P; ++j) spec_w[pad(c * P + j)] = w[j];
-      }
-    }
+    load_product<T, M, THREADS, G>(u, v, L, io, spec_w);
     fft<LOG_M, THREADS, -1>(spec_w, L <= M);
     if (need_z) {  // recompute the pre-activation z = conv(w, k) + D w
       spectrum_multiply<LOG_M, THREADS>(spec_w, work, kf);

@@ -1,4 +1,5 @@
-// Mixer "h3". With head_dim 1 the shift output, gate and D skip run fused through fftconv's v and q gates.
+// Mixer "h3". With head_dim 1 the shift output, gate and D skip run fused through fftconv's v and q gates
+// (also chunk by chunk when the diagonal SSM passes state, layers/ssm.h).
 #include "layers/h3.h"
 
 #include "kernels/fftconv.h"
@@ -67,7 +68,7 @@ torch::Tensor H3Impl::mix(const torch::Tensor& x, const torch::Tensor& q, const 
     FftConvOptions o;
     o.v = v;
     o.q = q;
-    y = fftconv(k, diag_->kernel(x.size(1)), diag_->D_, o);  // q * (conv(k*v) + D*(k*v))
+    y = diag_->forward(k, o);  // q * (conv(k*v) + D*(k*v)), by state passing past the chunk length
   } else {
     y = contract(q, diag_->forward(outer(k, v)));
   }

@@ -104,6 +104,23 @@ std::pair<torch::Tensor, torch::Tensor> powers(const torch::Tensor& lr, const to
 // Block size R of the two-level Vandermonde product: l = m * R + r, z^l = z^(mR) z^r, so that only
 // (L/R + R) powers per mode need exp/cos/sin and the rest is batched matrix products (BLAS).
 int64_t block_size(int64_t L) { return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(L))))); }
+
+// 2 Re(sum_n a[h, p, n] z_n^l) for l = 0..L-1, z_n = exp(lr + i li): a (re, im) each (H, P, N2), lr and li
+// (H, N2) -> (H, P, L). Two levels, l = m R + r: b[h, p, m, n] = a z^(mR) elementwise, then one batched
+// product with z^r over n.
+torch::Tensor vandermonde(const torch::Tensor& a_re, const torch::Tensor& a_im, const torch::Tensor& lr,
+                          const torch::Tensor& li, int64_t L) {
+  const int64_t H = a_re.size(0), P = a_re.size(1), N2 = a_re.size(2);
+  const int64_t R = block_size(L), M = (L + R - 1) / R;
+  auto [lo_re, lo_im] = powers(lr, li, R, 1);  // z^r, (H, N2, R)
+  auto [hi_re, hi_im] = powers(lr, li, M, R);  // z^(mR), (H, N2, M)
+  auto hr = hi_re.transpose(1, 2).unsqueeze(1), hm = hi_im.transpose(1, 2).unsqueeze(1);  // (H, 1, M, N2)
+  auto ar = a_re.unsqueeze(2), ai = a_im.unsqueeze(2);                                    // (H, P, 1, N2)
+  auto b_re = (ar * hr - ai * hm).reshape({H, P * M, N2});
+  auto b_im = (ar * hm + ai * hr).reshape({H, P * M, N2});
+  auto K = 2 * (torch::bmm(b_re, lo_re) - torch::bmm(b_im, lo_im));  // (H, P * M, R)
+  return K.reshape({H, P, M * R}).narrow(2, 0, L);
+}
 }  // namespace
 
 torch::Tensor DiagSSMImpl::kernel(int64_t L) const {
@@ -114,21 +131,113 @@ torch::Tensor DiagSSMImpl::kernel(int64_t L) const {
   // C' = C * dB, (H, N2)
   auto Cp_re = C_re * d.dB_re - C_im * d.dB_im;
   auto Cp_im = C_re * d.dB_im + C_im * d.dB_re;
-  const int64_t R = block_size(L), M = (L + R - 1) / R;
-  auto [lo_re, lo_im] = powers(d.log_dA_re, d.log_dA_im, R, 1);  // z^r, (H, N2, R)
-  auto [hi_re, hi_im] = powers(d.log_dA_re, d.log_dA_im, M, R);  // z^(mR), (H, N2, M)
-  // a[h, m, n] = C'_n z_n^(mR); K[h, mR + r] = 2 Re(sum_n a[h, m, n] z_n^r)
-  auto a_re = (Cp_re.unsqueeze(-1) * hi_re - Cp_im.unsqueeze(-1) * hi_im).transpose(1, 2);  // (H, M, N2)
-  auto a_im = (Cp_re.unsqueeze(-1) * hi_im + Cp_im.unsqueeze(-1) * hi_re).transpose(1, 2);
-  auto K = 2 * (torch::bmm(a_re, lo_re) - torch::bmm(a_im, lo_im));  // (H, M, R)
-  return K.reshape({K.size(0), M * R}).narrow(1, 0, L);
+  return vandermonde(Cp_re.unsqueeze(1), Cp_im.unsqueeze(1), d.log_dA_re, d.log_dA_im, L).squeeze(1);
 }
 
-torch::Tensor DiagSSMImpl::forward(const torch::Tensor& u) const {
+torch::Tensor DiagSSMImpl::forward(const torch::Tensor& u, const FftConvOptions& gates) const {
   NoAutocastScope fp32;
   TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "diag SSM: u must be (B, H=", channels_, ", L), got ",
               u.sizes());
-  return fftconv(u, kernel(u.size(2)), D_);
+  if (u.size(2) > chunk_len_ && !FftConvReferenceScope::active())
+    return forward_state_passing(u, gates, chunk_len_);
+  return fftconv(u, kernel(u.size(2)), D_, gates);
+}
+
+void DiagSSMImpl::set_chunk_len(int64_t chunk_len) {
+  TORCH_CHECK(chunk_len >= 1, "diag SSM: chunk_len must be >= 1, got ", chunk_len);
+  chunk_len_ = chunk_len;
+}
+
+namespace {
+// (B, H, L) -> (B * nc, H, C), row b * nc + c holding positions [c C, (c + 1) C) of row b, zero past L.
+torch::Tensor to_chunks(const torch::Tensor& t, int64_t nc, int64_t C) {
+  const int64_t B = t.size(0), H = t.size(1), L = t.size(2);
+  auto p = nc * C > L ? torch::constant_pad_nd(t, {0, nc * C - L}) : t;
+  return p.reshape({B, H, nc, C}).permute({0, 2, 1, 3}).reshape({B * nc, H, C});
+}
+}  // namespace
+
+torch::Tensor DiagSSMImpl::forward_state_passing(const torch::Tensor& u, const FftConvOptions& gates,
+                                                 int64_t C) const {
+  TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "diag SSM: u must be (B, H=", channels_, ", L), got ",
+              u.sizes());
+  TORCH_CHECK(C >= 1, "diag SSM state passing: chunk_len must be >= 1, got ", C);
+  const int64_t B = u.size(0), H = channels_, L = u.size(2);
+  if (L <= C) return fftconv(u, kernel(L), D_, gates);
+  for (const auto* g : {&gates.v, &gates.q})
+    TORCH_CHECK(!g->has_value() || (*g)->sizes() == u.sizes(),
+                "diag SSM state passing: gates v and q must have u's shape ", u.sizes(), ", got ",
+                (*g)->sizes());
+  TORCH_CHECK(!gates.dropout_mask || gates.dropout_mask->sizes() == torch::IntArrayRef({B, H}),
+              "diag SSM state passing: dropout_mask must be (B=", B, ", H=", H, "), got ",
+              gates.dropout_mask->sizes());
+  const int64_t nc = (L + C - 1) / C, N2 = d_state_ / 2;
+  const auto pt = C_.scalar_type();
+  // GELU is not linear: with it the incoming state's part joins the pre-activation outside fftconv, and the
+  // activation, mask and q follow it here. Without it q and mask distribute over the sum and stay fused.
+  const bool fuse_output = !gates.gelu;
+  const auto uc = to_chunks(u, nc, C);
+  FftConvOptions inner;
+  torch::Tensor vc, qc, mask;
+  if (gates.v) inner.v = vc = to_chunks(*gates.v, nc, C);
+  if (gates.q) qc = to_chunks(*gates.q, nc, C);
+  if (gates.dropout_mask) mask = *gates.dropout_mask;
+  if (fuse_output) {
+    if (qc.defined()) inner.q = qc;
+    if (mask.defined()) inner.dropout_mask = mask.repeat_interleave(nc, 0);
+  }
+  // Every chunk from a zero state, in one call: (B * nc, H, C) in u's dtype.
+  auto y = fftconv(uc, kernel(C), D_, inner).reshape({B, nc, H, C});
+
+  // The state after each chunk from a zero state, (B, nc, H, N2) re/im, in the parameters' dtype.
+  auto w = vc.defined() ? uc.to(pt) * vc.to(pt) : uc;
+  auto s = state_after(w).reshape({B, nc, H, N2, 2});
+  auto x_re = s.select(4, 0), x_im = s.select(4, 1);
+  // Inclusive scan of x_c = P x_{c-1} + s_c with P = dA^C (elementwise), Hillis-Steele: after the step of
+  // offset d, x_c sums the 2d newest terms, each P^(c - c') s_c'.
+  const auto d = discretize();
+  for (int64_t off = 1; off < nc; off *= 2) {
+    const double e = static_cast<double>(C * off);
+    auto mag = torch::exp(d.log_dA_re * e), ph = d.log_dA_im * e;
+    auto p_re = mag * torch::cos(ph), p_im = mag * torch::sin(ph);
+    auto prev_re = x_re.narrow(1, 0, nc - off), prev_im = x_im.narrow(1, 0, nc - off);
+    x_re = torch::cat(
+        {x_re.narrow(1, 0, off), x_re.narrow(1, off, nc - off) + p_re * prev_re - p_im * prev_im}, 1);
+    x_im = torch::cat(
+        {x_im.narrow(1, 0, off), x_im.narrow(1, off, nc - off) + p_re * prev_im + p_im * prev_re}, 1);
+  }
+  // Chunk c >= 1 starts from x_in = x_{c-1}: position t of the chunk gets 2 Re(sum_n C_n dA_n^(t+1) x_in[n]),
+  // a Vandermonde product with coefficients a = C dA x_in, (H, B * (nc - 1), N2).
+  auto in_re = x_re.narrow(1, 0, nc - 1), in_im = x_im.narrow(1, 0, nc - 1);  // (B, nc - 1, H, N2)
+  auto mag = torch::exp(d.log_dA_re);
+  auto dA_re = mag * torch::cos(d.log_dA_im), dA_im = mag * torch::sin(d.log_dA_im);
+  auto C_re = C_.select(2, 0), C_im = C_.select(2, 1);
+  auto g_re = C_re * dA_re - C_im * dA_im, g_im = C_re * dA_im + C_im * dA_re;  // (H, N2)
+  auto a_re = g_re * in_re - g_im * in_im, a_im = g_re * in_im + g_im * in_re;
+  auto arrange = [&](const torch::Tensor& t) {
+    return t.permute({2, 0, 1, 3}).reshape({H, B * (nc - 1), N2});
+  };
+  auto add = vandermonde(arrange(a_re), arrange(a_im), d.log_dA_re, d.log_dA_im, C)
+                 .reshape({H, B, nc - 1, C})
+                 .permute({1, 2, 0, 3});  // (B, nc - 1, H, C)
+
+  auto rest = y.narrow(1, 1, nc - 1).to(pt);
+  auto chunks_of = [&](const torch::Tensor& t, int64_t first, int64_t n) {
+    return t.reshape({B, nc, H, C}).narrow(1, first, n);
+  };
+  if (fuse_output) {
+    if (mask.defined()) add = add * mask.to(pt).reshape({B, 1, H, 1});
+    if (qc.defined()) add = add * chunks_of(qc, 1, nc - 1).to(pt);
+    y = torch::cat({y.narrow(1, 0, 1), (rest + add).to(u.scalar_type())}, 1);
+  } else {
+    // y holds conv + D w (with v) of every chunk; the activation, mask and q go over the whole sum.
+    auto z = torch::cat({y.narrow(1, 0, 1).to(pt), rest + add}, 1);
+    z = torch::gelu(z);
+    if (mask.defined()) z = z * mask.to(pt).reshape({B, 1, H, 1});
+    if (qc.defined()) z = z * chunks_of(qc, 0, nc).to(pt);
+    y = z.to(u.scalar_type());
+  }
+  return y.permute({0, 2, 1, 3}).reshape({B, H, nc * C}).narrow(2, 0, L);
 }
 
 torch::Tensor DiagSSMImpl::initial_state(int64_t batch) const {

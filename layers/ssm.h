@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/options.h"
+#include "kernels/fftconv.h"
 
 namespace hippo {
 
@@ -33,8 +34,28 @@ class DiagSSMImpl : public torch::nn::Module {
   // dtype (float32 unless the module was converted). H3.md 2.1.
   torch::Tensor kernel(int64_t L) const;
 
-  // u: (B, H, L) -> y = causal_conv(u, K) + D*u, (B, H, L) in u's dtype, through kernels/fftconv.
-  torch::Tensor forward(const torch::Tensor& u) const;
+  // u: (B, H, L) -> y = causal_conv(u, K) + D*u, (B, H, L) in u's dtype, through kernels/fftconv; with gates
+  // (H3's q * conv(u * v)): y = q * mask * act(conv(w, K) + D w), w = u * v (fftconv's contract for u, the
+  // gates and dtypes). Differentiable in u, the gates and every SSM parameter.
+  // When L > chunk_len() and fftconv is not forced to the reference (FftConvReferenceScope), the sequence
+  // runs by state passing (H3.md 8, forward_state_passing); otherwise as one fftconv with the length-L
+  // kernel. Raises c10::Error when u is not (B, H=channels(), L) or fftconv rejects the arguments.
+  torch::Tensor forward(const torch::Tensor& u, const FftConvOptions& gates = {}) const;
+
+  // State passing (H3.md 8), exact in exact arithmetic for any L: chunks of chunk_len positions (the last one
+  // zero-padded) convolve with the chunk-length kernel, all chunks in one fftconv call (so on the GPU each
+  // chunk runs through the fused kernel with the gates, for chunk_len <= 8192); the state after every chunk
+  // comes from state_after in one batched call, is carried across chunks by a log-depth scan
+  // (x_c = dA^chunk_len x_{c-1} + s_c), and the incoming state adds 2 Re(sum_n C_n dA_n^(t+1) x_in[n]) at
+  // each chunk position t (a Vandermonde product, as kernel()). Same contract as forward(u, gates); raises
+  // c10::Error unless chunk_len >= 1 and the gates have u's shape (dropout_mask (B, H)).
+  torch::Tensor forward_state_passing(const torch::Tensor& u, const FftConvOptions& gates,
+                                      int64_t chunk_len) const;
+  // Chunk length of forward(): positions per chunk when L exceeds it. Default kDefaultChunkLen (8192, the
+  // longest sequence whose fftconv fits the fused kernel: fft size 16384). Raises c10::Error unless >= 1.
+  static constexpr int64_t kDefaultChunkLen = 8192;
+  int64_t chunk_len() const { return chunk_len_; }
+  void set_chunk_len(int64_t chunk_len);
 
   // Recurrent state: (B, H, N/2, 2), (real, imaginary) in the parameters' dtype, zero initially.
   torch::Tensor initial_state(int64_t batch) const;
@@ -63,6 +84,7 @@ class DiagSSMImpl : public torch::nn::Module {
  private:
   int64_t channels_, d_state_;
   std::string discretization_;
+  int64_t chunk_len_ = kDefaultChunkLen;
   // dA (re, im) and dB (re, im) for step() while gradients are off (decoding), valid while the parameters
   // keep the versions recorded in `versions` (any in-place update, e.g. an optimiser step, bumps them).
   struct StepCache {

@@ -325,6 +325,11 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
       {"bench fftconv --dtype fp8 --db keep.db", "--dtype must be bf16, fp16 or fp32"},
       {"bench fftconv --seq-len 256,0 --db keep.db", "--seq-len must be a comma-separated list"},
       {"bench fftconv --iters 5 --db keep.db", "--iters >= 20"},
+      {"bench layer --dtype fp8 --db keep.db", "--dtype must be bf16, fp16 or fp32"},
+      {"bench layer --iters 5 --db keep.db", "--iters >= 20"},
+      {"bench layer --d-model 30 --n-heads 4 --db keep.db", "d_model divisible by n_heads"},
+      {"bench layer --chunk-len 0 --db keep.db", "--chunk-len must be >= 1, got 0"},
+      {"bench layer --seq-len 64,x --db keep.db", "--seq-len must be a comma-separated list"},
       {"bench generate --batch 0", "--batch '0': expected comma-separated integers >= 1"},
       {"bench generate --d-model 30 --n-heads 4", "d_model divisible by n_heads"},
       {"reproduce table3 --db keep.db", "unknown table 'table3'; accepted: table2"},
@@ -369,6 +374,37 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
   for (const auto& [f, bytes] : others) EXPECT_EQ(snapshot(d.file(f)), bytes) << f << " was modified";
 }
 
+// Runs on any build (CPU timing by the steady clock): tiny sizes, a chunk length under the longest L so that the
+// H3 layer goes through state passing there; three variants, two passes, per length.
+TEST(Cli, BenchLayerTimesH3BothPathsAndAttentionAndStoresRows) {
+  TempDir d;
+  auto r = run_hippo("bench layer --device cpu --batch 1 --d-model 8 --n-heads 2 --seq-len 32,80 --chunk-len 32 "
+                     "--dtype fp32 --iters 20 --warmup 1 --db b.db",
+                     d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| L | pass | h3 ms | h3_reference ms | attention ms |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| 32 | forward |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| 80 | forward+backward |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("12 rows written"), std::string::npos) << r.out;
+  SQLite::Database db(d.file("b.db"), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE benchmark = 'layer'").getInt(), 12);
+  EXPECT_EQ(db.execAndGet("SELECT count(DISTINCT variant || pass || seq_len) FROM bench").getInt(), 12);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE device = 'cpu' AND dtype = 'float32' AND channels = 8 "
+                          "AND batch = 1 AND median_ms > 0 AND iters = 20 AND environment LIKE '{%'")
+                .getInt(),
+            12);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'h3_reference' AND speedup = 1.0").getInt(), 4);
+  EXPECT_EQ(db.execAndGet("SELECT group_concat(DISTINCT variant) FROM (SELECT variant FROM bench ORDER BY variant)")
+                .getString(),
+            "attention,h3,h3_reference");
+  // The chunk's fft size for h3 past the chunk length, the whole sequence's for the reference, 0 for attention.
+  EXPECT_EQ(db.execAndGet("SELECT fft_size FROM bench WHERE variant = 'h3' AND seq_len = 80 LIMIT 1").getInt(), 64);
+  EXPECT_EQ(db.execAndGet("SELECT fft_size FROM bench WHERE variant = 'h3_reference' AND seq_len = 80 LIMIT 1")
+                .getInt(),
+            256);
+  EXPECT_EQ(db.execAndGet("SELECT max(fft_size) FROM bench WHERE variant = 'attention'").getInt(), 0);
+}
+
 TEST(Cli, BenchFftconvTimesBothPathsAndStoresRows) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: `hippo bench fftconv` exits 2 (checked above)";
   TempDir d;
@@ -378,6 +414,21 @@ TEST(Cli, BenchFftconvTimesBothPathsAndStoresRows) {
   EXPECT_NE(r.out.find("copy"), std::string::npos) << r.out;
   SQLite::Database db(d.file("b.db"), SQLite::OPEN_READONLY);
   EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE benchmark = 'fftconv'").getInt(), 4);
+}
+
+// Past the fused limit the second variant is state passing of a diagonal-SSM filter, timed beside the reference.
+TEST(Cli, BenchFftconvStatePassingPastTheFusedLimit) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: `hippo bench fftconv` exits 2 (checked above)";
+  TempDir d;
+  auto r = run_hippo("bench fftconv --batch 1 --channels 8 --seq-len 9000 --iters 20 --warmup 1 --db b.db", d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("(state passing, chunks of 8192)"), std::string::npos) << r.out;
+  SQLite::Database db(d.file("b.db"), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'state_passing' AND fft_size = 16384 AND "
+                          "seq_len = 9000")
+                .getInt(),
+            1);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'reference' AND fft_size = 32768").getInt(), 1);
 }
 
 }  // namespace

@@ -1,0 +1,223 @@
+// `hippo bench layer`: the H3 layer (head_dim 1) through the default fftconv path (the fused CUDA kernel, and
+// state passing past the chunk length) and through the reference path (FftConvReferenceScope: torch::fft, one
+// pass over the whole sequence), against the attention layer (scaled_dot_product_attention on LibTorch 2.x),
+// forward and forward+backward; ms, speed-ups, rows in the bench table (benchmark 'layer'). Issue 6.
+#include <absl/strings/str_cat.h>
+#include <absl/strings/str_format.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <optional>
+
+#include "apps/bench_util.h"
+#include "apps/cli.h"
+#include "core/device.h"
+#include "kernels/fftconv.h"
+#include "layers/mixer.h"
+#include "layers/ssm.h"
+
+namespace hippo::cli {
+
+namespace {
+const char* kVariants[] = {"h3", "h3_reference", "attention"};
+
+// The mixer `name` with `options` at width d_model, in `dtype` on `device`; the SSMs inside (their parameters
+// and their kernels) stay float32, as the fused kernel expects: only the projections run in half precision.
+Mixer build(const std::string& name, const Json& options, int64_t d_model, int64_t L, torch::ScalarType dtype,
+            const c10::Device& device, int64_t chunk_len) {
+  const LayerEntry* e = value_or_throw(LayerRegistry::global().find(name, "layer"));
+  MixerArgs a;
+  a.d_model = d_model;
+  a.max_seq_len = L;
+  a.options = value_or_throw(resolve_options(e->schema, options, name));
+  auto m = e->factory(a);
+  m->to(device, dtype);
+  for (const auto& sub : m->modules(/*include_self=*/false)) {
+    if (auto* diag = sub->as<DiagSSMImpl>()) {
+      diag->to(torch::kFloat);
+      diag->set_chunk_len(chunk_len);
+    }
+    if (auto* shift = sub->as<ShiftSSMImpl>()) shift->to(torch::kFloat);
+  }
+  return m;
+}
+}  // namespace
+
+int bench_layer(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "hippo bench layer: the H3 layer (head_dim 1) through the default path (fused CUDA FFT convolution; "
+      "state\n"
+      "passing past --chunk-len) and the reference path (torch::fft, whole sequence), against attention\n"
+      "(scaled_dot_product_attention on LibTorch 2.x), forward and forward+backward. Timing: CUDA events on "
+      "a\n"
+      "GPU (the steady clock on the CPU), warm-up calls, the median of the timed calls. Rows go to the "
+      "bench\n"
+      "table of --db (benchmark 'layer'; device 'cpu' for CPU rows).\n"
+      "example: hippo bench layer --batch 4 --seq-len 1024,2048,4096,8192,16384 --dtype bf16\noptions");
+  desc.add_options()("help,h", "this help")("batch", po::value<int64_t>()->default_value(4), "B")(
+      "d-model", po::value<int64_t>()->default_value(768), "model width D")(
+      "n-heads", po::value<int64_t>()->default_value(12), "attention heads (768 / 12 = 64-wide heads)")(
+      "seq-len", po::value<std::string>()->default_value("1024,2048,4096,8192,16384"),
+      "comma-separated lengths L")(
+      "dtype", po::value<std::string>()->default_value("bf16"),
+      "dtype of activations and projections: bf16, fp16 or fp32 (SSM parameters stay float32)")(
+      "chunk-len", po::value<int64_t>()->default_value(DiagSSMImpl::kDefaultChunkLen),
+      "state-passing chunk length of the H3 layer's diagonal SSM")(
+      "device", po::value<std::string>()->default_value("auto"), "cpu, cuda, cuda:N or auto")(
+      "warmup", po::value<int>()->default_value(3), "untimed calls first")(
+      "iters", po::value<int>()->default_value(20), "timed calls (at least 20); the median is reported")(
+      "no-db", po::bool_switch(), "print only, write nothing");
+  add_db_option(desc);
+  po::variables_map vm;
+  if (auto s = parse(args, desc, {}, vm, "bench layer"); !s.ok()) return report(s);
+  if (vm.count("help")) {
+    std::cout << desc;
+    return kExitOk;
+  }
+  const int64_t B = vm["batch"].as<int64_t>(), D = vm["d-model"].as<int64_t>(),
+                heads = vm["n-heads"].as<int64_t>(), chunk = vm["chunk-len"].as<int64_t>();
+  const int warmup = vm["warmup"].as<int>(), iters = vm["iters"].as<int>();
+  if (B < 1 || D < 1 || heads < 1 || D % heads != 0)
+    return report(absl::InvalidArgumentError(absl::StrFormat(
+        "--batch %d, --d-model %d, --n-heads %d: need positive values with d_model divisible by n_heads", B,
+        D, heads)));
+  if (chunk < 1)
+    return report(absl::InvalidArgumentError(absl::StrCat("--chunk-len must be >= 1, got ", chunk)));
+  if (warmup < 0 || iters < 20)
+    return report(absl::InvalidArgumentError(
+        absl::StrCat("--warmup must be >= 0 and --iters >= 20 (a median of fewer is noise), got ", warmup,
+                     " and ", iters)));
+  auto dtype = parse_dtype(vm["dtype"].as<std::string>());
+  if (!dtype.ok()) return report(dtype.status());
+  auto lens = parse_lengths(vm["seq-len"].as<std::string>());
+  if (!lens.ok()) return report(lens.status());
+  auto device = parse_device(vm["device"].as<std::string>());
+  if (!device.ok()) return report(device.status());
+  std::unique_ptr<ResultsDb> db;
+  const std::string db_path = vm["db"].as<std::string>();
+  if (!vm["no-db"].as<bool>()) {
+    auto opened = ResultsDb::open(db_path, ResultsDb::Mode::kReadWrite);
+    if (!opened.ok()) return report(opened.status());
+    db = std::move(*opened);
+  }
+
+  const Json env = environment(*device);
+  const std::string dev_name =
+      device->is_cuda() ? (env["gpu"].is_string() ? env["gpu"].get<std::string>() : device->str()) : "cpu";
+  const double copy_gbs = copy_bandwidth(warmup, iters, *device);
+  const bool fused = device->is_cuda() && fftconv_cuda_built();
+  std::printf(
+      "hippo bench layer: B=%lld D=%lld, %s, on %s; h3: head_dim 1, d_state 64, %s, state passing past "
+      "L=%lld; "
+      "attention: %lld heads\n",
+      static_cast<long long>(B), static_cast<long long>(D), dtype_name(*dtype), dev_name.c_str(),
+      fused ? "fused CUDA fftconv" : "fftconv reference (no CUDA kernels here)",
+      static_cast<long long>(chunk), static_cast<long long>(heads));
+  std::printf(
+      "median of %d calls after %d warm-up calls (%s); h3_reference: torch::fft over the whole sequence\n\n",
+      iters, warmup, device->is_cuda() ? "CUDA events" : "steady clock");
+  std::printf("| L | pass | h3 ms | h3_reference ms | attention ms | h3 vs reference | h3 vs attention |\n");
+  std::printf("|---:|---|---:|---:|---:|---:|---:|\n");
+  std::fflush(stdout);
+
+  std::vector<Json> rows;
+  const int64_t esize = static_cast<int64_t>(c10::elementSize(*dtype));
+  for (const int64_t L : *lens) {
+    torch::manual_seed(L);
+    std::map<std::string, Mixer> mixers;
+    try {
+      mixers["h3"] = build("h3", Json{{"head_dim", 1}}, D, L, *dtype, *device, chunk);
+      mixers["attention"] = build("attention", Json{{"n_heads", heads}}, D, L, *dtype, *device, chunk);
+    } catch (const std::exception& e) {
+      return report(
+          absl::InvalidArgumentError(absl::StrCat("hippo bench layer: cannot build the layers: ", e.what())));
+    }
+    mixers["h3_reference"] = mixers["h3"];
+    const auto opts = torch::TensorOptions().device(*device);
+    const auto x = torch::randn({B, L, D}, opts).to(*dtype).requires_grad_(true);
+    const auto dy = torch::randn({B, L, D}, opts).to(*dtype);
+    for (const bool backward : {false, true}) {
+      const char* pass = backward ? "forward+backward" : "forward";
+      std::map<std::string, double> med;
+      for (const std::string variant : kVariants) {
+        auto& m = mixers[variant];
+        std::vector<torch::Tensor> wrt = {x};
+        for (const auto& p : m->parameters()) wrt.push_back(p);
+        auto call = [&](int) {
+          std::optional<FftConvReferenceScope> reference;
+          if (variant == "h3_reference") reference.emplace();
+          if (!backward) {
+            torch::NoGradGuard no_grad;
+            m->forward(x);
+          } else {
+            auto g = torch::autograd::grad({m->forward(x)}, wrt, {dy}, false, false, /*allow_unused=*/true);
+          }
+        };
+        std::vector<double> ms;
+        try {
+          ms = time_calls(call, warmup, iters, *device);
+        } catch (const c10::Error& e) {
+          // Out of memory at long L (attention's scores on LibTorch 1.13): the row is missing, the run goes
+          // on.
+          std::fprintf(stderr, "hippo bench layer: %s L=%lld %s failed: %s\n", variant.c_str(),
+                       static_cast<long long>(L), pass, e.what_without_backtrace());
+          continue;
+        }
+        med[variant] = median(ms);
+        const int64_t bytes = (backward ? 5 : 2) * B * L * D * esize;
+        const int64_t fft_size = variant == "attention" ? 0
+                                 : variant == "h3_reference"
+                                     ? fftconv_size(L, L)
+                                     : fftconv_size(std::min(L, chunk), std::min(L, chunk));
+        rows.push_back(Json{{"created_at", utc_now()},
+                            {"benchmark", "layer"},
+                            {"variant", variant},
+                            {"pass", pass},
+                            {"batch", B},
+                            {"channels", D},
+                            {"seq_len", L},
+                            {"fft_size", fft_size},
+                            {"dtype", dtype_name(*dtype)},
+                            {"median_ms", med[variant]},
+                            {"min_ms", *std::min_element(ms.begin(), ms.end())},
+                            {"iters", iters},
+                            {"bytes", bytes},
+                            {"gbytes_per_s", static_cast<double>(bytes) / (med[variant] * 1e-3) / 1e9},
+                            {"copy_gbytes_per_s", copy_gbs},
+                            {"speedup", 1.0},  // set below, once the reference is timed
+                            {"commit_hash", env["commit"]},
+                            {"hippo_version", env["hippo_version"]},
+                            {"torch_version", env["torch_version"]},
+                            {"cuda_version", env["cuda_version"]},
+                            {"device", dev_name},
+                            {"host", env["host"]},
+                            {"environment", env.dump()}});
+      }
+      // speedup: the H3 reference path's median over this row's (the bench table's meaning of the column).
+      const bool have_ref = med.count("h3_reference") > 0;
+      for (auto& r : rows)
+        if (r["seq_len"] == L && r["pass"] == pass && have_ref)
+          r["speedup"] = med["h3_reference"] / r["median_ms"].get<double>();
+      auto cell = [&](const std::string& v) {
+        return med.count(v) ? absl::StrFormat("%.3f", med[v]) : std::string("failed");
+      };
+      auto ratio = [&](const std::string& a, const std::string& b) {
+        return med.count(a) && med.count(b) ? absl::StrFormat("%.2fx", med[a] / med[b]) : std::string("-");
+      };
+      std::printf("| %lld | %s | %s | %s | %s | %s | %s |\n", static_cast<long long>(L), pass,
+                  cell("h3").c_str(), cell("h3_reference").c_str(), cell("attention").c_str(),
+                  ratio("h3_reference", "h3").c_str(), ratio("attention", "h3").c_str());
+      std::fflush(stdout);
+    }
+  }
+  if (db) {
+    if (auto s = db->add_bench_rows(rows); !s.ok()) return report(s);
+    std::printf("\n%zu rows written to the bench table of %s\n", rows.size(), db_path.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace hippo::cli

@@ -1,0 +1,82 @@
+// Timing and flag parsing shared by the benchmarks (apps/bench_util.h).
+#include "apps/bench_util.h"
+
+#include <absl/strings/numbers.h>
+#include <absl/strings/str_cat.h>
+#include <absl/strings/str_split.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+
+#if defined(HIPPO_WITH_CUDA)
+#include <ATen/cuda/CUDAEvent.h>
+#endif
+
+namespace hippo::cli {
+
+const char* dtype_name(torch::ScalarType t) {
+  return t == torch::kFloat ? "float32" : t == torch::kHalf ? "float16" : "bfloat16";
+}
+
+absl::StatusOr<torch::ScalarType> parse_dtype(const std::string& s) {
+  if (s == "bf16" || s == "bfloat16") return torch::kBFloat16;
+  if (s == "fp16" || s == "float16" || s == "half") return torch::kHalf;
+  if (s == "fp32" || s == "float32" || s == "float") return torch::kFloat;
+  return absl::InvalidArgumentError(absl::StrCat("--dtype must be bf16, fp16 or fp32, got '", s, "'"));
+}
+
+absl::StatusOr<std::vector<int64_t>> parse_lengths(const std::string& s) {
+  std::vector<int64_t> out;
+  for (absl::string_view part : absl::StrSplit(s, ',')) {
+    int64_t v;
+    if (!absl::SimpleAtoi(part, &v) || v < 1 || v > (int64_t{1} << 20))
+      return absl::InvalidArgumentError(
+          absl::StrCat("--seq-len must be a comma-separated list of lengths in [1, 1048576], got '", s, "'"));
+    out.push_back(v);
+  }
+  return out;
+}
+
+std::vector<double> time_calls(const std::function<void(int)>& call, int warmup, int iters,
+                               const c10::Device& device) {
+  for (int i = 0; i < warmup; ++i) call(i);
+  std::vector<double> ms;
+#if defined(HIPPO_WITH_CUDA)
+  if (device.is_cuda()) {
+    torch::cuda::synchronize();
+    for (int i = 0; i < iters; ++i) {
+      at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+      start.record();
+      call(warmup + i);
+      stop.record();
+      stop.synchronize();
+      ms.push_back(start.elapsed_time(stop));
+    }
+    return ms;
+  }
+#endif
+  TORCH_CHECK(!device.is_cuda(), "time_calls: this hippo was built without CUDA; cannot time on ", device);
+  for (int i = 0; i < iters; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    call(warmup + i);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return ms;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double copy_bandwidth(int warmup, int iters, const c10::Device& device) {
+  const int64_t bytes = device.is_cuda() ? int64_t{1} << 30 : int64_t{64} << 20;
+  auto src = torch::randn({bytes / 4}, torch::TensorOptions().device(device));
+  auto dst = torch::empty_like(src);
+  const double ms = median(time_calls([&](int) { dst.copy_(src); }, warmup, iters, device));
+  return 2.0 * static_cast<double>(bytes) / (ms * 1e-3) / 1e9;
+}
+
+}  // namespace hippo::cli

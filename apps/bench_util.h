@@ -1,0 +1,33 @@
+// Timing and flag parsing shared by the benchmarks `hippo bench fftconv` and `hippo bench layer`: per-call
+// timing (CUDA events on a GPU, the steady clock on the CPU), the median, the device's copy bandwidth.
+#pragma once
+
+#include <torch/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace hippo::cli {
+
+// "float32", "float16" or "bfloat16".
+const char* dtype_name(torch::ScalarType t);
+// bf16|bfloat16, fp16|float16|half, fp32|float32|float. kInvalidArgument naming --dtype and the accepted
+// values otherwise.
+absl::StatusOr<torch::ScalarType> parse_dtype(const std::string& s);
+// Comma-separated lengths in [1, 1048576] for --seq-len; kInvalidArgument naming the flag otherwise.
+absl::StatusOr<std::vector<int64_t>> parse_lengths(const std::string& s);
+
+// Milliseconds of each of `iters` calls call(warmup + i) after `warmup` untimed calls call(i). On a CUDA
+// device: CUDA events around each call on the current stream, the device idle before each start (a call's
+// launch gaps count); on the CPU: the steady clock. Raises what `call` raises.
+std::vector<double> time_calls(const std::function<void(int)>& call, int warmup, int iters,
+                               const c10::Device& device);
+double median(std::vector<double> v);
+// Copy bandwidth of `device` (bytes read + written per second, in 1e9 B/s): 1 GiB device-to-device on a GPU,
+// 64 MiB on the CPU, median of `iters` copies.
+double copy_bandwidth(int warmup, int iters, const c10::Device& device);
+
+}  // namespace hippo::cli

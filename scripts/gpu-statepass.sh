@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# On the CUDA host, with hippo already built in build-gpu (scripts/gpu-fftconv.sh or .gpu/build.sh build-gpu)
+# and `source build-gpu/gpu-env.sh` done: state passing's GPU tests (H3.md 8: 16K, 64K, 1M against the
+# single-pass reference), `hippo bench layer` (H3 fused / reference / attention, L = 1K..16K) and the long-L
+# `hippo bench fftconv` (state passing past L = 8192, up to 1M), tables and logs under OUT_DIR. Each step has
+# its own time limit; the whole script stays under 3 minutes on an H200.
+# Usage: scripts/gpu-statepass.sh OUT_DIR
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+out=${1:?usage: scripts/gpu-statepass.sh OUT_DIR}
+mkdir -p "$out"
+status=0
+step() {  # step SECONDS LOG COMMAND...: runs COMMAND with a time limit, output to LOG and the terminal
+  local limit=$1 log=$2
+  shift 2
+  local t0=$(date +%s)
+  timeout "$limit" "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  echo "[$(basename "$log")] exit $rc after $(( $(date +%s) - t0 )) s"
+  [ "$rc" = 0 ] || status=1
+}
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,memory.used,memory.total --format=csv > "$out/gpu.txt"
+step 60 "$out/tests.txt" build-gpu/tests/hippo_tests --gtest_brief=1 \
+  --gtest_filter='*StatePassing*:*FftConvCudaLayers*:Cli.BenchLayer*:Cli.BenchFftconv*'
+grep -E "^\[state passing|^\[  FAILED|^\[  PASSED|SKIPPED|Failure|Expected|Which is" "$out/tests.txt" | head -60
+step 40 "$out/bench-layer.md" build-gpu/apps/hippo bench layer --batch 4 --d-model 768 \
+  --seq-len 1024,2048,4096,8192,16384 --dtype bf16 --db "$out/bench.db"
+for pass in "" "--backward"; do
+  step 25 "$out/bench-fftconv-long${pass:+-backward}.md" build-gpu/apps/hippo bench fftconv --batch 1 \
+    --channels 768 --seq-len 8192,16384,65536,1048576 --dtype bf16 --iters 20 --warmup 3 $pass --db "$out/bench.db"
+done
+exit $status

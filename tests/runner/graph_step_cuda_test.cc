@@ -110,19 +110,30 @@ TEST_P(GraphedTable2, SameLossesAsEagerOverTheFirst30Steps) {
 
 INSTANTIATE_TEST_SUITE_P(Layers, GraphedTable2, ::testing::Values("attention", "h3", "s4d", "gss"));
 
-TEST(GraphStepCuda, DropoutUnderReplayIsFiniteAndTheLossFalls) {
+// With dropout the graphed and the eager run draw different masks, so their losses are not equal step by step;
+// over the same 128 batches both must fall, and the graphed run must end where the eager one does (within 5% of
+// the mean loss of the last 16 steps). A replay that reused one mask or dropped the gradient would fall behind.
+TEST(GraphStepCuda, DropoutUnderReplayTrainsLikeTheEagerRun) {
   HIPPO_REQUIRE_CUDA_GRAPHS();
-  TrainResult r;
-  const auto losses = step_losses(table2_model("h3", 0.1, 8, 5e-3), true, &r);
+  TrainResult r, re;
+  const RunSpec spec = table2_model("h3", 0.1, 8, 5e-3);
+  const auto graphed = step_losses(spec, true, &r), eager = step_losses(spec, false, &re);
   ASSERT_EQ(r.status, "finished");
-  ASSERT_EQ(losses.size(), 128u);
-  double first = 0, last = 0;
-  for (size_t i = 0; i < 16; ++i) {
-    ASSERT_TRUE(std::isfinite(losses[i]) && std::isfinite(losses[112 + i]));
-    first += losses[i] / 16;
-    last += losses[112 + i] / 16;
-  }
-  EXPECT_LT(last, 0.9 * first) << "mean loss of the first 16 steps " << first << ", of the last 16 " << last;
+  ASSERT_EQ(re.status, "finished");
+  ASSERT_EQ(graphed.size(), 128u);
+  ASSERT_EQ(eager.size(), 128u);
+  auto mean = [](const std::vector<double>& v, size_t from) {
+    double m = 0;
+    for (size_t i = from; i < from + 16; ++i) m += v[i] / 16;
+    return m;
+  };
+  for (double l : graphed) ASSERT_TRUE(std::isfinite(l));
+  const double g_first = mean(graphed, 0), g_last = mean(graphed, 112);
+  const double e_first = mean(eager, 0), e_last = mean(eager, 112);
+  EXPECT_LT(e_last, e_first) << "the eager run must learn for the comparison to mean anything";
+  EXPECT_LT(g_last, g_first) << "graphed: mean loss of the first 16 steps " << g_first << ", of the last 16 " << g_last;
+  EXPECT_NEAR(g_last, e_last, 0.05 * e_last) << "graphed " << g_first << " -> " << g_last << ", eager " << e_first
+                                             << " -> " << e_last;
 }
 
 // Each replay draws a new dropout mask: with lr 0 and one fixed batch the loss still changes from replay to replay.

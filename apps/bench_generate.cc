@@ -14,6 +14,7 @@
 #include "apps/cli.h"
 #include "core/device.h"
 #include "layers/model.h"
+#include "results/db.h"
 
 namespace hippo::cli {
 
@@ -46,7 +47,9 @@ int bench_generate(const std::vector<std::string>& args) {
       "prompt-len", po::value<std::string>()->default_value("128"), "prompt lengths, comma-separated")(
       "new-tokens", po::value<int64_t>()->default_value(32), "tokens generated per sequence")(
       "vocab", po::value<int64_t>()->default_value(256), "vocabulary size")(
-      "repeats", po::value<int64_t>()->default_value(3), "timed repetitions (the median is reported) after one warm-up");
+      "repeats", po::value<int64_t>()->default_value(3), "timed repetitions (the median is reported) after one warm-up")(
+      "no-db", po::bool_switch(), "print only, write nothing");
+  add_db_option(desc);
   add_run_options(desc);
   po::variables_map vm;
   if (auto st = parse(args, desc, {}, vm, "bench generate"); !st.ok()) return report(st);
@@ -69,6 +72,17 @@ int bench_generate(const std::vector<std::string>& args) {
     return report(absl::InvalidArgumentError("--new-tokens and --repeats must be >= 1, --vocab >= 2"));
   auto dev = parse_device(vm["device"].as<std::string>());
   if (!dev.ok()) return report(dev.status());
+  std::unique_ptr<ResultsDb> db;
+  const std::string db_path = vm["db"].as<std::string>();
+  if (!vm["no-db"].as<bool>()) {
+    auto opened = ResultsDb::open(db_path, ResultsDb::Mode::kReadWrite);
+    if (!opened.ok()) return report(opened.status());
+    db = std::move(*opened);
+  }
+  const Json env = environment(*dev);
+  const std::string dev_name =
+      dev->is_cuda() ? (env["gpu"].is_string() ? env["gpu"].get<std::string>() : dev->str()) : "cpu";
+  std::vector<Json> rows;
 
   std::printf("generation speed, d_model %lld, %lld layers, float32, %lld new tokens, %s (median of %lld)\n",
               static_cast<long long>(D), static_cast<long long>(n_layer), static_cast<long long>(new_tokens),
@@ -114,14 +128,52 @@ int bench_generate(const std::vector<std::string>& args) {
           return v[v.size() / 2];
         };
         const double p_ms = median(pre), d_ms = median(dec);
+        double fastest = pre[0] + dec[0];
+        for (size_t i = 1; i < pre.size(); ++i) fastest = std::min(fastest, pre[i] + dec[i]);
         tps[model] = static_cast<double>(B * new_tokens) / ((p_ms + d_ms) / 1000.0);
         std::printf("%-6lld %-7lld %-12s %10.2f %10.2f %12.1f\n", static_cast<long long>(B), static_cast<long long>(P),
                     model.c_str(), p_ms, d_ms, tps[model]);
+        // One bench row per model and shape: median_ms is prefill + decode of one repetition; the generation
+        // specifics (layers, new tokens, prefill/decode split, tokens/s) ride in `environment`.
+        Json e = env;
+        e["bench_generate"] = {{"n_layer", n_layer},     {"n_heads", heads},   {"new_tokens", new_tokens},
+                               {"vocab", V},             {"prefill_ms", p_ms}, {"decode_ms", d_ms},
+                               {"tokens_per_s", tps[model]}, {"schedule", c.schedule}};
+        rows.push_back(Json{{"created_at", utc_now()},
+                            {"benchmark", "generate"},
+                            {"variant", model},
+                            {"pass", "forward"},  // prefill + decoding: inference, no backward
+                            {"batch", B},
+                            {"channels", D},
+                            {"seq_len", P},
+                            {"fft_size", 0},
+                            {"dtype", "float32"},
+                            {"median_ms", p_ms + d_ms},
+                            {"min_ms", fastest},
+                            {"iters", repeats},
+                            {"bytes", 0},
+                            {"gbytes_per_s", 0.0},
+                            {"copy_gbytes_per_s", 0.0},
+                            {"speedup", 1.0},  // set below: the Transformer's time over this row's
+                            {"commit_hash", env["commit"]},
+                            {"hippo_version", env["hippo_version"]},
+                            {"torch_version", env["torch_version"]},
+                            {"cuda_version", env["cuda_version"]},
+                            {"device", dev_name},
+                            {"host", env["host"]},
+                            {"environment", e.dump()}});
       }
+      // speedup: tokens per second over the Transformer's at the same batch and prompt (its own row: 1).
+      for (auto& r : rows)
+        if (r["batch"] == B && r["seq_len"] == P) r["speedup"] = tps[r["variant"].get<std::string>()] / tps["transformer"];
       std::printf("%-6lld %-7lld %-12s %34s\n", static_cast<long long>(B), static_cast<long long>(P), "ratio",
                   absl::StrFormat("hybrid_h3 / transformer = %.2fx", tps["hybrid_h3"] / tps["transformer"]).c_str());
       std::fflush(stdout);
     }
+  if (db) {
+    if (auto st = db->add_bench_rows(rows); !st.ok()) return report(st);
+    std::printf("\n%zu rows written to the bench table of %s\n", rows.size(), db_path.c_str());
+  }
   return kExitOk;
 }
 

@@ -81,34 +81,38 @@ const std::vector<TableDef>& schema_tables() {
        true},
       {"bench",
        "one row per timed point of `hippo bench fftconv` and `hippo bench layer` (schema version 3): one variant of "
-       "an operator or layer at one shape, timed with CUDA events (the steady clock for CPU rows of bench layer) after "
-       "warm-up; the reference is timed in the same run beside every other variant",
+       "an operator, layer or model at one shape, timed with CUDA events (the steady clock for CPU rows of bench layer "
+       "and for bench generate, which synchronises the device) after warm-up; the reference is timed in the same run "
+       "beside every other variant",
        {{"id", "INTEGER PRIMARY KEY", "row id"},
         {"created_at", "TEXT NOT NULL", "measured at, ISO 8601 UTC"},
         {"benchmark", "TEXT NOT NULL",
-         "what was timed: fftconv (the operator of kernels/fftconv.h) or layer (H3 and attention layers)"},
+         "what was timed: fftconv (the operator of kernels/fftconv.h), layer (H3 and attention layers) or generate "
+         "(prompt prefill + recurrent decoding of a whole model, hippo bench generate)"},
         {"variant", "TEXT NOT NULL",
          "fftconv: reference (torch::fft, fftconv_ref), fused (the CUDA kernel, fftconv_fused) or state_passing (a "
          "diagonal-SSM filter in chunks of 8192, past the fused limit); layer: h3 (default path: fused, state passing "
-         "past the chunk length), h3_reference (torch::fft over the whole sequence) or attention"},
+         "past the chunk length), h3_reference (torch::fft over the whole sequence) or attention; generate: transformer "
+         "(the reference) or hybrid_h3"},
         {"pass", "TEXT NOT NULL CHECK (pass IN ('forward','forward+backward'))",
-         "forward, or forward+backward (the gradients of u, k and D; of a layer's input and parameters)"},
+         "forward, or forward+backward (the gradients of u, k and D; of a layer's input and parameters); generate: forward"},
         {"batch", "INTEGER NOT NULL", "B"},
-        {"channels", "INTEGER NOT NULL", "H (fftconv), d_model (layer)"},
-        {"seq_len", "INTEGER NOT NULL", "L"},
+        {"channels", "INTEGER NOT NULL", "H (fftconv), d_model (layer, generate)"},
+        {"seq_len", "INTEGER NOT NULL", "L (generate: the prompt length)"},
         {"fft_size", "INTEGER NOT NULL",
-         "FFT size n (next power of two >= 2L - 1, at least 16; of one chunk for state passing; 0 for attention)"},
+         "FFT size n (next power of two >= 2L - 1, at least 16; of one chunk for state passing; 0 for attention and generate)"},
         {"dtype", "TEXT NOT NULL", "dtype of u and y: float32, float16 or bfloat16 (k and D are float32)"},
         {"median_ms", "REAL NOT NULL", "median time of one call, milliseconds"},
         {"min_ms", "REAL NOT NULL", "fastest call, milliseconds"},
         {"iters", "INTEGER NOT NULL", "timed calls (after the warm-up calls)"},
         {"bytes", "INTEGER NOT NULL",
          "bytes a call must move at least: u (a layer's input x) read and y written (forward); plus u and dy read and "
-         "du written (forward+backward)"},
+         "du written (forward+backward); 0 for generate"},
         {"gbytes_per_s", "REAL NOT NULL", "bytes / median time, in 1e9 bytes per second"},
         {"copy_gbytes_per_s", "REAL NOT NULL",
          "device-to-device copy bandwidth measured in the same run (bytes read + written / time), 1e9 B/s"},
-        {"speedup", "REAL NOT NULL", "median time of the reference / this median time (1 for the reference)"},
+        {"speedup", "REAL NOT NULL", "median time of the reference / this median time (1 for the reference); generate: tokens per second over the "
+         "Transformer's at the same batch and prompt, with new tokens, layers and the prefill/decode split in environment"},
         {"commit_hash", "TEXT", "git commit of the hippo binary (\"-dirty\" if uncommitted changes)"},
         {"hippo_version", "TEXT", "hippo version"},
         {"torch_version", "TEXT", "LibTorch version"},

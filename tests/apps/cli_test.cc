@@ -405,6 +405,36 @@ TEST(Cli, BenchLayerTimesH3BothPathsAndAttentionAndStoresRows) {
   EXPECT_EQ(db.execAndGet("SELECT max(fft_size) FROM bench WHERE variant = 'attention'").getInt(), 0);
 }
 
+// bench generate on the CPU at a tiny size: both models per (batch, prompt), rows in the bench table with the
+// Transformer as the reference (speedup 1) and the hybrid's speedup its tokens/s over the Transformer's.
+TEST(Cli, BenchGenerateStoresOneRowPerModelAndShape) {
+  TempDir d;
+  auto r = run_hippo("bench generate --device cpu --d-model 16 --n-layer 2 --n-heads 2 --batch 1,2 --prompt-len 5 "
+                     "--new-tokens 3 --vocab 11 --repeats 1 --db g.db",
+                     d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("4 rows written"), std::string::npos) << r.out;
+  SQLite::Database db(d.file("g.db"), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE benchmark = 'generate' AND pass = 'forward' AND "
+                          "seq_len = 5 AND channels = 16 AND device = 'cpu' AND median_ms > 0 AND min_ms <= median_ms")
+                .getInt(),
+            4);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'transformer' AND speedup = 1.0").getInt(), 2);
+  // The hybrid's speedup is the ratio of tokens per second, i.e. of the two median times at one shape.
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench h JOIN bench t ON h.batch = t.batch AND h.seq_len = t.seq_len "
+                          "WHERE h.variant = 'hybrid_h3' AND t.variant = 'transformer' AND "
+                          "abs(h.speedup - t.median_ms / h.median_ms) < 1e-9 * h.speedup")
+                .getInt(),
+            2);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE environment LIKE '%\"new_tokens\":3%'").getInt(), 4);
+  // --no-db prints the same table and writes nothing.
+  auto n = run_hippo("bench generate --device cpu --d-model 16 --n-layer 2 --n-heads 2 --prompt-len 5 --new-tokens 2 "
+                     "--repeats 1 --no-db --db none.db",
+                     d.path());
+  ASSERT_EQ(n.exit_code, 0) << n.err;
+  EXPECT_FALSE(std::filesystem::exists(d.file("none.db")));
+}
+
 TEST(Cli, BenchFftconvTimesBothPathsAndStoresRows) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: `hippo bench fftconv` exits 2 (checked above)";
   TempDir d;

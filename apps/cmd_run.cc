@@ -367,8 +367,16 @@ absl::StatusOr<SweepOutcome> execute_sweep(const po::variables_map& vm, const st
   int workers = vm["workers"].as<int>();
   if (workers == 0)
     workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, vm["threads"].as<int>()));
+  // Runs left to train (queued, or running under a lease another worker may have lost): no more workers than
+  // that, and none at all when the sweep is done.
+  auto queued = (*db)->list_runs({name, std::string("queued")});
+  auto running = (*db)->list_runs({name, std::string("running")});
+  if (!queued.ok()) return queued.status();
+  if (!running.ok()) return running.status();
+  const int pending = static_cast<int>(queued->size() + running->size());
+  workers = std::max(1, std::min(workers, pending));
   std::vector<pid_t> children;
-  if (!gpus.empty() || workers > 1) {
+  if (pending > 0 && (!gpus.empty() || workers > 1)) {
     // With --gpus every worker is a child bound to its GPU; otherwise this process is one of the workers.
     const int n = gpus.empty() ? workers - 1 : static_cast<int>(gpus.size());
     auto pids = spawn_workers(n, (*db)->path(), name, vm, gpus);
@@ -378,7 +386,7 @@ absl::StatusOr<SweepOutcome> execute_sweep(const po::variables_map& vm, const st
                  gpus.empty() ? "" : absl::StrFormat(", one per --gpus entry (on %d GPU(s))", distinct_gpus(gpus)).c_str());
   }
   absl::StatusOr<ExecSummary> sum = ExecSummary{};
-  if (gpus.empty()) sum = execute_queue(**db, *sweep_id, eo);
+  if (gpus.empty() && pending > 0) sum = execute_queue(**db, *sweep_id, eo);
   int child_failures = 0;
   for (pid_t pid : children) {
     int st = 0;

@@ -14,7 +14,7 @@
 #include "apps/cli.h"
 #include "core/device.h"
 #include "layers/model.h"
-#include "results/db.h"
+#include "apps/bench_util.h"
 
 namespace hippo::cli {
 
@@ -72,16 +72,8 @@ int bench_generate(const std::vector<std::string>& args) {
     return report(absl::InvalidArgumentError("--new-tokens and --repeats must be >= 1, --vocab >= 2"));
   auto dev = parse_device(vm["device"].as<std::string>());
   if (!dev.ok()) return report(dev.status());
-  std::unique_ptr<ResultsDb> db;
-  const std::string db_path = vm["db"].as<std::string>();
-  if (!vm["no-db"].as<bool>()) {
-    auto opened = ResultsDb::open(db_path, ResultsDb::Mode::kReadWrite);
-    if (!opened.ok()) return report(opened.status());
-    db = std::move(*opened);
-  }
-  const Json env = environment(*dev);
-  const std::string dev_name =
-      dev->is_cuda() ? (env["gpu"].is_string() ? env["gpu"].get<std::string>() : dev->str()) : "cpu";
+  auto sink = open_bench_sink(vm["db"].as<std::string>(), vm["no-db"].as<bool>(), *dev);
+  if (!sink.ok()) return report(sink.status());
   std::vector<Json> rows;
 
   std::printf("generation speed, d_model %lld, %lld layers, float32, %lld new tokens, %s (median of %lld)\n",
@@ -135,33 +127,26 @@ int bench_generate(const std::vector<std::string>& args) {
                     model.c_str(), p_ms, d_ms, tps[model]);
         // One bench row per model and shape: median_ms is prefill + decode of one repetition; the generation
         // specifics (layers, new tokens, prefill/decode split, tokens/s) ride in `environment`.
-        Json e = env;
-        e["bench_generate"] = {{"n_layer", n_layer},     {"n_heads", heads},   {"new_tokens", new_tokens},
-                               {"vocab", V},             {"prefill_ms", p_ms}, {"decode_ms", d_ms},
-                               {"tokens_per_s", tps[model]}, {"schedule", c.schedule}};
-        rows.push_back(Json{{"created_at", utc_now()},
-                            {"benchmark", "generate"},
-                            {"variant", model},
-                            {"pass", "forward"},  // prefill + decoding: inference, no backward
-                            {"batch", B},
-                            {"channels", D},
-                            {"seq_len", P},
-                            {"fft_size", 0},
-                            {"dtype", "float32"},
-                            {"median_ms", p_ms + d_ms},
-                            {"min_ms", fastest},
-                            {"iters", repeats},
-                            {"bytes", 0},
-                            {"gbytes_per_s", 0.0},
-                            {"copy_gbytes_per_s", 0.0},
-                            {"speedup", 1.0},  // set below: the Transformer's time over this row's
-                            {"commit_hash", env["commit"]},
-                            {"hippo_version", env["hippo_version"]},
-                            {"torch_version", env["torch_version"]},
-                            {"cuda_version", env["cuda_version"]},
-                            {"device", dev_name},
-                            {"host", env["host"]},
-                            {"environment", e.dump()}});
+        Json row = sink->common_columns(
+            {{"bench_generate",
+              {{"n_layer", n_layer}, {"n_heads", heads}, {"new_tokens", new_tokens}, {"vocab", V},
+               {"prefill_ms", p_ms}, {"decode_ms", d_ms}, {"tokens_per_s", tps[model]}, {"schedule", c.schedule}}}});
+        row.update(Json{{"benchmark", "generate"},
+                        {"variant", model},
+                        {"pass", "forward"},  // prefill + decoding: inference, no backward
+                        {"batch", B},
+                        {"channels", D},
+                        {"seq_len", P},
+                        {"fft_size", 0},
+                        {"dtype", "float32"},
+                        {"median_ms", p_ms + d_ms},  // one repetition: prefill + all decoding steps
+                        {"min_ms", fastest},
+                        {"iters", repeats},
+                        {"bytes", 0},
+                        {"gbytes_per_s", 0.0},
+                        {"copy_gbytes_per_s", 0.0},
+                        {"speedup", 1.0}});  // set below: the Transformer's time over this row's
+        rows.push_back(row);
       }
       // speedup: tokens per second over the Transformer's at the same batch and prompt (its own row: 1).
       for (auto& r : rows)
@@ -170,10 +155,7 @@ int bench_generate(const std::vector<std::string>& args) {
                   absl::StrFormat("hybrid_h3 / transformer = %.2fx", tps["hybrid_h3"] / tps["transformer"]).c_str());
       std::fflush(stdout);
     }
-  if (db) {
-    if (auto st = db->add_bench_rows(rows); !st.ok()) return report(st);
-    std::printf("\n%zu rows written to the bench table of %s\n", rows.size(), db_path.c_str());
-  }
+  if (auto st = sink->write(rows); !st.ok()) return report(st);
   return kExitOk;
 }
 

@@ -96,17 +96,9 @@ int bench_layer(const std::vector<std::string>& args) {
   if (!lens.ok()) return report(lens.status());
   auto device = parse_device(vm["device"].as<std::string>());
   if (!device.ok()) return report(device.status());
-  std::unique_ptr<ResultsDb> db;
-  const std::string db_path = vm["db"].as<std::string>();
-  if (!vm["no-db"].as<bool>()) {
-    auto opened = ResultsDb::open(db_path, ResultsDb::Mode::kReadWrite);
-    if (!opened.ok()) return report(opened.status());
-    db = std::move(*opened);
-  }
-
-  const Json env = environment(*device);
-  const std::string dev_name =
-      device->is_cuda() ? (env["gpu"].is_string() ? env["gpu"].get<std::string>() : device->str()) : "cpu";
+  auto sink = open_bench_sink(vm["db"].as<std::string>(), vm["no-db"].as<bool>(), *device);
+  if (!sink.ok()) return report(sink.status());
+  const std::string& dev_name = sink->device_name;
   const double copy_gbs = copy_bandwidth(warmup, iters, *device);
   const bool fused = device->is_cuda() && fftconv_cuda_built();
   std::printf(
@@ -172,8 +164,8 @@ int bench_layer(const std::vector<std::string>& args) {
                                  : variant == "h3_reference"
                                      ? fftconv_size(L, L)
                                      : fftconv_size(std::min(L, chunk), std::min(L, chunk));
-        rows.push_back(Json{{"created_at", utc_now()},
-                            {"benchmark", "layer"},
+        Json row = sink->common_columns();
+        row.update(Json{{"benchmark", "layer"},
                             {"variant", variant},
                             {"pass", pass},
                             {"batch", B},
@@ -187,14 +179,8 @@ int bench_layer(const std::vector<std::string>& args) {
                             {"bytes", bytes},
                             {"gbytes_per_s", static_cast<double>(bytes) / (med[variant] * 1e-3) / 1e9},
                             {"copy_gbytes_per_s", copy_gbs},
-                            {"speedup", 1.0},  // set below, once the reference is timed
-                            {"commit_hash", env["commit"]},
-                            {"hippo_version", env["hippo_version"]},
-                            {"torch_version", env["torch_version"]},
-                            {"cuda_version", env["cuda_version"]},
-                            {"device", dev_name},
-                            {"host", env["host"]},
-                            {"environment", env.dump()}});
+                            {"speedup", 1.0}});  // set below, once the reference is timed
+        rows.push_back(row);
       }
       // speedup: the H3 reference path's median over this row's (the bench table's meaning of the column).
       const bool have_ref = med.count("h3_reference") > 0;
@@ -213,10 +199,7 @@ int bench_layer(const std::vector<std::string>& args) {
       std::fflush(stdout);
     }
   }
-  if (db) {
-    if (auto s = db->add_bench_rows(rows); !s.ok()) return report(s);
-    std::printf("\n%zu rows written to the bench table of %s\n", rows.size(), db_path.c_str());
-  }
+  if (auto st = sink->write(rows); !st.ok()) return report(st);
   return kExitOk;
 }
 

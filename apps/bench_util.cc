@@ -1,6 +1,8 @@
 // Timing and flag parsing shared by the benchmarks (apps/bench_util.h).
 #include "apps/bench_util.h"
 
+#include <cstdio>
+
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
@@ -8,6 +10,8 @@
 
 #include <algorithm>
 #include <chrono>
+
+#include "core/device.h"
 
 #if defined(HIPPO_WITH_CUDA)
 #include <ATen/cuda/CUDAEvent.h>
@@ -77,6 +81,40 @@ double copy_bandwidth(int warmup, int iters, const c10::Device& device) {
   auto dst = torch::empty_like(src);
   const double ms = median(time_calls([&](int) { dst.copy_(src); }, warmup, iters, device));
   return 2.0 * static_cast<double>(bytes) / (ms * 1e-3) / 1e9;
+}
+
+Json BenchSink::common_columns(const Json& extra) const {
+  Json e = env;
+  for (const auto& [k, v] : extra.items()) e[k] = v;
+  return Json{{"created_at", utc_now()},
+              {"commit_hash", env["commit"]},
+              {"hippo_version", env["hippo_version"]},
+              {"torch_version", env["torch_version"]},
+              {"cuda_version", env["cuda_version"]},
+              {"device", device_name},
+              {"host", env["host"]},
+              {"environment", e.dump()}};
+}
+
+absl::Status BenchSink::write(const std::vector<Json>& rows) const {
+  if (!db) return absl::OkStatus();
+  HIPPO_RETURN_IF_ERROR(db->add_bench_rows(rows));
+  std::printf("\n%zu rows written to the bench table of %s\n", rows.size(), db_path.c_str());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BenchSink> open_bench_sink(const std::string& db_path, bool no_db, const c10::Device& device) {
+  BenchSink s;
+  s.db_path = db_path;
+  if (!no_db) {
+    auto opened = ResultsDb::open(db_path, ResultsDb::Mode::kReadWrite);
+    if (!opened.ok()) return opened.status();
+    s.db = std::move(*opened);
+  }
+  s.env = environment(device);
+  s.device_name = device.is_cuda() ? (s.env["gpu"].is_string() ? s.env["gpu"].get<std::string>() : device.str())
+                                   : std::string("cpu");
+  return s;
 }
 
 }  // namespace hippo::cli

@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "core/options.h"
 #include "core/status.h"
+#include "results/db.h"
 
 namespace hippo::cli {
 
@@ -29,5 +31,23 @@ double median(std::vector<double> v);
 // Copy bandwidth of `device` (bytes read + written per second, in 1e9 B/s): 1 GiB device-to-device on a GPU,
 // 64 MiB on the CPU, median of `iters` copies.
 double copy_bandwidth(int warmup, int iters, const c10::Device& device);
+
+// Where a benchmark's rows go, and what every row says about the machine (H3.md 8's speed claims are only
+// comparable with the machine beside them).
+struct BenchSink {
+  std::unique_ptr<ResultsDb> db;  // null with --no-db
+  std::string db_path;
+  Json env;                 // environment(device): commit, versions, host, GPU
+  std::string device_name;  // the GPU's name on CUDA, "cpu" on the CPU
+  // The columns every bench row shares: created_at (now, ISO 8601 UTC), commit_hash, hippo_version,
+  // torch_version, cuda_version, device, host, and environment (env as JSON text, with `extra` merged in).
+  Json common_columns(const Json& extra = Json::object()) const;
+  // Adds `rows` to the bench table and prints how many went where; nothing without a database. Errors: the
+  // database's (kInternal on SQL failure, kInvalidArgument for a row the schema refuses).
+  absl::Status write(const std::vector<Json>& rows) const;
+};
+// Opens (creating if needed) the results database at `db_path` unless `no_db`, and fingerprints `device`.
+// Errors: the database's open errors (not a hippo database, newer schema, unwritable path), as they come.
+absl::StatusOr<BenchSink> open_bench_sink(const std::string& db_path, bool no_db, const c10::Device& device);
 
 }  // namespace hippo::cli

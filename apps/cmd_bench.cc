@@ -54,15 +54,10 @@ int run_fftconv(const BenchConfig& c) {
     return report(
         absl::FailedPreconditionError("hippo bench fftconv: no CUDA device is usable; nothing was measured "
                                       "(the benchmark times CUDA kernels)"));
-  std::unique_ptr<ResultsDb> db;
-  if (!c.no_db) {
-    auto opened = ResultsDb::open(c.db, ResultsDb::Mode::kReadWrite);
-    if (!opened.ok()) return report(opened.status());
-    db = std::move(*opened);
-  }
   const c10::Device device(c10::kCUDA, 0);
-  const Json env = environment(device);
-  const std::string gpu = env["gpu"].is_string() ? env["gpu"].get<std::string>() : "cuda:0";
+  auto sink = open_bench_sink(c.db, c.no_db, device);
+  if (!sink.ok()) return report(sink.status());
+  const std::string& gpu = sink->device_name;
   const double copy_gbs = copy_bandwidth(c.warmup, c.iters, device);
   const char* pass = c.backward ? "forward+backward" : "forward";
   std::printf(
@@ -109,8 +104,8 @@ int run_fftconv(const BenchConfig& c) {
     };
     const int64_t bytes = (c.backward ? 5 : 2) * elems * esize;
     auto add_row = [&](const char* variant, const std::vector<double>& ms, double speedup, int64_t fft_size) {
-      Json r = {{"created_at", utc_now()},
-                {"benchmark", "fftconv"},
+      Json r = sink->common_columns();
+      r.update(Json{{"benchmark", "fftconv"},
                 {"variant", variant},
                 {"pass", pass},
                 {"batch", c.batch},
@@ -124,14 +119,7 @@ int run_fftconv(const BenchConfig& c) {
                 {"bytes", bytes},
                 {"gbytes_per_s", static_cast<double>(bytes) / (median(ms) * 1e-3) / 1e9},
                 {"copy_gbytes_per_s", copy_gbs},
-                {"speedup", speedup},
-                {"commit_hash", env["commit"]},
-                {"hippo_version", env["hippo_version"]},
-                {"torch_version", env["torch_version"]},
-                {"cuda_version", env["cuda_version"]},
-                {"device", gpu},
-                {"host", env["host"]},
-                {"environment", env.dump()}};
+                {"speedup", speedup}});
       rows.push_back(r);
       return r;
     };
@@ -182,10 +170,7 @@ int run_fftconv(const BenchConfig& c) {
     }
     std::fflush(stdout);
   }
-  if (db) {
-    if (auto s = db->add_bench_rows(rows); !s.ok()) return report(s);
-    std::printf("\n%zu rows written to the bench table of %s\n", rows.size(), c.db.c_str());
-  }
+  if (auto st = sink->write(rows); !st.ok()) return report(st);
   return kExitOk;
 }
 #else

@@ -41,7 +41,7 @@ int bench_generate(const std::vector<std::string>& args) {
       "decoding steps SSM states and attention key-value caches.\n"
       "example: hippo bench generate --device cuda --d-model 768 --n-layer 12 --batch 1,64 --prompt-len 512,1024,2048\noptions");
   desc.add_options()("help,h", "this help")("d-model", po::value<int64_t>()->default_value(256), "model width")(
-      "n-layer", po::value<int64_t>()->default_value(4), "layers (the hybrid has attention at 1 and n/2+1)")(
+      "n-layer", po::value<int64_t>()->default_value(4), "layers (the hybrid has attention at layer 1, and also at n/2+1 when n >= 4)")(
       "n-heads", po::value<int64_t>()->default_value(4), "attention heads")(
       "batch", po::value<std::string>()->default_value("1"), "batch sizes, comma-separated")(
       "prompt-len", po::value<std::string>()->default_value("128"), "prompt lengths, comma-separated")(

@@ -158,6 +158,22 @@ int exit_code(const ExecSummary& s) {
   return s.failed > 0 ? kExitFailure : kExitOk;
 }
 
+namespace {
+// bf16 autocast is a CUDA feature (train.precision, runner/train_step.h): refuse a run that asks for it on the CPU
+// before anything is written, instead of queueing a run that can only fail.
+absl::Status check_precision(const std::vector<const RunSpec*>& runs, bool on_cuda) {
+  if (on_cuda) return absl::OkStatus();
+  for (const RunSpec* r : runs) {
+    const Json& t = r->config["train"];
+    if (t.contains("precision") && t["precision"] == "bf16")
+      return absl::InvalidArgumentError(absl::StrCat(
+          "train.precision 'bf16' needs a CUDA device (--device cuda, or --gpus); accepted on the CPU: fp32 (run ",
+          r->layer_label, " on ", r->task, ", seed ", r->seed, ")"));
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+
 int cmd_train(const std::vector<std::string>& args) {
   po::options_description desc(
       "hippo train: train one run and store it (a finished identical config is not trained again)\n"
@@ -232,7 +248,9 @@ int cmd_train(const std::vector<std::string>& args) {
                                      : spec.status());
   auto eo = exec_options(vm);
   if (!eo.ok()) return report(eo.status());
-  if (auto dev = parse_device(vm["device"].as<std::string>()); !dev.ok()) return report(dev.status());
+  auto dev = parse_device(vm["device"].as<std::string>());
+  if (!dev.ok()) return report(dev.status());
+  if (auto st = check_precision({&*spec}, dev->is_cuda()); !st.ok()) return report(st);
   if (auto st = apply_run_options(vm); !st.ok()) return report(st);
 
   auto db = ResultsDb::open(vm["db"].as<std::string>(), ResultsDb::Mode::kReadWrite);
@@ -343,8 +361,13 @@ absl::StatusOr<SweepOutcome> execute_sweep(const po::variables_map& vm, const st
     for (int64_t id : *g)
       if (auto dev = parse_device(absl::StrCat("cuda:", id)); !dev.ok()) return dev.status();
     gpus = *g;
-  } else if (auto dev = parse_device(vm["device"].as<std::string>()); !dev.ok()) {
-    return dev.status();
+  }
+  {
+    HIPPO_ASSIGN_OR_RETURN(const c10::Device dev,
+                           parse_device(gpus.empty() ? vm["device"].as<std::string>() : std::string("cuda")));
+    std::vector<const RunSpec*> all;
+    for (const auto& r : runs) all.push_back(&r);
+    HIPPO_RETURN_IF_ERROR(check_precision(all, dev.is_cuda()));
   }
   if (auto st = apply_run_options(vm); !st.ok()) return st;
   auto db = ResultsDb::open(vm["db"].as<std::string>(), ResultsDb::Mode::kReadWrite);
@@ -519,7 +542,8 @@ int cmd_worker(const std::vector<std::string>& args) {
   auto sum = execute_queue(**db, sweep_id, *eo);
   if (!sum.ok()) return report(sum.status());
   if (!Progress::quiet())
-    std::fprintf(stderr, "hippo: worker: %lld finished, %lld diverged, %lld failed\n", static_cast<long long>(sum->finished),
+    std::fprintf(stderr, "hippo: worker %d: trained %lld to the end, %lld diverged, %lld failed\n",
+                 static_cast<int>(getpid()), static_cast<long long>(sum->finished),
                static_cast<long long>(sum->diverged), static_cast<long long>(sum->failed));
   return exit_code(*sum);
 }

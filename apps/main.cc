@@ -21,7 +21,7 @@ const char* kUsage =
     "  reproduce  table2 | table3-mini: train a paper table's runs (resuming), print them beside the paper\n"
     "  generate   continue a prompt with a trained model (recurrent decoding where the layers allow)\n"
     "  tokenizer  train a SentencePiece tokenizer for the lm task\n"
-    "  bench      fftconv | generate: kernel and decoding speed, beside the plain path\n"
+    "  bench      fftconv | layer | generate: kernel, layer and decoding speed, beside the plain path\n"
     "  version    print hippo's version and commit\n";
 }
 

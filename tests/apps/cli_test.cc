@@ -106,16 +106,25 @@ TEST(Cli, ReproduceTable3MiniOnATinyScheduleThenResumes) {
   EXPECT_NE(r.err.find("text file 'missing.txt' cannot be read"), std::string::npos) << r.err;
 }
 
-// bf16 needs CUDA: on the CPU the run fails at its start with the reason, and is stored as failed.
-TEST(Cli, TrainInBf16OnTheCpuFailsTheRunWithItsReason) {
+// bf16 needs CUDA: on the CPU train, sweep and reproduce refuse it before anything is written (exit 2, no
+// database), naming the key and what the CPU accepts. (A run queued elsewhere for a GPU and claimed by a CPU
+// worker fails at its start instead: Trainer.Bf16OnTheCpuFailsBeforeAnythingIsBuilt.)
+TEST(Cli, Bf16OnTheCpuIsRefusedBeforeAnythingIsWritten) {
   TempDir d;
-  auto r = run_hippo("train --layer h3 --task associative_recall --set precision=bf16 --device cpu -q", d.path());
-  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  EXPECT_NE((r.out + r.err).find("train.precision 'bf16' needs a CUDA device, but this run is on cpu"),
-            std::string::npos)
-      << r.out << r.err;
-  r = run_hippo("results list", d.path());
-  EXPECT_NE(r.out.find("failed"), std::string::npos) << r.out;
+  testing::write_file(d.file("corpus.txt"), std::string(4000, 'a') + "bcd\n");
+  testing::write_file(d.file("bf16.yaml"),
+                      "name: b\nfixed:\n  precision: bf16\n  epochs: 1\n  associative_recall: {num_train: 64, num_test: 16}\n"
+                      "grid:\n  layer: [s4d]\n  task: [associative_recall]\n");
+  for (const std::string args :
+       {"train --layer h3 --task associative_recall --set precision=bf16 --device cpu --db out.db",
+        "reproduce table3-mini --schedule tiny --precision bf16 --corpus corpus.txt --db out.db",
+        "sweep bf16.yaml --db out.db"}) {
+    auto r = run_hippo(args, d.path());
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.out << r.err;
+    EXPECT_NE(r.err.find("train.precision 'bf16' needs a CUDA device"), std::string::npos) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find("accepted on the CPU: fp32"), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(d.file("out.db"))) << args << " wrote a database";
+  }
 }
 
 TEST(Cli, SweepRunsTheGridThenSkipsWhatIsFinished) {

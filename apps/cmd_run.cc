@@ -359,7 +359,10 @@ absl::StatusOr<SweepOutcome> execute_sweep(const po::variables_map& vm, const st
     auto g = int_list(vm["gpus"].as<std::string>(), "--gpus", 0);
     if (!g.ok()) return g.status();
     for (int64_t id : *g)
-      if (auto dev = parse_device(absl::StrCat("cuda:", id)); !dev.ok()) return dev.status();
+      if (auto dev = parse_device(absl::StrCat("cuda:", id)); !dev.ok())
+        return absl::Status(dev.status().code(),
+                            absl::StrCat("--gpus ", vm["gpus"].as<std::string>(), ": ", dev.status().message(),
+                                         " (or drop --gpus)"));
     gpus = *g;
   }
   {

@@ -3,7 +3,7 @@
 # H3, S4D, GSS at 6 layers, d_model 384, context 256, batch 64) in fp32 and in bf16 (train.precision). Each is
 # trained for 40 steps by `hippo train` (two epochs of 20 steps: the evaluation at step 20 ends the warm-up, and
 # the trainer's train/step_ms and train/tokens_per_second at step 40 time steps 21 to 40 alone). Writes the runs to
-# OUT_DIR/lm-speed.db and a Markdown table to OUT_DIR/lm-speed.md. About 2 minutes on an H200.
+# OUT_DIR/lm-speed.db and a Markdown table to OUT_DIR/lm-speed.md. Measured: 60 s on an H200 (2026-11-30).
 # Assumes hippo is built in build-gpu and `source build-gpu/gpu-env.sh` was done.
 # Usage: scripts/gpu-lm-speed.sh OUT_DIR [CORPUS]   (CORPUS: ../shared/data/tinyshakespeare/input.txt)
 set -euo pipefail

@@ -3,7 +3,9 @@
 # the Table 2 models (attention, h3, s4d, gss on induction head with the paper's config from
 # `hippo reproduce table2 --dry-run`, H3.md 6.4), eager against --cuda-graph, then the aggregate steps/s of K
 # graphed worker processes on one GPU (--gpus 0,0,...) for K = 1, 4, 8, 16, and the projected wall time of the
-# full table. Writes OUT_DIR/train-speed.md (and the databases and logs beside it). About 3 minutes on an H200.
+# full table. Writes OUT_DIR/train-speed.md (and the databases and logs beside it). Measured on an H200
+# (2026-11-30): the eager and graphed single-process parts took 172 s; the K sweep did not finish in the 209 s
+# left of a 10-minute call, so give it a call of its own.
 #
 # Method: steps/s = STEPS / (wall(20 + STEPS steps) - wall(20 steps)), walls from the runs table, so that start-up,
 # evaluation, warm-up and graph capture cancel; each process first trains a 21-step run that absorbs CUDA

@@ -77,6 +77,8 @@ absl::StatusOr<std::vector<pid_t>> spawn_workers(int n, const std::string& db, c
     if (vm["keep-checkpoints"].as<bool>()) a.push_back("--keep-checkpoints");
     if (vm["save-models"].as<bool>()) a.push_back("--save-models");
     if (vm["cuda-graph"].as<bool>()) a.push_back("--cuda-graph");
+    a.push_back("--ensemble");
+    a.push_back(std::to_string(vm["ensemble"].as<int64_t>()));
     if (vm.count("checkpoint-dir")) {
       a.push_back("--checkpoint-dir");
       a.push_back(vm["checkpoint-dir"].as<std::string>());
@@ -119,7 +121,11 @@ void add_exec_options(po::options_description& d) {
       "cuda-graph", po::bool_switch(),
       "capture each run's training step in a CUDA graph and replay it (GPU only: an error with a CPU device; "
       "an execution option, not part of the run config: results equal the eager run's within float32 rounding; "
-      "losses are read every 50 steps)");
+      "losses are read every 50 steps)")(
+      "ensemble", po::value<int64_t>()->default_value(1),
+      "train up to this many queued runs that differ only in seed and lr together in one process, in lockstep "
+      "(each is exactly the run trained alone; with --cuda-graph all in one graph, each on its own CUDA stream, "
+      "so that the GPU runs them concurrently); 1 = one run at a time (sweep, worker and reproduce)");
 }
 
 void add_sweep_options(po::options_description& d) {
@@ -140,6 +146,10 @@ absl::StatusOr<ExecOptions> exec_options(const po::variables_map& vm) {
   if (vm.count("checkpoint-dir")) eo.checkpoint_dir = vm["checkpoint-dir"].as<std::string>();
   eo.lease_seconds = vm["lease"].as<double>();
   eo.cuda_graph = vm["cuda-graph"].as<bool>();
+  eo.ensemble = vm["ensemble"].as<int64_t>();
+  if (eo.ensemble < 1 || eo.ensemble > 256)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ensemble must be between 1 and 256 runs trained together, got ", eo.ensemble));
   if (eo.checkpoint_every < 0) return absl::InvalidArgumentError("--checkpoint-every must be >= 0");
   if (!(eo.lease_seconds >= 2)) return absl::InvalidArgumentError("--lease must be at least 2 seconds");
   eo.renew_every_seconds = std::min(10.0, eo.lease_seconds / 3);
@@ -248,6 +258,10 @@ int cmd_train(const std::vector<std::string>& args) {
                                      : spec.status());
   auto eo = exec_options(vm);
   if (!eo.ok()) return report(eo.status());
+  if (eo->ensemble > 1)
+    return report(absl::InvalidArgumentError(
+        "--ensemble trains several queued runs together; hippo train trains one: use hippo sweep (a grid over "
+        "seed and lr) or hippo worker with --ensemble"));
   auto dev = parse_device(vm["device"].as<std::string>());
   if (!dev.ok()) return report(dev.status());
   if (auto st = check_precision({&*spec}, dev->is_cuda()); !st.ok()) return report(st);

@@ -330,6 +330,46 @@ absl::StatusOr<std::optional<RunRow>> ResultsDb::claim_next(std::optional<int64_
   }
 }
 
+absl::StatusOr<std::vector<RunRow>> ResultsDb::claim_group(
+    std::optional<int64_t> sweep_id, const std::string& worker, double lease_seconds, int64_t max_runs,
+    const std::function<bool(const RunRow& lead, const RunRow& other)>& same_group) {
+  if (max_runs < 1) return absl::InvalidArgumentError(absl::StrCat("claim_group: max_runs must be >= 1, got ", max_runs));
+  try {
+    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    std::string sql =
+        "SELECT * FROM runs WHERE (status = 'queued' OR (status = 'running' AND lease_until < ?))";
+    if (sweep_id) sql += " AND id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = ?)";
+    sql += " ORDER BY id";
+    SQLite::Statement q(*db_, sql);
+    q.bind(1, utc_now());
+    if (sweep_id) q.bind(2, *sweep_id);
+    std::vector<RunRow> group;
+    while (q.executeStep() && static_cast<int64_t>(group.size()) < max_runs) {
+      RunRow row = read_run(q);
+      if (group.empty() || same_group(group.front(), row)) group.push_back(std::move(row));
+    }
+    q.reset();
+    const std::string now = utc_now(), until = utc_now(lease_seconds);
+    for (auto& row : group) {
+      SQLite::Statement up(*db_,
+                           "UPDATE runs SET status = 'running', attempts = attempts + 1, worker = ?, "
+                           "lease_until = ?, started_at = ?, error = NULL WHERE id = ?");
+      up.bind(1, worker);
+      up.bind(2, until);
+      up.bind(3, now);
+      up.bind(4, row.id);
+      up.exec();
+      row.status = "running";
+      row.attempts += 1;
+      row.worker = worker;
+    }
+    tx.commit();
+    return group;
+  } catch (const std::exception& e) {
+    return sql_error("claim runs", e);
+  }
+}
+
 absl::Status ResultsDb::renew_lease(int64_t run_id, const std::string& worker, double lease_seconds) {
   try {
     SQLite::Statement q(*db_, "UPDATE runs SET lease_until = ? WHERE id = ? AND worker = ? AND status = 'running'");

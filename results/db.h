@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -94,6 +95,13 @@ class ResultsDb {
   // run_id restricts the claim to that one run.
   absl::StatusOr<std::optional<RunRow>> claim_next(std::optional<int64_t> sweep_id, const std::string& worker,
                                                    double lease_seconds, std::optional<int64_t> run_id = {});
+  // Claims, in one transaction, the run claim_next would claim (the lead) and up to max_runs - 1 more claimable
+  // runs of the same sweep for which same_group(lead, other) is true, in id order; each as claim_next does.
+  // Returns the lead first; empty when nothing is claimable. max_runs >= 1 (kInvalidArgument otherwise).
+  // The runner uses it to train the seeds and learning rates of one config together (train_ensemble).
+  absl::StatusOr<std::vector<RunRow>> claim_group(
+      std::optional<int64_t> sweep_id, const std::string& worker, double lease_seconds, int64_t max_runs,
+      const std::function<bool(const RunRow& lead, const RunRow& other)>& same_group);
   // Sets one run back to queued (any status), for `hippo train --force`.
   absl::Status requeue(int64_t run_id);
   // Extends the lease of a run this worker holds.

@@ -1,4 +1,5 @@
-// Executes queued runs from the results database: claims one at a time (with a renewed lease, so a run whose
+// Executes queued runs from the results database: claims one at a time (or, with ExecOptions::ensemble, a group
+// of runs that differ only in seed and learning rate, trained together) (with a renewed lease, so a run whose
 // process died is taken over once its lease expires), trains it, and stores its metrics and final status.
 // An exception inside a run marks it failed and the queue goes on; Ctrl-C puts the current run back in the
 // queue and stops.
@@ -21,6 +22,9 @@ struct ExecOptions {
   bool keep_checkpoints = false;        // keep a run's checkpoint after it ends
   bool save_models = false;             // save every run's final model (text tasks always save theirs)
   bool cuda_graph = false;              // replay each training step from a CUDA graph (TrainExecution)
+  // Claim up to this many runs at once that differ only in seed and lr (ensemble_key) and train them together
+  // (train_ensemble; with cuda_graph, one graph). 1: one run at a time. Ignored with run_id.
+  int64_t ensemble = 1;
 };
 
 struct ExecSummary {

@@ -1,9 +1,11 @@
 // GraphTrainStep (CUDA graph capture and replay of the whole training step) and LossWindow.
 #include "runner/graph_step.h"
 
+#include <algorithm>
 #include <cmath>
 
 #if defined(HIPPO_WITH_CUDA) && __has_include(<ATen/cuda/CUDAGraph.h>)
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -33,50 +35,58 @@ torch::Tensor train_step_on_device(const BatchLoss& loss_fn, DeviceAdamW& opt,
 }
 
 struct GraphTrainStep::Impl {
-  BatchLoss loss_fn;
-  DeviceAdamW* opt = nullptr;
-  std::vector<torch::Tensor> params;
-  double clip = 0;
+  std::vector<GraphMember> members;
   int64_t batch = 0;
   int warmup = 0, warmed = 0;
   torch::Device device{torch::kCPU};
-  torch::Tensor sx, sy, sm, sloss;  // the graph's static inputs and output
+  // Per member: the graph's static inputs and output.
+  std::vector<torch::Tensor> sx, sy, sm, sloss;
 #ifdef HIPPO_HAVE_CUDA_GRAPHS
   std::unique_ptr<at::cuda::CUDAGraph> graph;
-  std::optional<c10::cuda::CUDAStream> side;
+  std::vector<c10::cuda::CUDAStream> streams;  // member i's stream; streams[0] captures
 #endif
 };
 
-GraphTrainStep::GraphTrainStep(BatchLoss loss_fn, DeviceAdamW& opt, std::vector<torch::Tensor> params,
-                               double clip, int64_t batch, int warmup)
+GraphTrainStep::GraphTrainStep(std::vector<GraphMember> members, int64_t batch, int warmup)
     : impl_(std::make_unique<Impl>()) {
   TORCH_CHECK(cuda_graphs_built(),
               "--cuda-graph: this hippo was built without CUDA graphs (needs LibTorch with CUDA and "
               "HIPPO_WITH_CUDA); "
               "train without --cuda-graph");
-  TORCH_CHECK(!params.empty(), "GraphTrainStep: no parameters");
-  for (const auto& p : params)
-    TORCH_CHECK(p.is_cuda(), "--cuda-graph needs a CUDA device, but a parameter is on ", p.device(),
-                "; use --device cuda (or drop --cuda-graph)");
+  TORCH_CHECK(!members.empty(), "GraphTrainStep: no members");
+  for (const auto& mb : members) {
+    TORCH_CHECK(!mb.params.empty(), "GraphTrainStep: a member has no parameters");
+    TORCH_CHECK(mb.opt != nullptr, "GraphTrainStep: a member has no optimiser");
+    for (const auto& p : mb.params) {
+      TORCH_CHECK(p.is_cuda(), "--cuda-graph needs a CUDA device, but a parameter is on ", p.device(),
+                  "; use --device cuda (or drop --cuda-graph)");
+      TORCH_CHECK(p.device() == members[0].params[0].device(), "GraphTrainStep: members on different devices (",
+                  p.device(), " and ", members[0].params[0].device(), ")");
+    }
+  }
   TORCH_CHECK(batch >= 1, "GraphTrainStep: batch must be >= 1, got ", batch);
   TORCH_CHECK(warmup >= 1, "GraphTrainStep: warmup must be >= 1 eager step, got ", warmup);
   auto& s = *impl_;
-  s.loss_fn = std::move(loss_fn);
-  s.opt = &opt;
-  s.params = std::move(params);
-  s.clip = clip;
+  s.members = std::move(members);
   s.batch = batch;
   s.warmup = warmup;
-  s.device = s.params[0].device();
+  s.device = s.members[0].params[0].device();
+  const size_t n = s.members.size();
+  s.sx.resize(n), s.sy.resize(n), s.sm.resize(n), s.sloss.resize(n);
 #ifdef HIPPO_HAVE_CUDA_GRAPHS
-  s.side = c10::cuda::getStreamFromPool(false, s.device.index());
+  for (size_t i = 0; i < n; ++i) s.streams.push_back(c10::cuda::getStreamFromPool(false, s.device.index()));
 #endif
 }
 
+GraphTrainStep::GraphTrainStep(BatchLoss loss_fn, DeviceAdamW& opt, std::vector<torch::Tensor> params,
+                               double clip, int64_t batch, int warmup)
+    : GraphTrainStep(std::vector<GraphMember>{GraphMember{std::move(loss_fn), &opt, std::move(params), clip}}, batch,
+                     warmup) {}
+
 GraphTrainStep::~GraphTrainStep() {
 #ifdef HIPPO_HAVE_CUDA_GRAPHS
-  // The static buffers were allocated on the side stream and are read by replays on the current stream: let
-  // those finish before the memory goes back to the side stream's pool.
+  // The static buffers were allocated on the members' streams and are read by replays on the current stream:
+  // let those finish before the memory goes back to the streams' pools.
   try {
     torch::cuda::synchronize(impl_->device.index());
   } catch (...) {
@@ -92,40 +102,96 @@ bool GraphTrainStep::captured() const {
 #endif
 }
 
+int64_t GraphTrainStep::members() const { return static_cast<int64_t>(impl_->members.size()); }
+
 torch::Tensor GraphTrainStep::step(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& m) {
+  TORCH_CHECK(impl_->members.size() == 1, "GraphTrainStep::step(x, y, m) trains one run, but this step has ",
+              impl_->members.size(), " members: pass one batch per member");
+  return step(std::vector<std::array<torch::Tensor, 3>>{{x, y, m}}).at(0);
+}
+
+std::vector<torch::Tensor> GraphTrainStep::step(const std::vector<std::array<torch::Tensor, 3>>& batches) {
   auto& s = *impl_;
-  if (x.size(0) != s.batch) return train_step_on_device(s.loss_fn, *s.opt, s.params, s.clip, x, y, m);
+  const size_t n = s.members.size();
+  TORCH_CHECK(batches.size() == n, "GraphTrainStep: ", batches.size(), " batches for ", n, " members");
+  int64_t size = -1;
+  for (const auto& b : batches)
+    if (b[0].defined()) {
+      TORCH_CHECK(size < 0 || b[0].size(0) == size, "GraphTrainStep: the members' batches differ in size (", size,
+                  " and ", b[0].size(0), ")");
+      size = b[0].size(0);
+    }
+  std::vector<torch::Tensor> out(n);
+  if (size < 0) return out;  // every member has ended
+  auto eager = [&](size_t i) {
+    const auto& mb = s.members[i];
+    return train_step_on_device(mb.loss_fn, *mb.opt, mb.params, mb.clip, batches[i][0], batches[i][1],
+                                batches[i][2]);
+  };
+  if (size != s.batch) {
+    for (size_t i = 0; i < n; ++i)
+      if (batches[i][0].defined()) out[i] = eager(i);
+    return out;
+  }
 #ifdef HIPPO_HAVE_CUDA_GRAPHS
   if (s.graph) {
-    s.sx.copy_(x);
-    s.sy.copy_(y);
-    s.sm.copy_(m);
+    for (size_t i = 0; i < n; ++i) {
+      if (!batches[i][0].defined()) continue;
+      s.sx[i].copy_(batches[i][0]);
+      s.sy[i].copy_(batches[i][1]);
+      s.sm[i].copy_(batches[i][2]);
+    }
     s.graph->replay();
-    return s.sloss;
+    for (size_t i = 0; i < n; ++i)
+      if (batches[i][0].defined()) out[i] = s.sloss[i];
+    return out;
   }
   const auto dev = s.device.index();
-  // The side stream starts after everything queued so far (lr values, batch) and ends before the caller goes
-  // on: whole-device synchronisations, only during the first warmup + 1 steps.
+  // The members' streams start after everything queued so far (lr values, batches) and end before the caller
+  // goes on: whole-device synchronisations, only during the first warmup + 1 steps.
   torch::cuda::synchronize(dev);
   if (s.warmed < s.warmup) {
-    torch::Tensor loss;
-    {
-      c10::cuda::CUDAStreamGuard guard(*s.side);
-      loss = train_step_on_device(s.loss_fn, *s.opt, s.params, s.clip, x, y, m);
+    for (size_t i = 0; i < n; ++i) {
+      if (!batches[i][0].defined()) continue;
+      c10::cuda::CUDAStreamGuard guard(s.streams[i]);
+      out[i] = eager(i);
     }
     ++s.warmed;
     torch::cuda::synchronize(dev);
-    return loss;
+    return out;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    // A member that has ended gets buffers of the right shape: its branch is captured like the others.
+    const auto& src = batches[i][0].defined() ? batches[i] : *std::find_if(batches.begin(), batches.end(),
+                                                                            [](const auto& b) { return b[0].defined(); });
+    c10::cuda::CUDAStreamGuard guard(s.streams[i]);
+    s.sx[i] = src[0].clone();
+    s.sy[i] = src[1].clone();
+    s.sm[i] = src[2].clone();
   }
   {
-    c10::cuda::CUDAStreamGuard guard(*s.side);
-    s.sx = x.clone();
-    s.sy = y.clone();
-    s.sm = m.clone();
+    c10::cuda::CUDAStreamGuard guard(s.streams[0]);
     auto graph = std::make_unique<at::cuda::CUDAGraph>();
+    std::vector<at::cuda::CUDAEvent> events(2 * n);
     graph->capture_begin();
     try {
-      s.sloss = train_step_on_device(s.loss_fn, *s.opt, s.params, s.clip, s.sx, s.sy, s.sm);
+      for (size_t i = 0; i < n; ++i) {
+        if (i == 0) {
+          s.sloss[0] = train_step_on_device(s.members[0].loss_fn, *s.members[0].opt, s.members[0].params,
+                                            s.members[0].clip, s.sx[0], s.sy[0], s.sm[0]);
+          continue;
+        }
+        // Fork from the capturing stream, train member i on its own stream, join back.
+        events[2 * i].record(s.streams[0]);
+        events[2 * i].block(s.streams[i]);
+        {
+          c10::cuda::CUDAStreamGuard member_guard(s.streams[i]);
+          const auto& mb = s.members[i];
+          s.sloss[i] = train_step_on_device(mb.loss_fn, *mb.opt, mb.params, mb.clip, s.sx[i], s.sy[i], s.sm[i]);
+        }
+        events[2 * i + 1].record(s.streams[i]);
+        events[2 * i + 1].block(s.streams[0]);
+      }
     } catch (const std::exception& e) {
       try {
         graph->capture_end();  // leaves capture mode; the graph itself is invalid
@@ -142,7 +208,9 @@ torch::Tensor GraphTrainStep::step(const torch::Tensor& x, const torch::Tensor& 
   torch::cuda::synchronize(dev);
   // Capture recorded this batch's step without running it.
   s.graph->replay();
-  return s.sloss;
+  for (size_t i = 0; i < n; ++i)
+    if (batches[i][0].defined()) out[i] = s.sloss[i];
+  return out;
 #else
   TORCH_CHECK(false, "--cuda-graph: this hippo was built without CUDA graphs");
 #endif

@@ -8,7 +8,9 @@
 
 #include <torch/torch.h>
 
+#include <array>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -32,32 +34,53 @@ torch::Tensor train_step_on_device(const BatchLoss& loss_fn, DeviceAdamW& opt,
                                    const std::vector<torch::Tensor>& params, double clip,
                                    const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& m);
 
-// The graphed training step of one run. Batches of exactly `batch` examples go through the graph: the first
-// `warmup` of them run eagerly on a side stream (lazy initialisations such as cuBLAS workspaces and cuFFT
-// plans must happen outside the capture, on the capturing stream), the next is captured on that stream and
-// replayed, and every later one is copied into the static buffers and replayed. Batches of any other size (an
-// epoch's partial last batch) run eagerly on the current stream with the same optimiser. Learning rates are
-// read from the optimiser's device tensors at replay: set them (DeviceAdamW::set_lr) before step(). Dropout
-// works under replay (LibTorch registers its CUDA generator with the graph). Results equal
-// train_step_on_device's within float32 rounding.
+// One run's part of a graphed step: its loss, optimiser, trained parameters and clipping norm (see
+// train_step_on_device).
+struct GraphMember {
+  BatchLoss loss_fn;
+  DeviceAdamW* opt = nullptr;
+  std::vector<torch::Tensor> params;
+  double clip = 0;
+};
+
+// The graphed training step of one run, or of several independent runs trained in lockstep (an ensemble: the
+// seeds and learning rates of one layer and task, issue 5). Each member gets its own CUDA stream. Batches of
+// exactly `batch` examples go through the graph: the first `warmup` of them run eagerly, each member on its
+// stream (lazy initialisations such as cuBLAS workspaces, which are per stream, and cuFFT plans must happen
+// outside the capture), the next is captured once for all members — member 0's stream captures, the others fork
+// from it and join it again, so the graph holds the members as independent branches that the GPU runs
+// concurrently — and every later one is copied into the static buffers and replayed. Batches of any other size
+// (an epoch's partial last batch) run eagerly on the current stream with the same optimisers. Learning rates are
+// read from the optimisers' device tensors at replay: set them (DeviceAdamW::set_lr) before step(). Dropout
+// works under replay (LibTorch registers its CUDA generator with the graph; members then draw from one shared
+// generator). Results equal train_step_on_device's within float32 rounding (with dropout: the same distribution,
+// not the same masks).
 class GraphTrainStep {
  public:
-  // params: every trained parameter, on one CUDA device; batch >= 1; warmup >= 1 (3 is PyTorch's advice).
-  // Throws c10::Error on a CPU parameter, a bad batch/warmup, or a build without CUDA graphs
-  // (cuda_graphs_built() false), naming the problem.
+  // members: >= 1, each with parameters on one CUDA device (the same for all); batch >= 1; warmup >= 1 (3 is
+  // PyTorch's advice). Throws c10::Error on a CPU parameter, members on different devices, a bad batch/warmup,
+  // or a build without CUDA graphs (cuda_graphs_built() false), naming the problem.
+  GraphTrainStep(std::vector<GraphMember> members, int64_t batch, int warmup = 3);
+  // One run: the same as a single member.
   GraphTrainStep(BatchLoss loss_fn, DeviceAdamW& opt, std::vector<torch::Tensor> params, double clip,
                  int64_t batch, int warmup = 3);
   ~GraphTrainStep();
   GraphTrainStep(const GraphTrainStep&) = delete;
   GraphTrainStep& operator=(const GraphTrainStep&) = delete;
 
-  // Trains on one batch (x, y, m as BatchLoss, on the parameters' device). Returns the loss (0-dim float32 on
-  // the device); after the capture it is the graph's static output, overwritten by the next step: copy it
-  // (e.g. into a LossWindow) before the next call. Throws c10::Error when capture fails (an operation that
-  // synchronises with the host, say), with the cause.
+  // Trains one run on one batch (x, y, m as BatchLoss, on the parameters' device); only with one member.
+  // Returns the loss (0-dim float32 on the device); after the capture it is the graph's static output,
+  // overwritten by the next step: copy it (e.g. into a LossWindow) before the next call. Throws c10::Error when
+  // capture fails (an operation that synchronises with the host, say), with the cause.
   torch::Tensor step(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& m);
+  // Trains every member on its batch: batches[i] = {x, y, m} of member i, all of one size. A member whose x is
+  // undefined (a run that has ended) is skipped: eagerly it is not stepped; under replay its branch runs again
+  // on its previous buffers, which changes only that member's parameters (the caller has stored its results).
+  // Returns the members' losses (undefined for skipped members), as step() does.
+  std::vector<torch::Tensor> step(const std::vector<std::array<torch::Tensor, 3>>& batches);
   // True once the graph has been captured.
   bool captured() const;
+  int64_t members() const;
 
  private:
   struct Impl;

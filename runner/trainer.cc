@@ -176,71 +176,204 @@ torch::Tensor masked_loss(LanguageModel& model, int64_t V, const torch::Tensor& 
 }
 }  // namespace
 
-TrainResult train_run(const RunSpec& spec, const std::string& device_text, const TrainCallbacks& cb,
-                      const CheckpointOptions& ck, const TrainExecution& exec) {
-  const Json& c = spec.config;
-  // Resolved again: the canonical config leaves out options at defaults added after it was first hashed.
-  const Options train = value_or_throw(resolve_options(train_schema(), c["train"], "the run config"));
-  const torch::Device dev = value_or_throw(parse_device(device_text));
-  if (exec.cuda_graph && !dev.is_cuda())
-    throw StatusError(absl::InvalidArgumentError(absl::StrCat(
-        "--cuda-graph needs a CUDA device, got '", device_text, "'; use --device cuda (or drop --cuda-graph)")));
-  const bool bf16 = use_bf16(train.get_string("precision"), dev);  // before anything is built
-  const int64_t grad_accum = train.get_int("grad_accum");
-  if (exec.cuda_graph && (bf16 || grad_accum > 1))
-    throw StatusError(absl::InvalidArgumentError(
-        "--cuda-graph captures one fp32 step of the whole batch: it does not combine with train.precision bf16 or "
-        "train.grad_accum > 1 (drop --cuda-graph, or use precision fp32 and grad_accum 1)"));
-  seed_everything(static_cast<uint64_t>(spec.seed));
-  // Once a model is confident, softmax tails and Adam's second moments fall into float32's denormal range,
-  // where x86 arithmetic is ~100x slower (seen here: 8 ms steps became 70 ms). Flush them to zero.
-  at::globalContext().setFlushDenormal(true);
+namespace {
+// The random state a run's steps draw from (dropout): the CPU generator and, on CUDA, the device's generator.
+// Several runs trained in one process (train_ensemble) each keep their own and swap it in around their work, so
+// that each draws exactly what it would draw alone.
+class RngSlot {
+ public:
+  RngSlot(const torch::Device& dev, bool with_device) : dev_(dev), with_device_(with_device && dev.is_cuda()) {}
+  void save() {
+    cpu_ = at::detail::getDefaultCPUGenerator().get_state();
+    if (with_device_) device_ = at::globalContext().defaultGenerator(dev_).get_state();
+  }
+  void restore() const {
+    at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle on the global generator
+    cpu.set_state(cpu_);
+    if (with_device_) {
+      at::Generator device = at::globalContext().defaultGenerator(dev_);
+      device.set_state(device_);
+    }
+  }
 
-  // Data.
-  auto task = build_task(c);
-  TaskSplits data = value_or_throw(task->make(static_cast<uint64_t>(spec.seed)));
+ private:
+  torch::Device dev_;
+  bool with_device_;
+  torch::Tensor cpu_, device_;
+};
 
-  // Model.
-  LanguageModel model = build_model(c, *task);
-  model->to(dev);
-  if (cb.on_start) cb.on_start(model->param_count(), model->state_size(task->input_len()));
+// One run's training state: data, model, optimiser, schedule, evaluation, checkpoints, callbacks. train_run
+// drives one; train_ensemble drives several in lockstep. The constructor builds everything and resumes from the
+// checkpoint or evaluates step 0; then next_batch() / step_eagerly() / after_step() per optimiser step until
+// done(); then finish().
+class RunState {
+ public:
+  RunState(const RunSpec& spec, const torch::Device& dev, const std::string& device_text, const TrainCallbacks& cb,
+           const CheckpointOptions& ck, const TrainExecution& exec)
+      : spec_(spec), c_(spec.config), dev_(dev), cb_(cb), ck_(ck), throughput_(dev) {
+    // Resolved again: the canonical config leaves out options at defaults added after it was first hashed.
+    train_ = value_or_throw(resolve_options(train_schema(), c_["train"], "the run config"));
+    if (exec.cuda_graph && !dev.is_cuda())
+      throw StatusError(absl::InvalidArgumentError(absl::StrCat(
+          "--cuda-graph needs a CUDA device, got '", device_text, "'; use --device cuda (or drop --cuda-graph)")));
+    bf16_ = use_bf16(train_.get_string("precision"), dev);  // before anything is built
+    grad_accum_ = train_.get_int("grad_accum");
+    if (exec.cuda_graph && (bf16_ || grad_accum_ > 1))
+      throw StatusError(absl::InvalidArgumentError(
+          "--cuda-graph captures one fp32 step of the whole batch: it does not combine with train.precision bf16 "
+          "or train.grad_accum > 1 (drop --cuda-graph, or use precision fp32 and grad_accum 1)"));
+    seed_everything(static_cast<uint64_t>(spec.seed));
+    // Once a model is confident, softmax tails and Adam's second moments fall into float32's denormal range,
+    // where x86 arithmetic is ~100x slower (seen here: 8 ms steps became 70 ms). Flush them to zero.
+    at::globalContext().setFlushDenormal(true);
 
-  // Optimiser: three groups (H3.md 2.1 for the SSM rule).
-  const double lr = train.get_float("lr");
-  std::vector<double> peaks;
-  DeviceAdamW opt = make_optimizer(model, train, peaks);
+    // Data.
+    task_ = build_task(c_);
+    data_ = value_or_throw(task_->make(static_cast<uint64_t>(spec.seed)));
 
-  const int64_t N = data.train.size();
-  const int64_t batch = train.get_int("batch_size");
-  const int64_t steps_per_epoch = (N + batch - 1) / batch;
-  const int64_t epochs = train.get_int("epochs");
-  int64_t total = steps_per_epoch * epochs;
-  if (train.get_int("max_steps") > 0) total = std::min(total, train.get_int("max_steps"));
-  const int64_t eval_every = train.get_int("eval_every") * steps_per_epoch;
-  const double clip = train.get_float("grad_clip");
-  const double warm = train.get_float("warmup_fraction"), start_ratio = train.get_float("warmup_start_lr") / std::max(lr, 1e-30);
-  const double min_ratio = train.get_float("min_lr_ratio");
-  const int64_t V = task->vocab_size();
-  // Evaluation batches of up to 512 examples, fewer where their logits ((batch, length, vocab) floats) would pass
-  // 512 MB (MQAR's vocabulary of 8,192 at length 256 would need 4 GB at 512).
-  auto eval_batch_for = [&](int64_t len) {
-    return std::clamp<int64_t>((int64_t{1} << 29) / std::max<int64_t>(1, len * V * 4), 1, 512);
-  };
-  const int64_t eval_batch = eval_batch_for(task->input_len());
+    // Model.
+    model_ = build_model(c_, *task_);
+    model_->to(dev);
+    if (cb_.on_start) cb_.on_start(model_->param_count(), model_->state_size(task_->input_len()));
 
-  auto train_x = data.train.inputs.to(dev), train_y = data.train.targets.to(dev);
-  auto train_m = data.train.loss_mask.to(dev);
-  TrainResult result;
-  double loss_acc = 0;
-  int64_t loss_count = 0;
-  Throughput throughput(dev);
+    // Optimiser: three groups (H3.md 2.1 for the SSM rule).
+    lr_ = train_.get_float("lr");
+    opt_ = std::make_unique<DeviceAdamW>(make_optimizer(model_, train_, peaks_));
 
-  const auto test_slices = task->eval_slices(data.test);
-  auto do_eval = [&](int64_t step) {
-    throughput.pause();
-    auto te_res = evaluate(model, data.test, data.test.size(), dev, eval_batch, bf16, test_slices);
+    N_ = data_.train.size();
+    batch_ = train_.get_int("batch_size");
+    steps_per_epoch_ = (N_ + batch_ - 1) / batch_;
+    total_ = steps_per_epoch_ * train_.get_int("epochs");
+    if (train_.get_int("max_steps") > 0) total_ = std::min(total_, train_.get_int("max_steps"));
+    eval_every_ = train_.get_int("eval_every") * steps_per_epoch_;
+    clip_ = train_.get_float("grad_clip");
+    warm_ = train_.get_float("warmup_fraction");
+    start_ratio_ = train_.get_float("warmup_start_lr") / std::max(lr_, 1e-30);
+    min_ratio_ = train_.get_float("min_lr_ratio");
+    V_ = task_->vocab_size();
+    eval_batch_ = eval_batch_for(task_->input_len());
+    train_x_ = data_.train.inputs.to(dev), train_y_ = data_.train.targets.to(dev);
+    train_m_ = data_.train.loss_mask.to(dev);
+    test_slices_ = task_->eval_slices(data_.test);
+    params_ = model_->parameters();
+    losses_ = std::make_unique<LossWindow>(dev.is_cuda() ? kLossWindow : 1, dev);
+
+    model_->train();
+    checkpoints_ = !ck_.path.empty() && ck_.every > 0;
+    if (checkpoints_ && std::ifstream(ck_.path).good()) {
+      step_ = load_checkpoint(ck_.path, model_, *opt_, dev);
+      TORCH_CHECK(step_ >= 0 && step_ <= total_, "checkpoint ", ck_.path, " is at step ", step_, " of a ", total_,
+                  "-step run: it belongs to another config");
+      result_.resumed_from = step_;
+    } else {
+      do_eval(0);
+    }
+    throughput_.resume();
+  }
+
+  bool done() const { return done_; }
+  int64_t step() const { return step_; }
+  int64_t total() const { return total_; }
+  int64_t batch() const { return batch_; }
+  int64_t train_size() const { return N_; }
+  // The masked training loss of a batch, for GraphTrainStep (no host synchronisation).
+  GraphMember graph_member() {
+    return GraphMember{[this](const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& m) {
+                         return masked_loss(model_, V_, x, y, m);
+                       },
+                       opt_.get(), params_, clip_};
+  }
+
+  // The batch of the current step (x, y, m on the device), with the optimiser's learning rates set for it.
+  // Starts a new epoch (its data order, and fresh examples where the task draws them) when one begins.
+  std::array<torch::Tensor, 3> next_batch() {
+    const int64_t epoch = step_ / steps_per_epoch_;
+    if (epoch != epoch_) {
+      if (epoch > 0)
+        if (auto fresh = task_->train_epoch(static_cast<uint64_t>(spec_.seed), epoch)) {  // e.g. new lm windows
+          data_.train = *std::move(fresh);
+          TORCH_CHECK(data_.train.size() == N_, "task changed its train split size between epochs");
+          train_x_ = data_.train.inputs.to(dev_);
+          train_y_ = data_.train.targets.to(dev_);
+          train_m_ = data_.train.loss_mask.to(dev_);
+        }
+      perm_ = epoch_order(N_, static_cast<uint64_t>(spec_.seed), epoch).to(dev_);
+      epoch_ = epoch;
+    }
+    const double f = lr_factor(step_, total_, warm_, start_ratio_, min_ratio_);
+    for (size_t g = 0; g < peaks_.size(); ++g) opt_->set_lr(g, peaks_[g] * f);
+    const int64_t i = (step_ % steps_per_epoch_) * batch_;
+    auto idx = perm_.narrow(0, i, std::min(batch_, N_ - i));
+    return {train_x_.index_select(0, idx), train_y_.index_select(0, idx), train_m_.index_select(0, idx)};
+  }
+
+  // The eager step (train_step.h: precision, gradient accumulation, clipping, AdamW); returns the loss on the
+  // device.
+  torch::Tensor step_eagerly(const std::array<torch::Tensor, 3>& b) {
+    opt_->zero_grad();
+    auto loss = accumulate_gradients(model_, b[0], b[1], b[2], grad_accum_, bf16_);
+    if (clip_ > 0) clip_grad_norm_device(params_, clip_);
+    opt_->step();
+    return loss;
+  }
+
+  // After the optimiser step of the current batch with its `loss`: the losses are read back every kLossWindow
+  // steps on CUDA (every step on the CPU) and before evaluations, checkpoints and the end; a NaN/Inf loss ends
+  // the run as "diverged" at its first bad step.
+  void after_step(const torch::Tensor& loss, int64_t tokens) {
+    losses_->add(step_, loss);
+    ++step_;
+    throughput_.add_step(tokens);
+    const bool eval_now = step_ % eval_every_ == 0 && step_ < total_;
+    const bool save_now = checkpoints_ && step_ % ck_.every == 0 && step_ < total_;
+    if (losses_->full() || step_ == 1 || eval_now || save_now || step_ == total_)
+      if (auto bad = flush_losses()) {
+        result_.status = "diverged";
+        result_.diverged_step = *bad;
+        result_.steps = *bad;
+        done_ = true;
+        return;
+      }
+    if (eval_now) do_eval(step_);
+    if (save_now) save_checkpoint(ck_.path, model_, *opt_, step_);
+    if (step_ >= total_) done_ = true;
+  }
+
+  // The result; for a run that reached its last step, after the final evaluation, the length-extrapolation
+  // evaluations and the final model's file.
+  TrainResult finish() {
+    if (result_.status == "diverged") return result_;
+    do_eval(step_);
+    eval_lengths(step_);
+    if (!ck_.model_path.empty() && (ck_.save_every_model || task_->tokenizer())) {
+      save_model(ck_.model_path, model_, c_);
+      result_.model_path = ck_.model_path;
+    }
+    result_.status = "finished";
+    result_.steps = step_;
+    return result_;
+  }
+
+ private:
+  // Evaluation batches of up to 512 examples, fewer where their logits ((batch, length, vocab) floats) would
+  // pass 512 MB (MQAR's vocabulary of 8,192 at length 256 would need 4 GB at 512).
+  int64_t eval_batch_for(int64_t len) const {
+    return std::clamp<int64_t>((int64_t{1} << 29) / std::max<int64_t>(1, len * V_ * 4), 1, 512);
+  }
+
+  std::optional<int64_t> flush_losses() {
+    return losses_->flush([&](int64_t s, double lv) {
+      loss_acc_ += lv;
+      ++loss_count_;
+      if (cb_.on_step) cb_.on_step(s + 1, total_, lv);
+    });
+  }
+
+  void do_eval(int64_t step) {
+    throughput_.pause();
+    auto te_res = evaluate(model_, data_.test, data_.test.size(), dev_, eval_batch_, bf16_, test_slices_);
     // Train metrics on the same basis, over (at most) as many training examples as the test split has.
-    auto tr_res = evaluate(model, data.train, data.test.size(), dev, eval_batch, bf16);
+    auto tr_res = evaluate(model_, data_.train, data_.test.size(), dev_, eval_batch_, bf16_);
     std::vector<MetricRow> rows = {
         {step, "test", "loss", te_res.loss},
         {step, "test", "accuracy", te_res.accuracy},
@@ -248,130 +381,186 @@ TrainResult train_run(const RunSpec& spec, const std::string& device_text, const
         {step, "train", "loss", tr_res.loss},
         {step, "train", "accuracy", tr_res.accuracy},
         {step, "train", "token_accuracy", tr_res.token_accuracy},
-        {step, "train", "lr", lr * lr_factor(std::max<int64_t>(0, step - 1), total, warm, start_ratio, min_ratio)},
+        {step, "train", "lr",
+         lr_ * lr_factor(std::max<int64_t>(0, step - 1), total_, warm_, start_ratio_, min_ratio_)},
     };
-    if (step == 0) rows.push_back({0, "test", "chance", task->chance()});
-    rows.push_back({step, "train", "tokens_seen", static_cast<double>(step * batch * task->input_len())});
-    if (task->test_bytes_per_token() > 0) {  // text: perplexity and bits per byte (comparable across tokenizers)
+    if (step == 0) rows.push_back({0, "test", "chance", task_->chance()});
+    rows.push_back({step, "train", "tokens_seen", static_cast<double>(step * batch_ * task_->input_len())});
+    if (task_->test_bytes_per_token() > 0) {  // text: perplexity and bits per byte (comparable across tokenizers)
       rows.push_back({step, "test", "perplexity", std::exp(te_res.loss)});
-      rows.push_back({step, "test", "bits_per_byte", te_res.loss / std::log(2.0) / task->test_bytes_per_token()});
+      rows.push_back(
+          {step, "test", "bits_per_byte", te_res.loss / std::log(2.0) / task_->test_bytes_per_token()});
     }
     for (const auto& [name, acc] : te_res.slices) rows.push_back({step, "test", name, acc});
-    if (loss_count > 0) rows.push_back({step, "train", "running_loss", loss_acc / static_cast<double>(loss_count)});
-    loss_acc = 0;
-    loss_count = 0;
-    throughput.take_rows(step, rows);
-    result.test_accuracy = te_res.accuracy;
-    result.test_loss = te_res.loss;
-    if (cb.on_metrics) cb.on_metrics(rows);
-    throughput.resume();
-  };
+    if (loss_count_ > 0)
+      rows.push_back({step, "train", "running_loss", loss_acc_ / static_cast<double>(loss_count_)});
+    loss_acc_ = 0;
+    loss_count_ = 0;
+    throughput_.take_rows(step, rows);
+    result_.test_accuracy = te_res.accuracy;
+    result_.test_loss = te_res.loss;
+    if (cb_.on_metrics) cb_.on_metrics(rows);
+    throughput_.resume();
+  }
 
   // Length extrapolation (the task's eval_seq_lens): the final model on a fresh test split at each length.
   // At the training length that is the test split itself; at other lengths nothing can overlap the training
   // split. The split is drawn with num_train = 1 (the one training example is discarded) to keep drawing cheap.
-  auto eval_lengths = [&](int64_t step) {
-    const Json& to = c["task_options"];
+  void eval_lengths(int64_t step) {
+    const Json& to = c_["task_options"];
     if (!to.contains("eval_seq_lens")) return;
     std::vector<MetricRow> rows;
     for (const auto& l : to["eval_seq_lens"]) {
       const int64_t L = l.get<int64_t>();
       EvalResult r;
       if (L == to["seq_len"].get<int64_t>()) {
-        r = evaluate(model, data.test, data.test.size(), dev, eval_batch, bf16);
+        r = evaluate(model_, data_.test, data_.test.size(), dev_, eval_batch_, bf16_);
       } else {
         Json at = to;
         at.erase("eval_seq_lens");
         at["seq_len"] = L;
         at["num_train"] = 1;
-        auto long_task = value_or_throw(TaskRegistry::global().find(spec.task, "task"))->factory(Options(at));
-        TaskSplits s = value_or_throw(long_task->make(static_cast<uint64_t>(spec.seed)));
-        r = evaluate(model, s.test, s.test.size(), dev, eval_batch_for(long_task->input_len()), bf16);
+        auto long_task = value_or_throw(TaskRegistry::global().find(spec_.task, "task"))->factory(Options(at));
+        TaskSplits s = value_or_throw(long_task->make(static_cast<uint64_t>(spec_.seed)));
+        r = evaluate(model_, s.test, s.test.size(), dev_, eval_batch_for(long_task->input_len()), bf16_);
       }
       rows.push_back({step, "test", absl::StrCat("accuracy_len_", L), r.accuracy});
       rows.push_back({step, "test", absl::StrCat("loss_len_", L), r.loss});
     }
-    if (cb.on_metrics) cb.on_metrics(rows);
-  };
+    if (cb_.on_metrics) cb_.on_metrics(rows);
+  }
 
-  model->train();
-  int64_t step = 0;
-  const bool checkpoints = !ck.path.empty() && ck.every > 0;
-  if (checkpoints && std::ifstream(ck.path).good()) {
-    step = load_checkpoint(ck.path, model, opt, dev);
-    TORCH_CHECK(step >= 0 && step <= total, "checkpoint ", ck.path, " is at step ", step, " of a ", total,
-                "-step run: it belongs to another config");
-    result.resumed_from = step;
-  } else {
-    do_eval(0);
-  }
-  // The step: eager (train_step.h: precision, gradient accumulation), or with --cuda-graph replayed from a CUDA
-  // graph. On CUDA the losses stay on the device and are read back every kLossWindow steps and before evaluations,
-  // checkpoints and the end (a read is a host-device sync); on the CPU every step.
-  const auto params = model->parameters();
-  const BatchLoss batch_loss = [&](const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& m) {
-    return masked_loss(model, V, x, y, m);
-  };
+  const RunSpec& spec_;
+  const Json& c_;
+  torch::Device dev_;
+  TrainCallbacks cb_;
+  CheckpointOptions ck_;
+  Options train_;
+  bool bf16_ = false, checkpoints_ = false, done_ = false;
+  int64_t grad_accum_ = 1;
+  std::unique_ptr<Task> task_;
+  TaskSplits data_;
+  LanguageModel model_{nullptr};
+  double lr_ = 0, clip_ = 0, warm_ = 0, start_ratio_ = 0, min_ratio_ = 0;
+  std::vector<double> peaks_;
+  std::unique_ptr<DeviceAdamW> opt_;
+  int64_t N_ = 0, batch_ = 0, steps_per_epoch_ = 0, total_ = 0, eval_every_ = 0, V_ = 0, eval_batch_ = 0;
+  int64_t step_ = 0, epoch_ = -1;
+  torch::Tensor train_x_, train_y_, train_m_, perm_;
+  std::vector<std::pair<std::string, torch::Tensor>> test_slices_;
+  std::vector<torch::Tensor> params_;
+  std::unique_ptr<LossWindow> losses_;
+  Throughput throughput_;
+  TrainResult result_;
+  double loss_acc_ = 0;
+  int64_t loss_count_ = 0;
+};
+}  // namespace
+
+TrainResult train_run(const RunSpec& spec, const std::string& device_text, const TrainCallbacks& cb,
+                      const CheckpointOptions& ck, const TrainExecution& exec) {
+  const torch::Device dev = value_or_throw(parse_device(device_text));
+  RunState run(spec, dev, device_text, cb, ck, exec);
   std::unique_ptr<GraphTrainStep> graph;
-  if (exec.cuda_graph) graph = std::make_unique<GraphTrainStep>(batch_loss, opt, params, clip, batch);
-  auto losses = std::make_unique<LossWindow>(dev.is_cuda() ? kLossWindow : 1, dev);
-  throughput.resume();
-  auto diverged = [&](int64_t at) {
-    result.status = "diverged";
-    result.diverged_step = at;
-    result.steps = at;
-    return result;
-  };
-  // Reports the window's losses (running loss, on_step); returns the first step whose loss is NaN/Inf.
-  auto flush_losses = [&]() {
-    return losses->flush([&](int64_t s, double lv) {
-      loss_acc += lv;
-      ++loss_count;
-      if (cb.on_step) cb.on_step(s + 1, total, lv);
-    });
-  };
-  for (int64_t epoch = step / steps_per_epoch; step < total; ++epoch) {
-    if (epoch > 0)
-      if (auto fresh = task->train_epoch(static_cast<uint64_t>(spec.seed), epoch)) {  // e.g. new lm windows
-        data.train = *std::move(fresh);
-        TORCH_CHECK(data.train.size() == N, "task changed its train split size between epochs");
-        train_x = data.train.inputs.to(dev);
-        train_y = data.train.targets.to(dev);
-        train_m = data.train.loss_mask.to(dev);
+  if (exec.cuda_graph && !run.done())
+    graph = std::make_unique<GraphTrainStep>(std::vector<GraphMember>{run.graph_member()}, run.batch());
+  while (!run.done()) {
+    auto b = run.next_batch();
+    run.after_step(graph ? graph->step(b[0], b[1], b[2]) : run.step_eagerly(b), b[0].numel());
+  }
+  return run.finish();
+}
+
+std::vector<TrainResult> train_ensemble(const std::vector<RunSpec>& specs, const std::string& device_text,
+                                        const std::vector<TrainCallbacks>& callbacks,
+                                        const std::vector<CheckpointOptions>& checkpoints,
+                                        const TrainExecution& exec) {
+  const size_t n = specs.size();
+  TORCH_CHECK(n >= 1, "train_ensemble: no runs");
+  TORCH_CHECK(callbacks.size() == n && checkpoints.size() == n, "train_ensemble: ", n, " runs but ",
+              callbacks.size(), " callbacks and ", checkpoints.size(), " checkpoint options");
+  for (size_t i = 1; i < n; ++i)
+    if (ensemble_key(specs[i].config) != ensemble_key(specs[0].config))
+      throw StatusError(absl::InvalidArgumentError(absl::StrCat(
+          "train_ensemble: runs ", specs[0].hash.substr(0, 12), " and ", specs[i].hash.substr(0, 12),
+          " differ in more than seed and lr; an ensemble trains one layer, task and config")));
+  const torch::Device dev = value_or_throw(parse_device(device_text));
+  // Graph replay draws dropout from the one CUDA generator the graph registered: only eager steps swap it.
+  const bool swap_device_rng = !exec.cuda_graph;
+  std::vector<std::unique_ptr<RunState>> runs;
+  std::vector<RngSlot> rng;
+  for (size_t i = 0; i < n; ++i) {
+    runs.push_back(std::make_unique<RunState>(specs[i], dev, device_text, callbacks[i], checkpoints[i], exec));
+    rng.emplace_back(dev, swap_device_rng);
+    rng.back().save();
+  }
+  for (size_t i = 1; i < n; ++i)
+    TORCH_CHECK(runs[i]->step() == runs[0]->step() && runs[i]->total() == runs[0]->total() &&
+                    runs[i]->batch() == runs[0]->batch() && runs[i]->train_size() == runs[0]->train_size(),
+                "train_ensemble: run ", specs[i].hash.substr(0, 12), " is at step ", runs[i]->step(), " of ",
+                runs[i]->total(), " (batch ", runs[i]->batch(), ", ", runs[i]->train_size(), " examples), run ",
+                specs[0].hash.substr(0, 12), " at step ", runs[0]->step(), " of ", runs[0]->total(), " (batch ",
+                runs[0]->batch(), ", ", runs[0]->train_size(),
+                " examples): members must start together (resume runs with checkpoints at other steps alone)");
+  std::unique_ptr<GraphTrainStep> graph;
+  if (exec.cuda_graph && !runs[0]->done()) {
+    std::vector<GraphMember> members;
+    for (auto& r : runs) members.push_back(r->graph_member());
+    graph = std::make_unique<GraphTrainStep>(std::move(members), runs[0]->batch());
+  }
+  std::vector<TrainResult> results(n);
+  std::vector<bool> finished(n, false);
+  auto finish_ended = [&]() {
+    for (size_t i = 0; i < n; ++i)
+      if (!finished[i] && runs[i]->done()) {
+        rng[i].restore();
+        results[i] = runs[i]->finish();
+        rng[i].save();
+        finished[i] = true;
       }
-    auto perm = epoch_order(N, static_cast<uint64_t>(spec.seed), epoch).to(dev);
-    for (int64_t i = (step % steps_per_epoch) * batch; i < N && step < total; i += batch) {
-      const double f = lr_factor(step, total, warm, start_ratio, min_ratio);
-      for (size_t g = 0; g < peaks.size(); ++g) opt.set_lr(g, peaks[g] * f);
-      auto idx = perm.narrow(0, i, std::min(batch, N - i));
-      auto x = train_x.index_select(0, idx), y = train_y.index_select(0, idx), m = train_m.index_select(0, idx);
-      if (graph) {
-        losses->add(step, graph->step(x, y, m));
-      } else {
-        opt.zero_grad();
-        losses->add(step, accumulate_gradients(model, x, y, m, grad_accum, bf16));
-        if (clip > 0) clip_grad_norm_device(params, clip);
-        opt.step();
+  };
+  finish_ended();
+  while (std::find(finished.begin(), finished.end(), false) != finished.end()) {
+    std::vector<std::array<torch::Tensor, 3>> batches(n);
+    for (size_t i = 0; i < n; ++i)
+      if (!finished[i]) batches[i] = runs[i]->next_batch();
+    std::vector<torch::Tensor> losses(n);
+    if (graph) {
+      rng[0].restore();  // the CPU generator is not drawn from by CUDA steps; keep it consistent anyway
+      losses = graph->step(batches);
+    } else {
+      for (size_t i = 0; i < n; ++i) {
+        if (finished[i]) continue;
+        rng[i].restore();
+        losses[i] = runs[i]->step_eagerly(batches[i]);
+        rng[i].save();
       }
-      ++step;
-      throughput.add_step(x.numel());
-      const bool eval_now = step % eval_every == 0 && step < total;
-      const bool save_now = checkpoints && step % ck.every == 0 && step < total;
-      if (losses->full() || step == 1 || eval_now || save_now || step == total)
-        if (auto bad = flush_losses()) return diverged(*bad);
-      if (eval_now) do_eval(step);
-      if (save_now) save_checkpoint(ck.path, model, opt, step);
     }
+    for (size_t i = 0; i < n; ++i) {
+      if (finished[i]) continue;
+      rng[i].restore();  // a checkpoint stores the run's own generator state
+      runs[i]->after_step(losses[i], batches[i][0].numel());
+      rng[i].save();
+    }
+    finish_ended();
   }
-  do_eval(step);
-  eval_lengths(step);
-  if (!ck.model_path.empty() && (ck.save_every_model || task->tokenizer())) {
-    save_model(ck.model_path, model, c);
-    result.model_path = ck.model_path;
-  }
-  result.status = "finished";
-  result.steps = step;
-  return result;
+  return results;
+}
+
+int64_t checkpoint_step(const std::string& path) {
+  if (!std::ifstream(path).good()) return 0;
+  torch::serialize::InputArchive archive;
+  archive.load_from(path, torch::kCPU);
+  torch::Tensor step;
+  archive.read("step", step);
+  return step.item<int64_t>();
+}
+
+Json ensemble_key(const Json& config) {
+  Json key = config;
+  key.erase("seed");
+  if (key.contains("train") && key["train"].is_object()) key["train"].erase("lr");
+  return key;
 }
 
 }  // namespace hippo

@@ -75,6 +75,32 @@ struct TrainResult {
 TrainResult train_run(const RunSpec& spec, const std::string& device, const TrainCallbacks& callbacks,
                       const CheckpointOptions& checkpoint = {}, const TrainExecution& exec = {});
 
+// Trains several runs of one layer, task and config that differ only in seed and learning rate (ensemble_key
+// equal) together, in lockstep: an ensemble (issue 5), so that the seeds and learning rates of one Table 2 cell
+// share one process and, with exec.cuda_graph, one CUDA graph in which each run is an independent branch on its
+// own stream (runner/graph_step.h). Each member is exactly the run train_run would train: built from its own seed,
+// with its own data and data order, optimiser state, schedule, evaluations, checkpoint and callbacks; on the CPU
+// and for eager CUDA steps each member also keeps its own random generators (dropout), so its losses and metrics
+// equal train_run's (tests: bitwise on the CPU); graph replay draws dropout from the CUDA generator shared by the
+// graph (the same distribution, not the same masks). Evaluation is per member, eagerly. Throughput rows
+// (train/step_ms) are wall time per step of the whole ensemble, as seen by each member.
+// specs, callbacks and checkpoints: one entry per member (n >= 1). Returns one TrainResult per member, in order;
+// a member that diverges ends there (its status "diverged") while the others go on.
+// Throws what train_run throws (for any member: the whole ensemble fails), StatusError kInvalidArgument when two
+// members differ in more than seed and lr, and c10::Error when the members do not start at the same step (a
+// checkpoint of one at another step: train such runs alone or with their peers).
+std::vector<TrainResult> train_ensemble(const std::vector<RunSpec>& specs, const std::string& device,
+                                        const std::vector<TrainCallbacks>& callbacks,
+                                        const std::vector<CheckpointOptions>& checkpoints,
+                                        const TrainExecution& exec = {});
+
+// What runs of one ensemble share: the canonical run config without its seed and train.lr.
+Json ensemble_key(const Json& config);
+
+// The optimiser step of the checkpoint at `path` (0 when there is no file). Reads the whole file. Throws
+// c10::Error for a file that is not a hippo checkpoint.
+int64_t checkpoint_step(const std::string& path);
+
 // Learning-rate multiplier in (0, 1] at step `step` of `total` (shared by every parameter group; the warmup
 // start is given as a fraction of the peak). Exposed for tests.
 double lr_factor(int64_t step, int64_t total, double warmup_fraction, double warmup_start_ratio,

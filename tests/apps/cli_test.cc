@@ -23,6 +23,12 @@ grid:
   task: [induction_head, associative_recall]
 )";
 
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+  return n;
+}
+
 TEST(Cli, LayersAndTasksListEveryOption) {
   TempDir d;
   auto r = run_hippo("layers", d.path());
@@ -153,6 +159,42 @@ TEST(Cli, SweepRunsTheGridThenSkipsWhatIsFinished) {
   EXPECT_EQ(r.out, "n\n4\n");
   r = run_hippo("sweep tiny.yaml --db out.db --dry-run", d.path());
   EXPECT_NE(r.out.find("4 runs"), std::string::npos);
+}
+
+// --ensemble trains the seeds and learning rates of each config together: the same rows as one run at a time.
+TEST(Cli, SweepWithEnsembleStoresTheSameResultsAsOneRunAtATime) {
+  TempDir d;
+  testing::write_file(d.file("ens.yaml"), R"(name: ens
+fixed:
+  epochs: 3
+  d_model: 16
+  associative_recall: {num_train: 64, num_test: 16}
+grid:
+  layer: [attention, s4d]
+  task: [associative_recall]
+  lr: [0.001, 0.003]
+  seed: [0, 1]
+)");
+  auto r = run_hippo("sweep ens.yaml --db one.db --workers 1 -q", d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_hippo("sweep ens.yaml --db ens.db --workers 1 --ensemble 3 --log-only", d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Eight runs in groups of at most three runs of one layer: attention 3 + 1, s4d 3 + 1.
+  EXPECT_EQ(count_of(r.err, "(ensemble of 3)"), 2 * (3 + 3)) << r.err;  // "started" and "finished" lines
+  EXPECT_NE(r.err.find("8 finished, 0 diverged, 0 failed of 8 runs"), std::string::npos) << r.err;
+  const std::string sql =
+      "results query \"SELECT r.config_hash, m.step, m.split, m.name, m.value FROM runs r JOIN metrics m ON "
+      "m.run_id = r.id WHERE m.name NOT IN ('tokens_per_second', 'step_ms') ORDER BY 1, 2, 3, 4\" --db ";
+  auto a = run_hippo(sql + "one.db", d.path()), b = run_hippo(sql + "ens.db", d.path());
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_GT(count_of(a.out, "\n"), 8 * 10) << a.out;
+  EXPECT_EQ(a.out, b.out);
+  r = run_hippo("train --layer s4d --task associative_recall --ensemble 2 --db x.db", d.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("use hippo sweep"), std::string::npos) << r.err;
+  r = run_hippo("sweep ens.yaml --db y.db --ensemble 0", d.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--ensemble must be between 1 and 256"), std::string::npos) << r.err;
 }
 
 TEST(Cli, ReproduceTable2OnATinyScheduleThenResumesWithoutTraining) {

@@ -3,6 +3,7 @@
 #include "results/db.h"
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <absl/strings/str_cat.h>
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -86,6 +87,39 @@ TEST(ResultsDb, ExpiredLeaseIsTakenOverAndLiveLeaseIsNot) {
   ASSERT_TRUE(taken->has_value());
   EXPECT_EQ((*taken)->config_hash, "b");
   EXPECT_EQ((*taken)->attempts, 2);
+}
+
+// claim_group takes the lead claim_next would take and the claimable runs of its group, up to max_runs, in id order.
+TEST(ResultsDb, ClaimGroupTakesTheLeadAndItsPeersUpToTheLimit) {
+  TempDir dir;
+  auto db = open_rw(dir.file("g.db"));
+  auto sweep = db->upsert_sweep("s", Json::object());
+  ASSERT_TRUE(sweep.ok());
+  // Runs 1..6: layers a, b, a, a, b, a.
+  const std::vector<std::string> layers = {"a", "b", "a", "a", "b", "a"};
+  for (size_t i = 0; i < layers.size(); ++i)
+    ASSERT_TRUE(db->enqueue(absl::StrCat("h", i), Json{{"layer", layers[i]}}, layers[i], "t", 0, *sweep).ok());
+  auto same_layer = [](const RunRow& lead, const RunRow& other) { return lead.layer == other.layer; };
+  EXPECT_EQ(db->claim_group(*sweep, "w", 60, 0, same_layer).status().code(), absl::StatusCode::kInvalidArgument);
+  auto g = db->claim_group(*sweep, "w1", 60, 3, same_layer);
+  ASSERT_TRUE(g.ok()) << g.status();
+  ASSERT_EQ(g->size(), 3u);
+  EXPECT_EQ((*g)[0].id, 1);
+  EXPECT_EQ((*g)[1].id, 3);
+  EXPECT_EQ((*g)[2].id, 4);
+  for (const auto& r : *g) {
+    EXPECT_EQ(r.status, "running");
+    EXPECT_EQ(r.attempts, 1);
+    EXPECT_EQ(db->get_run(r.id)->worker, "w1");
+  }
+  g = db->claim_group(*sweep, "w2", 60, 3, same_layer);  // the next lead is run 2 (b), with run 5
+  ASSERT_EQ(g->size(), 2u);
+  EXPECT_EQ((*g)[0].id, 2);
+  EXPECT_EQ((*g)[1].id, 5);
+  g = db->claim_group(*sweep, "w3", 60, 3, same_layer);
+  ASSERT_EQ(g->size(), 1u);
+  EXPECT_EQ((*g)[0].id, 6);
+  EXPECT_TRUE(db->claim_group(*sweep, "w4", 60, 3, same_layer)->empty());
 }
 
 TEST(ResultsDb, RequeueFailedOnlyTouchesFailed) {

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# On the GPU host (hippo built in build-gpu, `source build-gpu/gpu-env.sh` done): training steps per second of
+# the Table 2 models (attention, h3, s4d, gss on induction head, the paper's config from `hippo reproduce table2
+# --dry-run`, H3.md 6.4) with --cuda-graph, one run at a time against an ensemble of 9 runs (3 seeds x 3
+# learning rates, --ensemble 9: one graph, each run a branch on its own stream), in one process, in the same call.
+# Writes OUT_DIR/ensemble-speed.md (databases and logs beside it).
+#
+# Method: as scripts/gpu-train-speed.sh: steps/s = runs * STEPS / (wall(20 + STEPS steps) - wall(20 steps)), walls
+# from the runs table (an ensemble's members share one wall), so that start-up, evaluation, warm-up and capture
+# cancel; a 21-step run first absorbs CUDA initialisation.
+# Usage: scripts/gpu-ensemble-speed.sh OUT_DIR [STEPS (default 1000)] [LAYERS (default attention,h3,s4d,gss)]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+out=${1:?usage: scripts/gpu-ensemble-speed.sh OUT_DIR [STEPS] [LAYERS]}
+steps=${2:-1000}
+layers=${3:-attention,h3,s4d,gss}
+hippo=${HIPPO:-build-gpu/apps/hippo}
+[[ -x $hippo ]] || { echo "no hippo binary at $hippo (build build-gpu first, or set HIPPO)" >&2; exit 2; }
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+start=$(date +%s)
+say() { echo "[$(( $(date +%s) - start ))s] $*"; }
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,utilization.gpu --format=csv,noheader > "$out/gpu.txt" 2>&1 || true
+"$hippo" reproduce table2 --dry-run --seeds 1 --lrs 5e-4 > "$out/table2-dry-run.txt"
+
+python3 - "$out" "$steps" "$layers" <<'PY'
+import json, sys
+out, steps, layers = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
+configs = {}
+for line in open(f"{out}/table2-dry-run.txt"):
+    if "induction_head" in line and "{" in line:
+        c = json.loads(line[line.index("{"):])
+        configs[c["layers"][0]] = c
+assert set(configs) >= set(layers), f"dry-run gave layers {sorted(configs)}"
+def raw(c):  # canonical config -> a sweep's fixed settings (train keys at the top, options under their names)
+    r = dict(c["train"])
+    r["task"] = c["task"]
+    r[c["task"]] = c["task_options"]
+    for name, opts in c["layer_options"].items():
+        r[name] = opts
+    return r
+fixed = {}
+for layer in layers:
+    for k, v in raw(configs[layer]).items():
+        fixed.setdefault(k, v)
+def write(name, grid):
+    f = {k: v for k, v in fixed.items() if k not in grid}
+    with open(f"{out}/{name}.yaml", "w") as fh:
+        json.dump({"name": name, "fixed": f, "grid": grid}, fh, indent=1)  # JSON is YAML
+write("single", {"layer": layers, "max_steps": [21, 20, 20 + steps]})
+write("ensemble", {"layer": layers, "max_steps": [20, 20 + steps], "seed": [0, 1, 2], "lr": [5e-4, 1e-3, 2e-3]})
+PY
+
+wall_of() {  # DB LAYER MAX_STEPS -> wall seconds of that run (the largest of the members')
+  python3 -c "
+import sqlite3, sys, json
+db = sqlite3.connect(sys.argv[1])
+walls = []
+for layer, cfg, wall, status in db.execute('SELECT layer, config, wall_seconds, status FROM runs'):
+    if layer == sys.argv[2] and json.loads(cfg)['train']['max_steps'] == int(sys.argv[3]):
+        assert status == 'finished', f'{layer} {sys.argv[3]} steps: {status}'
+        walls.append(wall)
+print(max(walls))
+" "$@"
+}
+
+say "one run at a time, --cuda-graph"
+"$hippo" sweep "$out/single.yaml" --db "$out/single.db" --workers 1 --device cuda --checkpoint-every 0 -q --cuda-graph \
+  > "$out/single.log" 2>&1 || { tail -5 "$out/single.log"; exit 1; }
+say "ensembles of 9, --cuda-graph"
+"$hippo" sweep "$out/ensemble.yaml" --db "$out/ensemble.db" --workers 1 --device cuda --checkpoint-every 0 --log-only \
+  --cuda-graph --ensemble 9 > "$out/ensemble.log" 2>&1 || { tail -5 "$out/ensemble.log"; exit 1; }
+grep -c "(ensemble of 9)" "$out/ensemble.log" | sed 's/^/lines naming an ensemble of 9: /'
+
+rows=()
+for layer in ${layers//,/ }; do
+  s1=$(wall_of "$out/single.db" "$layer" 20); l1=$(wall_of "$out/single.db" "$layer" $((20 + steps)))
+  s9=$(wall_of "$out/ensemble.db" "$layer" 20); l9=$(wall_of "$out/ensemble.db" "$layer" $((20 + steps)))
+  rows+=("$layer $(python3 -c "print($steps / ($l1 - $s1), 9 * $steps / ($l9 - $s9))")")
+done
+python3 - "$out" "$steps" "${rows[@]}" <<'PY'
+import sys
+out, steps = sys.argv[1], int(sys.argv[2])
+gpu = open(f"{out}/gpu.txt").read().strip()
+L = ["# Table 2 models (H3.md 6.4, induction head), --cuda-graph: one run against an ensemble of 9", "",
+     f"GPU: {gpu}. Steps/s of all runs together over {steps} steps each (start-up, evaluation, capture excluded).",
+     "", "| layer | one run, steps/s | ensemble of 9, steps/s (all members) | ratio | ensemble step, ms |",
+     "|---|---|---|---|---|"]
+per_layer = 9 * 62800 + 9 * 31400
+total_single = total_ens = 0
+for row in sys.argv[3:]:
+    layer, one, nine = row.split()
+    one, nine = float(one), float(nine)
+    total_single += per_layer / one
+    total_ens += per_layer / nine
+    L.append(f"| {layer} | {one:.0f} | {nine:.0f} | {nine / one:.1f}x | {9e3 / nine:.2f} |")
+L += ["", f"Full Table 2 (72 runs, 3,391,200 steps; recall runs are shorter sequences, so upper bounds; evaluation "
+      f"not included) in one process: {total_single / 60:.1f} min one run at a time, {total_ens / 60:.1f} min in "
+      "ensembles of 9."]
+open(f"{out}/ensemble-speed.md", "w").write("\n".join(L) + "\n")
+print("\n".join(L))
+PY
+say "done: $out/ensemble-speed.md"

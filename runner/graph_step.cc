@@ -172,25 +172,23 @@ std::vector<torch::Tensor> GraphTrainStep::step(const std::vector<std::array<tor
   {
     c10::cuda::CUDAStreamGuard guard(s.streams[0]);
     auto graph = std::make_unique<at::cuda::CUDAGraph>();
-    std::vector<at::cuda::CUDAEvent> events(2 * n);
+    std::vector<at::cuda::CUDAEvent> joins(n);
+    at::cuda::CUDAEvent fork;
     graph->capture_begin();
     try {
+      // Fork every member's stream from the capturing stream before any work, so that no member's step depends on
+      // another's; member 0 trains on the capturing stream itself; the others join it after all are queued. (A
+      // join right after each member would chain the branches one after another.)
+      fork.record(s.streams[0]);
+      for (size_t i = 1; i < n; ++i) fork.block(s.streams[i]);
       for (size_t i = 0; i < n; ++i) {
-        if (i == 0) {
-          s.sloss[0] = train_step_on_device(s.members[0].loss_fn, *s.members[0].opt, s.members[0].params,
-                                            s.members[0].clip, s.sx[0], s.sy[0], s.sm[0]);
-          continue;
-        }
-        // Fork from the capturing stream, train member i on its own stream, join back.
-        events[2 * i].record(s.streams[0]);
-        events[2 * i].block(s.streams[i]);
-        {
-          c10::cuda::CUDAStreamGuard member_guard(s.streams[i]);
-          const auto& mb = s.members[i];
-          s.sloss[i] = train_step_on_device(mb.loss_fn, *mb.opt, mb.params, mb.clip, s.sx[i], s.sy[i], s.sm[i]);
-        }
-        events[2 * i + 1].record(s.streams[i]);
-        events[2 * i + 1].block(s.streams[0]);
+        c10::cuda::CUDAStreamGuard member_guard(s.streams[i]);
+        const auto& mb = s.members[i];
+        s.sloss[i] = train_step_on_device(mb.loss_fn, *mb.opt, mb.params, mb.clip, s.sx[i], s.sy[i], s.sm[i]);
+      }
+      for (size_t i = 1; i < n; ++i) {
+        joins[i].record(s.streams[i]);
+        joins[i].block(s.streams[0]);
       }
     } catch (const std::exception& e) {
       try {

@@ -15,6 +15,7 @@
 #include "apps/bench_util.h"
 #include "apps/cli.h"
 #include "core/device.h"
+#include "core/op_count.h"
 #include "kernels/fftconv.h"
 #include "layers/mixer.h"
 #include "layers/ssm.h"
@@ -69,7 +70,10 @@ int bench_layer(const std::vector<std::string>& args) {
       "device", po::value<std::string>()->default_value("auto"), "cpu, cuda, cuda:N or auto")(
       "warmup", po::value<int>()->default_value(3), "untimed calls first")(
       "iters", po::value<int>()->default_value(20), "timed calls (at least 20); the median is reported")(
-      "no-db", po::bool_switch(), "print only, write nothing");
+      "no-db", po::bool_switch(), "print only, write nothing")(
+      "count-ops", po::bool_switch(),
+      "also count the ATen operator calls of one call of each variant and pass (top level and all, with the "
+      "most frequent), printed after each row");
   add_db_option(desc);
   po::variables_map vm;
   if (auto s = parse(args, desc, {}, vm, "bench layer"); !s.ok()) return report(s);
@@ -80,6 +84,7 @@ int bench_layer(const std::vector<std::string>& args) {
   const int64_t B = vm["batch"].as<int64_t>(), D = vm["d-model"].as<int64_t>(),
                 heads = vm["n-heads"].as<int64_t>(), chunk = vm["chunk-len"].as<int64_t>();
   const int warmup = vm["warmup"].as<int>(), iters = vm["iters"].as<int>();
+  const bool count_ops = vm["count-ops"].as<bool>();
   if (B < 1 || D < 1 || heads < 1 || D % heads != 0)
     return report(absl::InvalidArgumentError(absl::StrFormat(
         "--batch %d, --d-model %d, --n-heads %d: need positive values with d_model divisible by n_heads", B,
@@ -116,6 +121,7 @@ int bench_layer(const std::vector<std::string>& args) {
   std::fflush(stdout);
 
   std::vector<Json> rows;
+  std::string ops_report;  // --count-ops: printed after the table
   const int64_t esize = static_cast<int64_t>(c10::elementSize(*dtype));
   for (const int64_t L : *lens) {
     torch::manual_seed(L);
@@ -159,6 +165,13 @@ int bench_layer(const std::vector<std::string>& args) {
           continue;
         }
         med[variant] = median(ms);
+        if (count_ops) {
+          // After the timed calls, so the counter's own cost never enters the times.
+          OpCounter c;
+          call(0);
+          ops_report += absl::StrFormat("L=%d %s %s: %d top-level ops (%d with nested); most frequent: %s\n",
+                                        L, variant, pass, c.top_level_total(), c.all_total(), c.summary(6));
+        }
         const int64_t bytes = (backward ? 5 : 2) * B * L * D * esize;
         const int64_t fft_size = variant == "attention" ? 0
                                  : variant == "h3_reference"
@@ -199,6 +212,7 @@ int bench_layer(const std::vector<std::string>& args) {
       std::fflush(stdout);
     }
   }
+  if (count_ops) std::printf("\nATen operator calls of one call (--count-ops):\n%s", ops_report.c_str());
   if (auto st = sink->write(rows); !st.ok()) return report(st);
   return kExitOk;
 }

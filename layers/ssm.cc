@@ -63,14 +63,18 @@ DiagSSMImpl::Discrete DiagSSMImpl::discretize() const {
   auto B_re = B_.select(2, 0), B_im = B_.select(2, 1);
   Discrete d;
   if (discretization_ == "bilinear") {
-    // dA = (1 + dt A/2) / (1 - dt A/2); dB = B dt / (1 - dt A/2)
-    auto ar = dt * A_re * 0.5, ai = dt * A_im * 0.5;
-    auto num_abs2 = (1 + ar).square() + ai.square();
-    auto den_abs2 = (1 - ar).square() + ai.square();
+    // dA = (1 + dt A/2) / (1 - dt A/2); dB = B dt / (1 - dt A/2). Each shared term is computed once (every op
+    // is a kernel launch on the GPU, and again in the backward).
+    auto half_dt = dt * 0.5;
+    auto ar = half_dt * A_re, ai = half_dt * A_im;
+    auto p = 1 + ar, m = 1 - ar, ai2 = ai.square();
+    auto num_abs2 = p.square() + ai2;
+    auto den_abs2 = m.square() + ai2;
     d.log_dA_re = 0.5 * (torch::log(num_abs2) - torch::log(den_abs2));
-    d.log_dA_im = torch::atan2(ai, 1 + ar) - torch::atan2(-ai, 1 - ar);
+    // arg(1 + a) - arg(1 - a); atan2 is odd in its first argument, so -atan2(-ai, m) = atan2(ai, m).
+    d.log_dA_im = torch::atan2(ai, p) + torch::atan2(ai, m);
     // 1 / (1 - a) = (1 - ar + i ai) / |1 - a|^2
-    auto inv_re = (1 - ar) / den_abs2, inv_im = ai / den_abs2;
+    auto inv_re = m / den_abs2, inv_im = ai / den_abs2;
     auto s_re = B_re * dt, s_im = B_im * dt;
     d.dB_re = s_re * inv_re - s_im * inv_im;
     d.dB_im = s_re * inv_im + s_im * inv_re;
@@ -91,11 +95,11 @@ DiagSSMImpl::Discrete DiagSSMImpl::discretize() const {
 }
 
 namespace {
-// Powers z^j = exp(j * (lr + i li)) of each mode for j = 0..n-1 with stride `stride` (j * stride), as real and
-// imaginary parts, (H, N2, n).
-std::pair<torch::Tensor, torch::Tensor> powers(const torch::Tensor& lr, const torch::Tensor& li, int64_t n,
-                                               int64_t stride) {
-  auto j = torch::arange(n, lr.options()) * static_cast<double>(stride);
+// Powers of each mode z = exp(lr + i li) at the exponents z^r, r = 0..R-1, then z^(mR), m = 0..M-1, as real and
+// imaginary parts, (H, N2, R + M): both levels of the Vandermonde product from one exp, cos and sin.
+std::pair<torch::Tensor, torch::Tensor> powers(const torch::Tensor& lr, const torch::Tensor& li, int64_t R,
+                                               int64_t M) {
+  auto j = torch::cat({torch::arange(R, lr.options()), torch::arange(0, M * R, R, lr.options())});
   auto mag = torch::exp(lr.unsqueeze(-1) * j);
   auto ph = li.unsqueeze(-1) * j;
   return {mag * torch::cos(ph), mag * torch::sin(ph)};
@@ -112,10 +116,11 @@ torch::Tensor vandermonde(const torch::Tensor& a_re, const torch::Tensor& a_im, 
                           const torch::Tensor& li, int64_t L) {
   const int64_t H = a_re.size(0), P = a_re.size(1), N2 = a_re.size(2);
   const int64_t R = block_size(L), M = (L + R - 1) / R;
-  auto [lo_re, lo_im] = powers(lr, li, R, 1);  // z^r, (H, N2, R)
-  auto [hi_re, hi_im] = powers(lr, li, M, R);  // z^(mR), (H, N2, M)
-  auto hr = hi_re.transpose(1, 2).unsqueeze(1), hm = hi_im.transpose(1, 2).unsqueeze(1);  // (H, 1, M, N2)
-  auto ar = a_re.unsqueeze(2), ai = a_im.unsqueeze(2);                                    // (H, P, 1, N2)
+  auto [pw_re, pw_im] = powers(lr, li, R, M);
+  auto lo_re = pw_re.narrow(2, 0, R), lo_im = pw_im.narrow(2, 0, R);  // z^r, (H, N2, R)
+  auto hr = pw_re.narrow(2, R, M).transpose(1, 2).unsqueeze(1);         // z^(mR), (H, 1, M, N2)
+  auto hm = pw_im.narrow(2, R, M).transpose(1, 2).unsqueeze(1);
+  auto ar = a_re.unsqueeze(2), ai = a_im.unsqueeze(2);  // (H, P, 1, N2)
   auto b_re = (ar * hr - ai * hm).reshape({H, P * M, N2});
   auto b_im = (ar * hm + ai * hr).reshape({H, P * M, N2});
   auto K = 2 * (torch::bmm(b_re, lo_re) - torch::bmm(b_im, lo_im));  // (H, P * M, R)
@@ -126,7 +131,10 @@ torch::Tensor vandermonde(const torch::Tensor& a_re, const torch::Tensor& a_im, 
 torch::Tensor DiagSSMImpl::kernel(int64_t L) const {
   NoAutocastScope fp32;
   TORCH_CHECK(L >= 1, "diag SSM kernel: L must be >= 1, got ", L);
-  auto d = discretize();
+  return kernel_of(discretize(), L);
+}
+
+torch::Tensor DiagSSMImpl::kernel_of(const Discrete& d, int64_t L) const {
   auto C_re = C_.select(2, 0), C_im = C_.select(2, 1);
   // C' = C * dB, (H, N2)
   auto Cp_re = C_re * d.dB_re - C_im * d.dB_im;
@@ -184,18 +192,21 @@ torch::Tensor DiagSSMImpl::forward_state_passing(const torch::Tensor& u, const F
   if (gates.dropout_mask) mask = *gates.dropout_mask;
   if (fuse_output) {
     if (qc.defined()) inner.q = qc;
-    if (mask.defined()) inner.dropout_mask = mask.repeat_interleave(nc, 0);
+    // Row b * nc + c gets mask[b]; expand + reshape rather than repeat_interleave, which on LibTorch 1.13 copies
+    // its repeat count host to device and reads the output size back (a host synchronisation per call).
+    if (mask.defined()) inner.dropout_mask = mask.unsqueeze(1).expand({B, nc, H}).reshape({B * nc, H});
   }
   // Every chunk from a zero state, in one call: (B * nc, H, C) in u's dtype.
-  auto y = fftconv(uc, kernel(C), D_, inner).reshape({B, nc, H, C});
+  // The discretisation once for the whole call (kernel, chunk states and the incoming-state terms share it).
+  const auto d = discretize();
+  auto y = fftconv(uc, kernel_of(d, C), D_, inner).reshape({B, nc, H, C});
 
   // The state after each chunk from a zero state, (B, nc, H, N2) re/im, in the parameters' dtype.
   auto w = vc.defined() ? uc.to(pt) * vc.to(pt) : uc;
-  auto s = state_after(w).reshape({B, nc, H, N2, 2});
+  auto s = state_after_of(d, w, {}).reshape({B, nc, H, N2, 2});
   auto x_re = s.select(4, 0), x_im = s.select(4, 1);
   // Inclusive scan of x_c = P x_{c-1} + s_c with P = dA^C (elementwise), Hillis-Steele: after the step of
   // offset d, x_c sums the 2d newest terms, each P^(c - c') s_c'.
-  const auto d = discretize();
   for (int64_t off = 1; off < nc; off *= 2) {
     const double e = static_cast<double>(C * off);
     auto mag = torch::exp(d.log_dA_re * e), ph = d.log_dA_im * e;
@@ -248,28 +259,30 @@ torch::Tensor DiagSSMImpl::step(const torch::Tensor& u_t, torch::Tensor& state) 
   NoAutocastScope fp32;
   TORCH_CHECK(u_t.dim() == 2 && u_t.size(1) == channels_, "diag SSM step: u_t must be (B, H=", channels_,
               "), got ", u_t.sizes());
-  torch::Tensor dA_re, dA_im, dB_re, dB_im;
+  // Complex products on the state's (re, im) pairs as whole-tensor ops (a decode step is a few kernel launches,
+  // not one per real part): with x' = (x_im, x_re), dA x = dA_a x + dA_b x' where dA_a = (dA_re, dA_re) and
+  // dA_b = (-dA_im, dA_im); 2 Re(C x) = sum over (re, im) of C2 x with C2 = 2 (C_re, -C_im).
+  torch::Tensor dA_a, dA_b, dB, C2;
   const bool cacheable = !torch::GradMode::is_enabled();
   std::vector<uint32_t> versions;
   if (cacheable)
-    for (const auto* p : {&log_dt_, &log_A_real_, &A_imag_, &B_}) versions.push_back(p->_version());
-  if (cacheable && versions == step_cache_.versions && step_cache_.dA_re.device() == C_.device() &&
-      step_cache_.dA_re.scalar_type() == C_.scalar_type()) {
-    dA_re = step_cache_.dA_re, dA_im = step_cache_.dA_im, dB_re = step_cache_.dB_re, dB_im = step_cache_.dB_im;
+    for (const auto* p : {&log_dt_, &log_A_real_, &A_imag_, &B_, &C_}) versions.push_back(p->_version());
+  if (cacheable && versions == step_cache_.versions && step_cache_.dA_a.device() == C_.device() &&
+      step_cache_.dA_a.scalar_type() == C_.scalar_type()) {
+    dA_a = step_cache_.dA_a, dA_b = step_cache_.dA_b, dB = step_cache_.dB, C2 = step_cache_.C2;
   } else {
     auto d = discretize();
     auto mag = torch::exp(d.log_dA_re);
-    dA_re = mag * torch::cos(d.log_dA_im), dA_im = mag * torch::sin(d.log_dA_im);
-    dB_re = d.dB_re, dB_im = d.dB_im;
-    if (cacheable) step_cache_ = {versions, dA_re, dA_im, dB_re, dB_im};
+    auto dA_re = mag * torch::cos(d.log_dA_im), dA_im = mag * torch::sin(d.log_dA_im);
+    dA_a = torch::stack({dA_re, dA_re}, 2);
+    dA_b = torch::stack({-dA_im, dA_im}, 2);
+    dB = torch::stack({d.dB_re, d.dB_im}, 2);
+    C2 = torch::stack({C_.select(2, 0), -C_.select(2, 1)}, 2) * 2;
+    if (cacheable) step_cache_ = {versions, dA_a, dA_b, dB, C2};
   }
-  auto u = u_t.to(C_.scalar_type()).unsqueeze(-1);  // (B, H, 1)
-  auto x_re = state.select(3, 0), x_im = state.select(3, 1);
-  auto nx_re = dA_re * x_re - dA_im * x_im + dB_re * u;
-  auto nx_im = dA_re * x_im + dA_im * x_re + dB_im * u;
-  state = torch::stack({nx_re, nx_im}, 3);
-  auto C_re = C_.select(2, 0), C_im = C_.select(2, 1);
-  auto y = 2 * (C_re * nx_re - C_im * nx_im).sum(-1) + D_ * u.squeeze(-1);
+  auto u = u_t.to(C_.scalar_type());                                       // (B, H)
+  state = dA_a * state + dA_b * state.flip(3) + dB * u.unsqueeze(-1).unsqueeze(-1);  // (B, H, N2, 2)
+  auto y = (C2 * state).sum({2, 3}) + D_ * u;
   return y.to(u_t.scalar_type());
 }
 
@@ -277,21 +290,25 @@ torch::Tensor DiagSSMImpl::state_after(const torch::Tensor& u, const torch::Tens
   NoAutocastScope fp32;
   TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "diag SSM state_after: u must be (B, H=", channels_,
               ", L), got ", u.sizes());
+  return state_after_of(discretize(), u, state0);
+}
+
+torch::Tensor DiagSSMImpl::state_after_of(const Discrete& d, const torch::Tensor& u,
+                                          const torch::Tensor& state0) const {
   const int64_t L = u.size(2), B = u.size(0), H = channels_;
-  auto d = discretize();
   // s[b, h, n] = sum_l u[b, h, l] dA_n^(L-1-l) = sum_j w[j] dA^j with w = u reversed; j = m * R + r (see kernel()).
   const int64_t R = block_size(L), M = (L + R - 1) / R;
   auto w = u.to(C_.scalar_type()).flip(2);
   if (M * R > L) w = torch::constant_pad_nd(w, {0, M * R - L});
   auto W = w.reshape({B, H, M, R}).permute({1, 0, 2, 3}).reshape({H, B * M, R});  // (H, B*M, R)
-  auto [lo_re, lo_im] = powers(d.log_dA_re, d.log_dA_im, R, 1);                     // (H, N2, R)
-  auto [hi_re, hi_im] = powers(d.log_dA_re, d.log_dA_im, M, R);                     // (H, N2, M)
-  const int64_t N2 = lo_re.size(1);
+  auto [pw_re, pw_im] = powers(d.log_dA_re, d.log_dA_im, R, M);  // z^r then z^(mR), (H, N2, R + M)
+  const int64_t N2 = pw_re.size(1);
   // inner[h, b, m, n] = sum_r W[h, b, m, r] z_n^r
-  auto in_re = torch::bmm(W, lo_re.transpose(1, 2)).reshape({H, B, M, N2});
-  auto in_im = torch::bmm(W, lo_im.transpose(1, 2)).reshape({H, B, M, N2});
+  auto in_re = torch::bmm(W, pw_re.narrow(2, 0, R).transpose(1, 2)).reshape({H, B, M, N2});
+  auto in_im = torch::bmm(W, pw_im.narrow(2, 0, R).transpose(1, 2)).reshape({H, B, M, N2});
   // s[b, h, n] = sum_m inner[h, b, m, n] z_n^(mR)
-  auto hr = hi_re.transpose(1, 2).unsqueeze(1), hm = hi_im.transpose(1, 2).unsqueeze(1);  // (H, 1, M, N2)
+  auto hr = pw_re.narrow(2, R, M).transpose(1, 2).unsqueeze(1);  // (H, 1, M, N2)
+  auto hm = pw_im.narrow(2, R, M).transpose(1, 2).unsqueeze(1);
   auto s_re = (in_re * hr - in_im * hm).sum(2).transpose(0, 1);  // (B, H, N2)
   auto s_im = (in_re * hm + in_im * hr).sum(2).transpose(0, 1);
   auto x_re = s_re * d.dB_re - s_im * d.dB_im;
@@ -319,10 +336,11 @@ ShiftSSMImpl::ShiftSSMImpl(int64_t channels, int64_t d_state) : channels_(channe
 
 torch::Tensor ShiftSSMImpl::kernel() const {
   NoAutocastScope fp32;
-  std::vector<torch::Tensor> taps;
-  for (int64_t j = 0; j < d_state_; ++j)
-    taps.push_back((B_.narrow(1, 0, d_state_ - j) * C_.narrow(1, j, d_state_ - j)).sum(1));
-  return torch::stack(taps, 1);
+  // k[h, j] = sum_i B[h, i] C[h, i + j] in one expression (a per-tap host loop was 2 ops per tap forward and
+  // about ten backward): windows[h, j, i] = C[h, i + j], C zero-padded past N (an unfold view, no copy).
+  const int64_t N = d_state_;
+  auto windows = torch::constant_pad_nd(C_, {0, N - 1}).unfold(1, N, 1);  // (H, N, N)
+  return (windows * B_.unsqueeze(1)).sum(2);
 }
 
 torch::Tensor ShiftSSMImpl::forward(const torch::Tensor& u) const {
@@ -344,8 +362,8 @@ torch::Tensor ShiftSSMImpl::step(const torch::Tensor& u_t, torch::Tensor& state)
   TORCH_CHECK(u_t.dim() == 2 && u_t.size(1) == channels_, "shift SSM step: u_t must be (B, H=", channels_,
               "), got ", u_t.sizes());
   auto u = u_t.to(C_.scalar_type());
-  auto shifted = torch::cat({torch::zeros_like(state.narrow(2, 0, 1)), state.narrow(2, 0, d_state_ - 1)}, 2);
-  state = shifted + B_ * u.unsqueeze(-1);
+  // Shift down by one (a zero enters at the top) and add B u_t.
+  state = torch::constant_pad_nd(state.narrow(2, 0, d_state_ - 1), {1, 0}) + B_ * u.unsqueeze(-1);
   return ((C_ * state).sum(-1) + D_ * u).to(u_t.scalar_type());
 }
 
@@ -354,12 +372,14 @@ torch::Tensor ShiftSSMImpl::state_after(const torch::Tensor& u, const torch::Ten
   TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "shift SSM state_after: u must be (B, H=", channels_,
               ", L), got ", u.sizes());
   const int64_t L = u.size(2), N = d_state_;
+  // x[n] = sum_{s <= n} B[n - s] u_{L-1-s}: the input s steps back, pushed s places down. With the last N inputs
+  // in order, last[m] = u_{L-N+m} (zero before the start), and windows[h, n, m] = B[h, n + m - (N - 1)] (B
+  // zero-padded in front), x[n] = sum_m windows[n, m] last[m]: one batched product instead of a loop over s.
   auto uu = u.to(C_.scalar_type());
-  auto x = torch::zeros({u.size(0), channels_, N}, C_.options());
-  // x[n] = sum_{s <= n} B[n - s] u_{L-1-s}: the input s steps back, pushed s places down.
-  for (int64_t s = 0; s < std::min(L, N); ++s)
-    x.narrow(2, s, N - s).add_(B_.narrow(1, 0, N - s) * uu.select(2, L - 1 - s).unsqueeze(-1));
-  if (state0.defined() && L < N) x.narrow(2, L, N - L).add_(state0.narrow(2, 0, N - L));
+  auto last = L >= N ? uu.narrow(2, L - N, N) : torch::constant_pad_nd(uu, {N - L, 0});  // (B, H, N)
+  auto windows = torch::constant_pad_nd(B_, {N - 1, 0}).unfold(1, N, 1);                 // (H, N, N)
+  auto x = torch::matmul(windows, last.unsqueeze(-1)).squeeze(-1);                        // (B, H, N)
+  if (state0.defined() && L < N) x = x + torch::constant_pad_nd(state0.narrow(2, 0, N - L), {L, 0});
   return x;
 }
 

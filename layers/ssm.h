@@ -85,11 +85,16 @@ class DiagSSMImpl : public torch::nn::Module {
   int64_t channels_, d_state_;
   std::string discretization_;
   int64_t chunk_len_ = kDefaultChunkLen;
-  // dA (re, im) and dB (re, im) for step() while gradients are off (decoding), valid while the parameters
-  // keep the versions recorded in `versions` (any in-place update, e.g. an optimiser step, bumps them).
+  // kernel(L) and state_after(u, state0) from an existing discretisation (forward_state_passing computes it once
+  // for both).
+  torch::Tensor kernel_of(const Discrete& d, int64_t L) const;
+  torch::Tensor state_after_of(const Discrete& d, const torch::Tensor& u, const torch::Tensor& state0) const;
+  // step()'s coefficients while gradients are off (decoding), each (H, N2, 2): dA as (dA_re, dA_re) and
+  // (-dA_im, dA_im), dB (re, im), 2 (C_re, -C_im); valid while the parameters keep the versions recorded in
+  // `versions` (any in-place update, e.g. an optimiser step, bumps them).
   struct StepCache {
     std::vector<uint32_t> versions;
-    torch::Tensor dA_re, dA_im, dB_re, dB_im;
+    torch::Tensor dA_a, dA_b, dB, C2;
   };
   mutable StepCache step_cache_;
 };

@@ -456,6 +456,20 @@ TEST(Cli, BenchLayerTimesH3BothPathsAndAttentionAndStoresRows) {
   EXPECT_EQ(db.execAndGet("SELECT max(fft_size) FROM bench WHERE variant = 'attention'").getInt(), 0);
 }
 
+// --count-ops: one line per variant and pass after the table, each naming its operator count.
+TEST(Cli, BenchLayerCountOpsPrintsOneLinePerVariantAndPass) {
+  TempDir d;
+  auto r = run_hippo("bench layer --device cpu --batch 1 --d-model 8 --n-heads 2 --seq-len 32 --dtype fp32 --iters 20 "
+                     "--warmup 0 --no-db --count-ops",
+                     d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("ATen operator calls of one call (--count-ops):"), std::string::npos) << r.out;
+  for (const char* v : {"h3", "h3_reference", "attention"})
+    for (const char* p : {"forward:", "forward+backward:"})
+      EXPECT_NE(r.out.find(std::string("L=32 ") + v + " " + p), std::string::npos) << v << " " << p << "\n" << r.out;
+  EXPECT_NE(r.out.find("top-level ops"), std::string::npos) << r.out;
+}
+
 // bench generate on the CPU at a tiny size: both models per (batch, prompt), rows in the bench table with the
 // Transformer as the reference (speedup 1) and the hybrid's speedup its tokens/s over the Transformer's.
 TEST(Cli, BenchGenerateStoresOneRowPerModelAndShape) {

@@ -9,6 +9,7 @@
 
 #include <complex>
 
+#include "core/op_count.h"
 #include "tests/testing.h"
 
 namespace hippo {
@@ -125,6 +126,36 @@ TEST_P(H3Oracle, ConvolutionAndRecurrenceMatchOracle) {
 
 INSTANTIATE_TEST_SUITE_P(HeadDims, H3Oracle,
                          ::testing::Combine(::testing::Values(1, 2), ::testing::Values("bilinear", "zoh")));
+
+// Per-operation overhead (issue 6): the operators one forward and one forward+backward call do not grow with the
+// shift filter's taps or the diagonal SSM's modes (no host loop over taps, modes or heads; those were 2 ops per
+// tap forward and about ten backward).
+TEST(H3, OperatorCountDoesNotGrowWithStateSizes) {
+  auto count = [](int64_t shift_d_state, int64_t d_state, bool backward) {
+    torch::manual_seed(3);
+    const LayerEntry* e = value_or_throw(LayerRegistry::global().find("h3", "layer"));
+    MixerArgs a;
+    a.d_model = 8;
+    a.options = value_or_throw(resolve_options(
+        e->schema, Json{{"d_state", d_state}, {"shift_d_state", shift_d_state}}, "h3"));
+    H3Impl h3(a);
+    auto x = torch::randn({2, 64, 8}, torch::requires_grad());
+    OpCounter c;
+    if (backward) {
+      h3.forward(x).sum().backward();
+    } else {
+      torch::NoGradGuard ng;
+      h3.forward(x);
+    }
+    return c.top_level_total();
+  };
+  for (const bool backward : {false, true}) {
+    const int64_t small = count(2, 4, backward);
+    EXPECT_GT(small, 0);
+    EXPECT_EQ(count(64, 4, backward), small) << "shift_d_state 2 -> 64, backward " << backward;
+    EXPECT_EQ(count(2, 64, backward), small) << "d_state 4 -> 64, backward " << backward;
+  }
+}
 
 TEST(H3, RejectsIndivisibleHeadDim) {
   const LayerEntry* e = value_or_throw(LayerRegistry::global().find("h3", "layer"));

@@ -182,6 +182,15 @@ TEST(ShiftSSM, KernelAndRecurrenceMatchOracle) {
   // Prompts shorter than the state, chained.
   auto s1 = ssm->state_after(u.narrow(2, 0, 3));
   EXPECT_TRUE(all_close(ssm->state_after(u.narrow(2, 3, 2), s1), ssm->state_after(u.narrow(2, 0, 5)), 1e-12, 1e-12));
+  // Prompts shorter than the state against the recurrence, from zero and from a given state.
+  for (int64_t n : {1, 3, 4}) {
+    auto st = ssm->initial_state(2);
+    for (int64_t t = 0; t < n; ++t) ssm->step(u.select(2, t), st);
+    EXPECT_TRUE(all_close(ssm->state_after(u.narrow(2, 0, n)), st, 1e-12, 1e-12)) << "prompt " << n;
+    auto from = st.clone();
+    for (int64_t t = n; t < n + 2; ++t) ssm->step(u.select(2, t), st);
+    EXPECT_TRUE(all_close(ssm->state_after(u.narrow(2, n, 2), from), st, 1e-12, 1e-12)) << "prompt " << n;
+  }
   // Sequences shorter than the filter.
   auto short_u = u.narrow(2, 0, 3);
   auto direct = torch::zeros({2, 3, 3}, torch::kDouble);

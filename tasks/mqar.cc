@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <set>
 
 namespace hippo {
 
@@ -49,45 +50,91 @@ Sequence draw_mqar(Rng& rng, const MqarOptions& o, std::vector<int64_t>* query_p
 namespace {
 class Mqar : public Task {
  public:
-  Mqar(const MqarOptions& o, int64_t num_train, int64_t num_test) : o_(o), num_train_(num_train), num_test_(num_test) {}
+  Mqar(const MqarOptions& o, int64_t num_train, int64_t num_test, std::vector<int64_t> test_kv_pairs)
+      : o_(o), num_train_(num_train), num_test_(num_test), test_kv_pairs_(std::move(test_kv_pairs)) {}
   int64_t vocab_size() const override { return o_.vocab_size; }
   int64_t input_len() const override { return o_.seq_len; }
   double chance() const override { return 1.0 / static_cast<double>(o_.vocab_size - o_.vocab_size / 2); }
 
   absl::StatusOr<TaskSplits> make(uint64_t seed) const override {
-    // The query positions are a function of the sequence's draw; they are recomputed with the same stream.
-    HIPPO_ASSIGN_OR_RETURN(auto split, draw_distinct(num_train_, num_test_, seed, [this](Rng& r) {
-                             std::vector<int64_t> q;
-                             auto s = draw_mqar(r, o_, &q);
-                             // Encode the query positions after the tokens so that they travel with the example.
-                             s.insert(s.end(), q.begin(), q.end());
-                             return s;
-                           }));
-    return TaskSplits{to_data(split.first), to_data(split.second)};
+    if (test_kv_pairs_.empty()) {
+      HIPPO_ASSIGN_OR_RETURN(auto split, draw_distinct(num_train_, num_test_, seed, drawer(o_)));
+      return TaskSplits{to_data(split.first), to_data(split.second)};
+    }
+    // Training at num_kv_pairs; the test split's row i has test_kv_pairs[i % n] pairs. Pair counts other than
+    // num_kv_pairs are drawn from their own streams and any example equal to a training one is dropped, so the
+    // splits stay disjoint.
+    const int64_t n = static_cast<int64_t>(test_kv_pairs_.size());
+    HIPPO_ASSIGN_OR_RETURN(auto split, draw_distinct(num_train_, num_test_, seed, drawer(o_)));
+    std::set<Sequence> train_tokens;
+    for (const auto& s : split.first) train_tokens.insert(Sequence(s.begin(), s.begin() + o_.seq_len + 1));
+    std::vector<std::vector<Sequence>> by_count(n);
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t want = (num_test_ - j + n - 1) / n;  // rows j, j + n, ... below num_test
+      if (want <= 0) continue;
+      if (test_kv_pairs_[j] == o_.num_kv_pairs) {
+        by_count[j].assign(split.second.begin(), split.second.begin() + want);
+        continue;
+      }
+      MqarOptions at = o_;
+      at.num_kv_pairs = test_kv_pairs_[j];
+      const uint64_t stream = seed * 1000003ULL + 7919ULL * static_cast<uint64_t>(at.num_kv_pairs) + 17ULL;
+      HIPPO_ASSIGN_OR_RETURN(auto drawn, draw_distinct(0, want + 64, stream, drawer(at)));
+      for (auto& s : drawn.second)
+        if (static_cast<int64_t>(by_count[j].size()) < want &&
+            !train_tokens.count(Sequence(s.begin(), s.begin() + o_.seq_len + 1)))
+          by_count[j].push_back(std::move(s));
+      if (static_cast<int64_t>(by_count[j].size()) < want)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "task 'mqar': too few test examples with ", at.num_kv_pairs, " pairs differ from the training split"));
+    }
+    std::vector<Sequence> test;
+    for (int64_t i = 0; i < num_test_; ++i) test.push_back(by_count[i % n][i / n]);
+    return TaskSplits{to_data(split.first), to_data(test)};
   }
 
   std::vector<std::pair<std::string, torch::Tensor>> eval_slices(const TaskData& d) const override {
     // Accuracy by where the query sits: quarters of the sequence.
-    return quarter_slices("accuracy_pos", d.eval_mask, torch::arange(o_.seq_len, torch::kInt64).unsqueeze(0),
-                          o_.seq_len);
+    auto slices = quarter_slices("accuracy_pos", d.eval_mask, torch::arange(o_.seq_len, torch::kInt64).unsqueeze(0),
+                                 o_.seq_len);
+    // And by the number of pairs of the example (test_kv_pairs: row i has test_kv_pairs[i % n]).
+    const int64_t n = static_cast<int64_t>(test_kv_pairs_.size());
+    if (n > 0 && d.size() == num_test_) {
+      auto row = torch::arange(d.size(), torch::kInt64).remainder(n);
+      for (int64_t j = 0; j < n; ++j)
+        slices.emplace_back(absl::StrCat("accuracy_pairs_", test_kv_pairs_[j]),
+                            d.eval_mask.logical_and(row.eq(j).unsqueeze(1)));
+    }
+    return slices;
   }
 
  private:
   TaskData to_data(const std::vector<Sequence>& seqs) const {
-    const int64_t N = static_cast<int64_t>(seqs.size()), T = o_.seq_len + 1, K = o_.num_kv_pairs;
+    const int64_t N = static_cast<int64_t>(seqs.size()), T = o_.seq_len + 1;
     std::vector<Sequence> tokens;
     tokens.reserve(N);
     for (const auto& s : seqs) tokens.emplace_back(s.begin(), s.begin() + T);
     TaskData d = last_answer_data(tokens);
     d.eval_mask.zero_();
     for (int64_t i = 0; i < N; ++i)
-      for (int64_t k = 0; k < K; ++k) d.eval_mask[i][seqs[i][T + k]] = true;
+      for (size_t k = T; k < seqs[i].size(); ++k) d.eval_mask[i][seqs[i][k]] = true;  // the query positions
     d.loss_mask = d.eval_mask.to(torch::kFloat);  // MQAR scores and trains on the query positions only
     return d;
   }
 
+  // One example (tokens, then its query positions, which travel with it) at the options `o`.
+  static std::function<Sequence(Rng&)> drawer(const MqarOptions& o) {
+    return [o](Rng& r) {
+      std::vector<int64_t> q;
+      auto s = draw_mqar(r, o, &q);
+      s.insert(s.end(), q.begin(), q.end());
+      return s;
+    };
+  }
+
   MqarOptions o_;
   int64_t num_train_, num_test_;
+  std::vector<int64_t> test_kv_pairs_;
 };
 
 TaskEntry make_entry() {
@@ -98,7 +145,11 @@ TaskEntry make_entry() {
   e.schema.add_int("vocab_size", 8192, "tokens: keys from the first half, values from the second", 4, 1 << 24)
       .add_int("seq_len", 64, "model input length (even)", 4, 1 << 20)
       .add_int("num_kv_pairs", 4, "key-value pairs per example, each queried once (4 * pairs <= seq_len)", 1, 1 << 16)
-      .add_float("power_a", 0.01, "query gaps drawn with probability proportional to gap^(power_a - 1)", 1e-6, 1);
+      .add_float("power_a", 0.01, "query gaps drawn with probability proportional to gap^(power_a - 1)", 1e-6, 1)
+      .add_int_list("test_kv_pairs", {},
+                    "test at these numbers of pairs instead (row i of the test split has entry i mod n; training "
+                    "stays at num_kv_pairs); accuracy per count as accuracy_pairs_K",
+                    1, 1 << 16);
   add_split_options(e.schema, 100000, 3000);
   add_eval_seq_lens_option(e.schema);
   e.validate = [](const Options& o) -> absl::Status {
@@ -113,11 +164,26 @@ TaskEntry make_entry() {
                                                      K, " and seq_len ", L));
     if (K > V / 2)
       return absl::InvalidArgumentError("task 'mqar': more key-value pairs than distinct keys (vocab_size / 2)");
+    const auto test_pairs =
+        o.json().contains("test_kv_pairs") ? o.get_int_list("test_kv_pairs") : std::vector<int64_t>{};
+    std::set<int64_t> seen;
+    for (int64_t k : test_pairs) {
+      if (4 * k > L || k > V / 2)
+        return absl::InvalidArgumentError(absl::StrCat("task 'mqar': test_kv_pairs entry ", k,
+                                                       " needs 4 * pairs <= seq_len (", L, ") and pairs <= vocab_size / 2"));
+      if (!seen.insert(k).second)
+        return absl::InvalidArgumentError(absl::StrCat("task 'mqar': test_kv_pairs lists ", k, " twice"));
+    }
+    if (static_cast<int64_t>(test_pairs.size()) > o.get_int("num_test"))
+      return absl::InvalidArgumentError("task 'mqar': test_kv_pairs has more entries than num_test examples");
     return absl::OkStatus();
   };
   e.factory = [](const Options& o) -> std::unique_ptr<Task> {
     MqarOptions m{o.get_int("vocab_size"), o.get_int("seq_len"), o.get_int("num_kv_pairs"), o.get_float("power_a")};
-    return std::make_unique<Mqar>(m, o.get_int("num_train"), o.get_int("num_test"));
+    // A stored config leaves an empty test_kv_pairs out (runner/run_config.cc).
+    const bool listed = o.json().contains("test_kv_pairs");
+    return std::make_unique<Mqar>(m, o.get_int("num_train"), o.get_int("num_test"),
+                                  listed ? o.get_int_list("test_kv_pairs") : std::vector<int64_t>{});
   };
   return e;
 }

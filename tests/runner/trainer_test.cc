@@ -175,6 +175,20 @@ TEST(Trainer, MqarStoresAccuracyPerQuerySlice) {
   EXPECT_LT(metric(c, "train", "loss", r.steps), metric(c, "train", "loss", 0));
 }
 
+TEST(Trainer, MqarStoresAccuracyPerNumberOfPairs) {
+  Json raw = {{"layer", "s4d"}, {"task", "mqar"}, {"d_model", 16}, {"epochs", 1}, {"lr", 3e-3},
+              {"mqar", {{"vocab_size", 64}, {"seq_len", 16}, {"num_kv_pairs", 2}, {"num_train", 64}, {"num_test", 30},
+                        {"test_kv_pairs", {1, 2, 3}}}}};
+  Collected c;
+  auto r = run(value_or_throw(resolve_run(raw)), c);
+  ASSERT_EQ(r.status, "finished");
+  for (const char* name : {"accuracy_pairs_1", "accuracy_pairs_2", "accuracy_pairs_3"}) {
+    const double v = metric(c, "test", name, r.steps);
+    EXPECT_GE(v, 0.0) << name << " missing";
+    EXPECT_LE(v, 1.0) << name;
+  }
+}
+
 TEST(Trainer, EvalSeqLensStoresAccuracyAtEachLength) {
   for (const char* task : {"mqar", "associative_recall"}) {
     Json raw = {{"layer", "s4d"}, {"task", task}, {"d_model", 16}, {"epochs", 1}, {"lr", 3e-3}};

@@ -1,11 +1,13 @@
 // The synthetic generators of H3.md 6: structure of every example, golden examples for a fixed seed,
 // chance levels, masks, determinism, and disjoint, duplicate-free splits.
+#include <absl/strings/str_cat.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <map>
 #include <set>
 
+#include "runner/run_config.h"
 #include "tasks/associative_recall.h"
 #include "tasks/induction_head.h"
 #include "tasks/mqar.h"
@@ -233,6 +235,54 @@ TEST(Mqar, TheAnswerAtEveryScoredPositionFollowsTheQueriedKeyInTheContext) {
   }
   EXPECT_EQ(scored, d.size() * K);
   EXPECT_LT(noisy, scored / 10);
+}
+
+// test_kv_pairs: training at num_kv_pairs, test row i at test_kv_pairs[i % n] pairs; a slice per count that
+// partitions the scored positions; no test example equal to a training one.
+TEST(Mqar, TestKvPairsVaryThePairsOfTheTestSplitOnly) {
+  const std::vector<int64_t> counts = {2, 4, 8};
+  auto t = make_task("mqar", Json{{"vocab_size", 64}, {"seq_len", 32}, {"num_kv_pairs", 4}, {"num_train", 400},
+                                  {"num_test", 31}, {"test_kv_pairs", counts}});
+  auto s = value_or_throw(t->make(5));
+  EXPECT_TRUE(torch::equal(s.train.eval_mask.sum(1), torch::full({400}, 4, torch::kInt64)));
+  auto per_row = s.test.eval_mask.sum(1);
+  for (int64_t i = 0; i < 31; ++i) EXPECT_EQ(per_row[i].item<int64_t>(), counts[i % 3]) << "test row " << i;
+  // The targets at the scored positions are values and follow the queried keys (as for training).
+  EXPECT_TRUE((s.test.targets.masked_select(s.test.eval_mask) >= 32).all().item<bool>());
+  std::set<std::vector<int64_t>> train_rows;
+  for (int64_t i = 0; i < 400; ++i) {
+    auto r = s.train.inputs[i].contiguous();
+    train_rows.insert(std::vector<int64_t>(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + 32));
+  }
+  for (int64_t i = 0; i < 31; ++i) {
+    auto r = s.test.inputs[i].contiguous();
+    EXPECT_FALSE(train_rows.count(std::vector<int64_t>(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + 32)))
+        << "test row " << i << " is a training example";
+  }
+  auto slices = t->eval_slices(s.test);
+  ASSERT_EQ(slices.size(), 4u + 3u);  // position quarters, then one per count
+  auto sum = torch::zeros_like(s.test.eval_mask, torch::kInt64);
+  for (size_t j = 0; j < 3; ++j) {
+    EXPECT_EQ(slices[4 + j].first, absl::StrCat("accuracy_pairs_", counts[j]));
+    sum += slices[4 + j].second.to(torch::kInt64);
+    EXPECT_EQ(slices[4 + j].second.sum().item<int64_t>(), counts[j] * ((31 - static_cast<int64_t>(j) + 2) / 3));
+  }
+  EXPECT_TRUE(torch::equal(sum, s.test.eval_mask.to(torch::kInt64))) << "each query in exactly one count slice";
+  // Same seed, same splits.
+  auto again = value_or_throw(t->make(5));
+  EXPECT_TRUE(torch::equal(again.test.inputs, s.test.inputs));
+}
+
+TEST(Mqar, TestKvPairsAreCheckedAndLeftOutOfTheConfigWhenEmpty) {
+  EXPECT_THROW(make_task("mqar", Json{{"seq_len", 32}, {"test_kv_pairs", {4, 9}}}), StatusError);  // 4 * 9 > 32
+  EXPECT_THROW(make_task("mqar", Json{{"seq_len", 32}, {"test_kv_pairs", {4, 4}}}), StatusError);
+  auto plain = value_or_throw(resolve_run(Json{{"layer", "s4d"}, {"task", "mqar"}}));
+  auto empty = value_or_throw(resolve_run(Json{{"layer", "s4d"}, {"task", "mqar"}, {"mqar", {{"test_kv_pairs", Json::array()}}}}));
+  EXPECT_FALSE(plain.config["task_options"].contains("test_kv_pairs"));
+  EXPECT_EQ(plain.hash, empty.hash);
+  auto bad = resolve_run(Json{{"layer", "s4d"}, {"task", "mqar"}, {"mqar", {{"seq_len", 32}, {"test_kv_pairs", {9}}}}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("test_kv_pairs entry 9"), std::string::npos) << bad.status();
 }
 
 TEST(Mqar, RejectsImpossibleOptions) {

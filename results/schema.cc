@@ -72,7 +72,7 @@ const std::vector<TableDef>& schema_tables() {
          "tokens per wall-clock second and milliseconds per optimiser step since the previous evaluation, evaluation "
          "time excluded, the GPU synchronised before each clock reading; they measure the machine, not the model); "
          "for text tasks also perplexity (exp of the test loss) and bits_per_byte (test "
-         "loss / ln 2 / UTF-8 bytes per token); accuracy_pos_A_B (accuracy at the answer positions A..B, MQAR); "
+         "loss / ln 2 / UTF-8 bytes per token); accuracy_pos_A_B (accuracy at the answer positions A..B, MQAR); accuracy_pairs_K (MQAR with test_kv_pairs: accuracy of the test examples with K key-value pairs); "
          "accuracy_trigger_A_B (induction head: accuracy of the examples whose earlier trigger sits at A..B); "
          "accuracy_len_L and loss_len_L (test, final step: the final model on fresh examples at the task's seq_len L, "
          "from the task option eval_seq_lens)"},

@@ -1,7 +1,8 @@
 // `hippo bench fftconv`: times the reference (torch::fft) and the fused CUDA FFT convolution in one run (CUDA
 // events, warm-up, median), prints ms, GB/s against the device-to-device copy bandwidth measured in the same
 // run, and the speed-up over the reference, and stores one row per variant and length in the bench table.
-// Past the fused limit (L > 8192) the second variant is state passing of a diagonal-SSM filter (H3.md 8).
+// Past the fused limit (L > 8192) the second variant is state passing of a diagonal-SSM filter (H3.md 8), or,
+// with a short filter (--kernel-len), the chunked overlap-save path with the fused kernel inside.
 // Without a CUDA device (or in a build without the CUDA kernels) it measures nothing and exits 2.
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_format.h>
@@ -36,13 +37,19 @@ const char* kBenchUsage =
     "dy\n"
     "  read and du written with --backward) against a device-to-device copy measured in the same run. Rows "
     "go\n"
-    "  to the bench table of --db. Needs a CUDA GPU: without one it measures nothing and exits 2.\n";
+    "  to the bench table of --db. Needs a CUDA GPU: without one it measures nothing and exits 2.\n"
+    "  --kernel-len N times a filter of L_k = min(N, L) taps instead (a long sequence, a short\n"
+    "  filter): past the fused limit the second variant is then the chunked path (overlapping\n"
+    "  windows through the fused kernel, fftconv_chunked; --window W sets their length, default\n"
+    "  fftconv_chunk_window(L_k)).\n";
 
 struct BenchConfig {
   int64_t batch = 16, channels = 768;
   std::vector<int64_t> seq_lens;
   torch::ScalarType dtype = torch::kBFloat16;
   bool backward = false;
+  int64_t kernel_len = 0;  // 0: L_k = L
+  int64_t window = 0;      // 0: fftconv_chunk_window(L_k)
   int warmup = 5, iters = 30;
   std::string db;
   bool no_db = false;
@@ -65,8 +72,14 @@ int run_fftconv(const BenchConfig& c) {
       static_cast<long long>(c.batch), static_cast<long long>(c.channels), dtype_name(c.dtype), pass,
       gpu.c_str(), copy_gbs);
   std::printf(
-      "median of %d calls after %d warm-up calls (CUDA events); bytes = %s; speed-up = reference / fused\n\n",
+      "median of %d calls after %d warm-up calls (CUDA events); bytes = %s; speed-up = reference / fused\n",
       c.iters, c.warmup, c.backward ? "u read, y written, u and dy read, du written" : "u read, y written");
+  if (c.kernel_len > 0)
+    std::printf(
+        "filter k: (H, L_k) with L_k = min(%lld, L); fft size: of the whole sequence (reference, fused), "
+        "of one window (chunked)\n",
+        static_cast<long long>(c.kernel_len));
+  std::printf("\n");
   std::printf(
       "| L | fft size | reference ms | reference GB/s | fused ms | fused GB/s | fused %% of copy | speed-up "
       "|\n");
@@ -76,7 +89,8 @@ int run_fftconv(const BenchConfig& c) {
   std::vector<Json> rows;
   const auto f32 = torch::TensorOptions().device(device).dtype(torch::kFloat);
   for (const int64_t L : c.seq_lens) {
-    const int64_t n = fftconv_size(L, L);
+    const int64_t Lk = c.kernel_len > 0 ? std::min(c.kernel_len, L) : L;
+    const int64_t n = fftconv_size(L, Lk);
     const int64_t elems = c.batch * c.channels * L, esize = static_cast<int64_t>(c10::elementSize(c.dtype));
     // Several input sets, rotated, so that small sizes are not timed out of the L2 cache.
     const int64_t sets =
@@ -88,7 +102,7 @@ int run_fftconv(const BenchConfig& c) {
       if (c.backward) dys.push_back(torch::randn({c.batch, c.channels, L}, f32).to(c.dtype));
     }
     auto k =
-        (torch::randn({c.channels, L}, f32) / std::sqrt(static_cast<double>(L))).requires_grad_(c.backward);
+        (torch::randn({c.channels, Lk}, f32) / std::sqrt(static_cast<double>(Lk))).requires_grad_(c.backward);
     auto D = torch::randn({c.channels}, f32).requires_grad_(c.backward);
     auto call = [&](bool fused) {
       return [&, fused](int i) {
@@ -103,8 +117,11 @@ int run_fftconv(const BenchConfig& c) {
       };
     };
     const int64_t bytes = (c.backward ? 5 : 2) * elems * esize;
-    auto add_row = [&](const char* variant, const std::vector<double>& ms, double speedup, int64_t fft_size) {
-      Json r = sink->common_columns();
+    auto add_row = [&](const char* variant, const std::vector<double>& ms, double speedup, int64_t fft_size,
+                       Json extra = Json::object()) {
+      // The filter length (and a chunked row's window) has no column of its own: it goes into environment.
+      extra["kernel_len"] = Lk;
+      Json r = sink->common_columns(extra);
       r.update(Json{{"benchmark", "fftconv"},
                 {"variant", variant},
                 {"pass", pass},
@@ -135,6 +152,27 @@ int run_fftconv(const BenchConfig& c) {
         const Json fused = add_row("fused", fused_ms, ref_med / med, n);
         const double gbs = fused["gbytes_per_s"].get<double>();
         std::printf(" %.3f | %.0f | %.0f%% | %.2fx |\n", med, gbs, 100.0 * gbs / copy_gbs, ref_med / med);
+      } else if (c.kernel_len > 0 && (c.window > 0 || fftconv_chunked_supported(us[0], k, D))) {
+        // A short filter past the fused limit: overlapping windows as rows of one fused call (H3.md 8).
+        const int64_t W = c.window > 0 ? c.window : fftconv_chunk_window(Lk);
+        auto chunked_call = [&](int i) {
+          const auto& u = us[i % sets];
+          if (!c.backward) {
+            torch::NoGradGuard no_grad;
+            auto y = fftconv_chunked(u, k, D, {}, FftConvInner::kFused, W);
+          } else {
+            auto y = fftconv_chunked(u, k, D, {}, FftConvInner::kFused, W);
+            auto g = torch::autograd::grad({y}, {u, k, D}, {dys[i % sets]});
+          }
+        };
+        const auto ch_ms = time_calls(chunked_call, c.warmup, c.iters, device);
+        const double med = median(ch_ms);
+        const Json ch = add_row("chunked", ch_ms, ref_med / med, fftconv_size(W, Lk), Json{{"window", W}});
+        const double gbs = ch["gbytes_per_s"].get<double>();
+        std::printf(" %.3f (chunked, windows of %lld) | %.0f | %.0f%% | %.2fx |\n", med,
+                    static_cast<long long>(W), gbs, 100.0 * gbs / copy_gbs, ref_med / med);
+      } else if (Lk < L) {
+        std::printf(" - (L_k = %lld: no fused or chunked path) | | | |\n", static_cast<long long>(Lk));
       } else {
         // Past the fused kernel's limit: an s4d-style filter (a diagonal SSM, d_state 64, zero-order hold) by
         // state passing in chunks of 8192 through the fused kernel (H3.md 8). Its time includes making the
@@ -207,6 +245,9 @@ int cmd_bench(const std::vector<std::string>& args) {
       "backward", po::bool_switch(), "time forward plus backward (gradients of u, k and D)")(
       "warmup", po::value<int>()->default_value(5), "untimed calls first")(
       "iters", po::value<int>()->default_value(30), "timed calls (at least 20); the median is reported")(
+      "kernel-len", po::value<int64_t>(), "filter length N: L_k = min(N, L) (default: L_k = L)")(
+      "window", po::value<int64_t>()->default_value(0),
+      "chunked path's window length (>= L_k; 0: fftconv_chunk_window(L_k)); needs --kernel-len")(
       "no-db", po::bool_switch(), "print only, write nothing");
   add_db_option(desc);
   po::variables_map vm;
@@ -223,6 +264,17 @@ int cmd_bench(const std::vector<std::string>& args) {
   c.iters = vm["iters"].as<int>();
   c.db = vm["db"].as<std::string>();
   c.no_db = vm["no-db"].as<bool>();
+  if (vm.count("kernel-len")) {
+    c.kernel_len = vm["kernel-len"].as<int64_t>();
+    if (c.kernel_len < 1)
+      return report(absl::InvalidArgumentError(
+          absl::StrCat("--kernel-len must be at least 1 (or left out for L_k = L), got ", c.kernel_len)));
+  }
+  c.window = vm["window"].as<int64_t>();
+  if (c.window < 0 || (c.window > 0 && (c.kernel_len == 0 || c.window < c.kernel_len)))
+    return report(absl::InvalidArgumentError(absl::StrCat(
+        "--window must be 0 (the default) or at least --kernel-len, and needs --kernel-len; got --window ",
+        c.window)));
   if (c.batch < 1 || c.channels < 1)
     return report(absl::InvalidArgumentError("--batch and --channels must be at least 1"));
   if (c.warmup < 0 || c.iters < 20)

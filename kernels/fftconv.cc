@@ -12,9 +12,9 @@ int64_t fftconv_size(int64_t seq_len, int64_t kernel_len) {
   return n;
 }
 
-namespace {
-void check_args(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
-                const FftConvOptions& o) {
+namespace internal {
+void check_fftconv_args(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                        const FftConvOptions& o) {
   TORCH_CHECK(u.dim() == 3, "fftconv: u must be (B, H, L), got ", u.sizes());
   TORCH_CHECK(k.dim() == 2, "fftconv: k must be (H, L_k), got ", k.sizes());
   TORCH_CHECK(D.dim() == 1, "fftconv: D must be (H), got ", D.sizes());
@@ -36,6 +36,10 @@ void check_args(const torch::Tensor& u, const torch::Tensor& k, const torch::Ten
                     o.dropout_mask->size(1) == H,
                 "fftconv: dropout_mask must be (B, H), got ", o.dropout_mask->sizes());
 }
+}  // namespace internal
+
+namespace {
+using internal::check_fftconv_args;
 
 torch::ScalarType compute_type(const torch::Tensor& u) {
   return u.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
@@ -44,7 +48,7 @@ torch::ScalarType compute_type(const torch::Tensor& u) {
 
 torch::Tensor fftconv_ref(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                           const FftConvOptions& o) {
-  check_args(u, k, D, o);
+  check_fftconv_args(u, k, D, o);
   const auto ct = compute_type(u);
   const int64_t L = u.size(2);
   const int64_t n = fftconv_size(L, k.size(1));
@@ -70,7 +74,9 @@ bool FftConvReferenceScope::active() { return force_reference; }
 
 torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                       const FftConvOptions& o) {
-  if (!force_reference && fftconv_fused_supported(u, k, D, o)) return fftconv_fused(u, k, D, o);
+  if (force_reference) return fftconv_ref(u, k, D, o);
+  if (fftconv_fused_supported(u, k, D, o)) return fftconv_fused(u, k, D, o);
+  if (fftconv_chunked_supported(u, k, D, o)) return fftconv_chunked(u, k, D, o, FftConvInner::kFused);
   return fftconv_ref(u, k, D, o);
 }
 
@@ -89,7 +95,7 @@ torch::Tensor fftconv_fused(const torch::Tensor& u, const torch::Tensor&, const 
 #endif
 
 torch::Tensor causal_conv_direct(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D) {
-  check_args(u, k, D, {});
+  check_fftconv_args(u, k, D, {});
   const auto ct = compute_type(u);
   const int64_t L = u.size(2), Lk = k.size(1);
   auto w = u.to(ct);

@@ -29,8 +29,10 @@ int64_t fftconv_size(int64_t seq_len, int64_t kernel_len);
 torch::Tensor fftconv_ref(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                           const FftConvOptions& options = {});
 
-// The dispatching entry point: fftconv_fused when fftconv_fused_supported says yes, else fftconv_ref. Same
-// contract as fftconv_ref; differentiable either way.
+// The dispatching entry point: fftconv_fused when fftconv_fused_supported says yes; else the chunked fused
+// path (fftconv_chunked with FftConvInner::kFused) when fftconv_chunked_supported says yes (CUDA, L too long
+// for the fused kernel but L_k <= kFftConvChunkedMaxKernelLen); else fftconv_ref. fftconv_ref only while an
+// FftConvReferenceScope lives. Same contract as fftconv_ref; differentiable on every path.
 torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                       const FftConvOptions& options = {});
 
@@ -68,6 +70,60 @@ bool fftconv_fused_supported(const torch::Tensor& u, const torch::Tensor& k, con
 // a build without CUDA) or a kernel launch fails; never returns an unwritten result.
 torch::Tensor fftconv_fused(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                             const FftConvOptions& options = {});
+
+// ---- Chunked (overlap-save) convolution for long sequences with a short filter (H3.md 8)
+// ---------------------- The fused kernel holds at most 16384 points on chip. For L too long for that but a
+// filter that fits (L_k <= kFftConvChunkedMaxKernelLen), the sequence is cut into overlapping windows of
+// length W: window i covers positions [i S - P, i S - P + W) of u (zeros before 0 and past L), with P = L_k -
+// 1 positions of history and S = W - P new ones; all windows go through the inner convolution as the rows of
+// one call of B * n_windows rows (n_windows = ceil(L / S)), and the last S outputs of each window, which saw
+// their whole history, are kept. Everything after the convolution is pointwise, so v, q, GELU and the dropout
+// mask are fused into the inner call (windows of v and q, the mask repeated per window) and the result is
+// rounded once, as fftconv_ref rounds it.
+
+// Which convolution fftconv_chunked runs on the windows: fftconv_ref (any device; the CPU tests of the
+// chunking) or fftconv_fused (CUDA).
+enum class FftConvInner { kReference, kFused };
+
+// Longest filter for which fftconv() takes the chunked path: windows of W = 12289 for an FFT size of 16384
+// keep S = 8194 new outputs each (half the work is overlap at this length).
+constexpr int64_t kFftConvChunkedMaxKernelLen = 4096;
+
+// Default window length W for a filter of kernel_len taps (1 <= kernel_len <= kFftConvChunkedMaxKernelLen):
+// the window fills an FFT size n in {8192, 16384} exactly (W = n - L_k + 1, so fftconv_size(W, L_k) = n), the
+// n chosen for the least work per kept output, n / (n - 2 (L_k - 1)), with n = 16384 charged 1.19x per point
+// (the fused kernel's measured cost per point at n = 16384 against n = 8192, docs/FLASHCONV.md; ties go to
+// 8192): W = 8193 - L_k up to L_k = 1128, 16385 - L_k above. Raises c10::Error outside that range of
+// kernel_len.
+int64_t fftconv_chunk_window(int64_t kernel_len);
+
+// Causal convolution of long sequences by overlapping windows (overlap-save), same contract and result as
+// fftconv_ref up to float32 rounding (arithmetic in float32, float64 for float64 u; one rounding to u's dtype
+// at the end). u: (B, H, L) any layout, any dtype fftconv_ref accepts; k: (H, L_k), 1 <= L_k <= L; D: (H);
+// options as in fftconv_ref. inner: the convolution run on the windows (kFused needs everything
+// fftconv_fused_supported asks for a call of length `window`). window: W, with L_k <= W; 0 picks
+// fftconv_chunk_window(L_k) (L_k must then be <= kFftConvChunkedMaxKernelLen). Returns (B, H, L) contiguous
+// in u's dtype. Differentiable by autograd (u, k, D, v, q) through the windowing (padding, unfold) and the
+// inner call. Memory: about W / S times u's size for each of u, v, q and the output, plus the output itself.
+// Ignores FftConvReferenceScope (as fftconv_fused). Raises c10::Error (TORCH_CHECK) naming the argument on
+// what fftconv_ref rejects or window < L_k; with kFused, fftconv_fused's error (naming the kernel and the
+// window's shape) when the windowed call is unsupported.
+torch::Tensor fftconv_chunked(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                              const FftConvOptions& options = {},
+                              FftConvInner inner = FftConvInner::kReference, int64_t window = 0);
+
+// Whether fftconv() takes the chunked fused path: not fftconv_fused_supported(...) but L_k <=
+// kFftConvChunkedMaxKernelLen, L > fftconv_chunk_window(L_k), and fftconv_fused_supported says yes for the
+// same call cut to one window of fftconv_chunk_window(L_k) positions. False (never a throw) otherwise, and
+// always in a build without CUDA.
+bool fftconv_chunked_supported(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                               const FftConvOptions& options = {});
+
+namespace internal {
+// The argument checks of fftconv_ref (shared by every path that must reject what it rejects).
+void check_fftconv_args(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                        const FftConvOptions& options);
+}  // namespace internal
 
 // Direct O(L * L_k) causal convolution with the same contract as fftconv_ref (no gates): a slow second
 // reference for tests.

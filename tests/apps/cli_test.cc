@@ -526,5 +526,40 @@ TEST(Cli, BenchFftconvStatePassingPastTheFusedLimit) {
   EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'reference' AND fft_size = 32768").getInt(), 1);
 }
 
+// A short filter (--kernel-len) past the fused limit: the chunked path, timed beside the reference.
+TEST(Cli, BenchFftconvChunkedWithAShortFilter) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: `hippo bench fftconv` exits 2 (checked above)";
+  TempDir d;
+  auto r = run_hippo("bench fftconv --batch 1 --channels 8 --seq-len 100,20000 --kernel-len 300 --iters 20 "
+                     "--warmup 1 --db b.db",
+                     d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("(chunked, windows of 7893)"), std::string::npos) << r.out;
+  SQLite::Database db(d.file("b.db"), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'chunked' AND fft_size = 8192 AND "
+                          "seq_len = 20000 AND environment LIKE '%\"window\":7893%'")
+                .getInt(),
+            1);
+  // L = 100: L_k = min(300, 100), one fused call; the reference's fft size is the whole sequence's.
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'fused' AND seq_len = 100").getInt(), 1);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'reference' AND seq_len = 20000 AND "
+                          "fft_size = 32768 AND environment LIKE '%\"kernel_len\":300%'")
+                .getInt(),
+            1);
+}
+
+// Flag errors come before any device work, so they are checked on every machine.
+TEST(Cli, BenchFftconvRejectsBadKernelLenAndWindow) {
+  TempDir d;
+  for (const char* args :
+       {"--kernel-len 0", "--window 100", "--kernel-len 64 --window 63", "--kernel-len 64 --window=-1"}) {
+    SCOPED_TRACE(args);
+    auto r = run_hippo(std::string("bench fftconv --no-db ") + args, d.path());
+    EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+    EXPECT_TRUE(r.err.find("--kernel-len") != std::string::npos || r.err.find("--window") != std::string::npos)
+        << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace hippo

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# On the CUDA host, with hippo already built in build-gpu (this script builds nothing) and
+# `source build-gpu/gpu-env.sh` done: the chunked (overlap-save) convolution's tests (H3.md 8: fused windows at
+# L = 16K, 64K, 1M against a float64 single pass; the CPU tests of the chunking too) and `hippo bench fftconv` with
+# a short filter at L = 16K..1M (chunked against the reference; forward, forward+backward; L_k = 256, 1024, 4096;
+# a window of FFT size 16384 instead of the default at L_k = 1024), tables and logs under OUT_DIR, a summary at
+# the end. Each step has its own time limit, 120 s in all at most. Not yet run on a GPU.
+# Usage: scripts/gpu-longconv.sh OUT_DIR
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+out=${1:?usage: scripts/gpu-longconv.sh OUT_DIR}
+mkdir -p "$out"
+hippo=build-gpu/apps/hippo
+tests=build-gpu/tests/hippo_tests
+for f in "$hippo" "$tests"; do
+  [ -x "$f" ] || { echo "gpu-longconv: $f is missing: build build-gpu first (this script builds nothing)" >&2; exit 2; }
+done
+status=0
+summary=()
+step() {  # step SECONDS LOG COMMAND...: runs COMMAND with a time limit, output to LOG and the terminal
+  local limit=$1 log=$2
+  shift 2
+  local t0=$(date +%s)
+  timeout "$limit" "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local line="[$(basename "$log")] exit $rc after $(( $(date +%s) - t0 )) s"
+  [ "$rc" = 124 ] && line+=" (time limit of $limit s reached)"
+  echo "$line"
+  summary+=("$line")
+  [ "$rc" = 0 ] || status=1
+}
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,memory.used,memory.total --format=csv > "$out/gpu.txt" 2>&1
+step 45 "$out/tests.txt" "$tests" --gtest_brief=1 --gtest_filter='*FftConvChunked*:Cli.BenchFftconv*'
+bench=("$hippo" bench fftconv --batch 1 --channels 768 --seq-len 16384,65536,1048576 --dtype bf16 --iters 20
+       --warmup 3 --db "$out/bench.db")
+step 15 "$out/bench-k1024.md" "${bench[@]}" --kernel-len 1024
+step 20 "$out/bench-k1024-backward.md" "${bench[@]}" --kernel-len 1024 --backward
+step 12 "$out/bench-k256.md" "${bench[@]}" --kernel-len 256
+step 12 "$out/bench-k4096.md" "${bench[@]}" --kernel-len 4096
+# The default window at L_k = 1024 fills an FFT of 8192 (7169 positions, 6146 kept); this one fills 16384.
+step 12 "$out/bench-k1024-window15361.md" "${bench[@]}" --kernel-len 1024 --window 15361
+
+{
+  echo "== gpu-longconv summary ($(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null))"
+  head -2 "$out/gpu.txt" | tail -1
+  grep -E "^\[  PASSED|^\[  FAILED|^\[  SKIPPED|tests? ran" "$out/tests.txt" | head -20
+  echo "largest relative error of the chunked path printed by the tests (any dtype, forward or gradient):"
+  grep -E "^\[chunked (fwd|bwd)\]" "$out/tests.txt" | awk '{for (i = 1; i < NF; i++) if ($i == "err") { print $(i + 1); break }}' |
+    sort -g | tail -1
+  for f in "$out"/bench-*.md; do
+    echo "-- $(basename "$f")"
+    grep -E "^\| [0-9]" "$f"
+  done
+  printf '%s\n' "${summary[@]}"
+  echo "overall: $([ $status = 0 ] && echo ok || echo FAILED)"
+} 2>&1 | tee "$out/summary.txt"
+exit $status

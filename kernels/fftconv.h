@@ -97,17 +97,18 @@ constexpr int64_t kFftConvChunkedMaxKernelLen = 4096;
 // kernel_len.
 int64_t fftconv_chunk_window(int64_t kernel_len);
 
-// Causal convolution of long sequences by overlapping windows (overlap-save), same contract and result as
-// fftconv_ref up to float32 rounding (arithmetic in float32, float64 for float64 u; one rounding to u's dtype
-// at the end). u: (B, H, L) any layout, any dtype fftconv_ref accepts; k: (H, L_k), 1 <= L_k <= L; D: (H);
-// options as in fftconv_ref. inner: the convolution run on the windows (kFused needs everything
-// fftconv_fused_supported asks for a call of length `window`). window: W, with L_k <= W; 0 picks
-// fftconv_chunk_window(L_k) (L_k must then be <= kFftConvChunkedMaxKernelLen). Returns (B, H, L) contiguous
-// in u's dtype. Differentiable by autograd (u, k, D, v, q) through the windowing (padding, unfold) and the
-// inner call. Memory: about W / S times u's size for each of u, v, q and the output, plus the output itself.
-// Ignores FftConvReferenceScope (as fftconv_fused). Raises c10::Error (TORCH_CHECK) naming the argument on
-// what fftconv_ref rejects or window < L_k; with kFused, fftconv_fused's error (naming the kernel and the
-// window's shape) when the windowed call is unsupported.
+// Causal convolution of long sequences by overlapping windows (overlap-save; H3.md 2.3 per window, H3.md 8
+// for sequences past what fits on chip), same contract and result as fftconv_ref up to float32 rounding
+// (arithmetic in float32, float64 for float64 u; one rounding to u's dtype at the end). u: (B, H, L) any
+// layout, any dtype fftconv_ref accepts; k: (H, L_k), 1 <= L_k <= L; D: (H); options as in fftconv_ref.
+// inner: the convolution run on the windows (kFused needs everything fftconv_fused_supported asks for a call
+// of length `window`). window: W, with L_k <= W; 0 picks fftconv_chunk_window(L_k) (L_k must then be <=
+// kFftConvChunkedMaxKernelLen). Returns (B, H, L) contiguous in u's dtype. Differentiable by autograd (u, k,
+// D, v, q) through the windowing (padding, unfold) and the inner call. Memory: about W / S times u's size for
+// each of u, v, q and the output, plus the output itself. Ignores FftConvReferenceScope (as fftconv_fused).
+// Raises c10::Error (TORCH_CHECK) naming the argument on what fftconv_ref rejects or window < L_k; with
+// kFused, fftconv_fused's error (naming the kernel and the window's shape) when the windowed call is
+// unsupported.
 torch::Tensor fftconv_chunked(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                               const FftConvOptions& options = {},
                               FftConvInner inner = FftConvInner::kReference, int64_t window = 0);

@@ -55,8 +55,8 @@ torch::Tensor fftconv_chunked(const torch::Tensor& u, const torch::Tensor& k, co
   // Every step after the convolution is pointwise, so the gates, GELU and the mask run inside the inner call
   // on whole windows (their outputs in the history part are discarded below, and so get zero gradient): the
   // inner call does the arithmetic in float32 and rounds once, as fftconv_ref does, and the fused kernel
-  // reads v and q itself. v is cut into the same windows as u, so the history positions of a window hold u *
-  // v as well.
+  // reads v and q itself. v is cut into the same windows as u, so the history positions of a window hold the
+  // gated input too.
   FftConvOptions wo;
   wo.gelu = o.gelu;
   if (o.v) wo.v = windows(*o.v);

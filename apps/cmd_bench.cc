@@ -1,6 +1,7 @@
-// `hippo bench fftconv`: times the reference (torch::fft) and the fused CUDA FFT convolution in one run (CUDA
-// events, warm-up, median), prints ms, GB/s against the device-to-device copy bandwidth measured in the same
-// run, and the speed-up over the reference, and stores one row per variant and length in the bench table.
+// `hippo bench fftconv`: times the reference (torch::fft), the fused CUDA FFT convolution and the block FFT on
+// tensor cores (split and single half products) in one run (CUDA events, warm-up, median), prints ms, GB/s
+// against the device-to-device copy bandwidth measured in the same run, the speed-up over the reference and the
+// faster of fused and block FFT, and stores one row per variant and length in the bench table.
 // Past the fused limit (L > 8192) the second variant is state passing of a diagonal-SSM filter (H3.md 8), or,
 // with a short filter (--kernel-len), the chunked overlap-save path with the fused kernel inside.
 // Without a CUDA device (or in a build without the CUDA kernels) it measures nothing and exits 2.
@@ -20,6 +21,7 @@
 #include "apps/cli.h"
 #include "core/device.h"
 #include "kernels/fftconv.h"
+#include "kernels/fftconv_blockfft.h"
 #include "layers/ssm.h"
 #include "results/db.h"
 
@@ -29,8 +31,10 @@ namespace {
 const char* kBenchUsage =
     "usage: hippo bench fftconv [options]   |   hippo bench generate|layer [options] (hippo bench layer "
     "--help)\n"
-    "  times fftconv_ref (torch::fft) and fftconv_fused (the CUDA kernel) on u (B, H, L), k (H, L), D (H); "
-    "past\n"
+    "  times fftconv_ref (torch::fft), fftconv_fused (the CUDA kernel) and fftconv_blockfft (block FFT, "
+    "split and\n"
+    "  single half products; the faster of fused and block FFT is printed and recorded) on u (B, H, L), k (H, "
+    "L), D (H); past\n"
     "  L = 8192 (fft size 16384) an s4d-style filter by state passing (chunks of 8192) instead of the fused "
     "one:\n"
     "  CUDA events, warm-up calls, the median of the timed calls; GB/s counts u read and y written (plus u, "
@@ -72,7 +76,9 @@ int run_fftconv(const BenchConfig& c) {
       static_cast<long long>(c.batch), static_cast<long long>(c.channels), dtype_name(c.dtype), pass,
       gpu.c_str(), copy_gbs);
   std::printf(
-      "median of %d calls after %d warm-up calls (CUDA events); bytes = %s; speed-up = reference / fused\n",
+      "median of %d calls after %d warm-up calls (CUDA events); bytes = %s; speed-up = reference / fused;\n"
+      "blockfft = fftconv_blockfft with split half products (kSplit), single = one product per stage "
+      "(kSingle); faster = the faster of fused and blockfft (split)\n",
       c.iters, c.warmup, c.backward ? "u read, y written, u and dy read, du written" : "u read, y written");
   if (c.kernel_len > 0)
     std::printf(
@@ -82,8 +88,8 @@ int run_fftconv(const BenchConfig& c) {
   std::printf("\n");
   std::printf(
       "| L | fft size | reference ms | reference GB/s | fused ms | fused GB/s | fused %% of copy | speed-up "
-      "|\n");
-  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      "| blockfft ms | single ms | faster |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
   std::fflush(stdout);
 
   std::vector<Json> rows;
@@ -104,14 +110,23 @@ int run_fftconv(const BenchConfig& c) {
     auto k =
         (torch::randn({c.channels, Lk}, f32) / std::sqrt(static_cast<double>(Lk))).requires_grad_(c.backward);
     auto D = torch::randn({c.channels}, f32).requires_grad_(c.backward);
-    auto call = [&](bool fused) {
-      return [&, fused](int i) {
+    // 0: reference, 1: fused, 2: block FFT (split products), 3: block FFT (single products).
+    auto run = [&](int variant, const torch::Tensor& u) {
+      switch (variant) {
+        case 0: return fftconv_ref(u, k, D);
+        case 1: return fftconv_fused(u, k, D);
+        case 2: return fftconv_blockfft(u, k, D, {}, BlockFftPrecision::kSplit);
+        default: return fftconv_blockfft(u, k, D, {}, BlockFftPrecision::kSingle);
+      }
+    };
+    auto call = [&](int variant) {
+      return [&, variant](int i) {
         const auto& u = us[i % sets];
         if (!c.backward) {
           torch::NoGradGuard no_grad;
-          auto y = fused ? fftconv_fused(u, k, D) : fftconv_ref(u, k, D);
+          auto y = run(variant, u);
         } else {
-          auto y = fused ? fftconv_fused(u, k, D) : fftconv_ref(u, k, D);
+          auto y = run(variant, u);
           auto g = torch::autograd::grad({y}, {u, k, D}, {dys[i % sets]});
         }
       };
@@ -141,17 +156,29 @@ int run_fftconv(const BenchConfig& c) {
       return r;
     };
     try {
-      const auto ref_ms = time_calls(call(false), c.warmup, c.iters, device);
+      const auto ref_ms = time_calls(call(0), c.warmup, c.iters, device);
       const Json ref = add_row("reference", ref_ms, 1.0, n);
       const double ref_med = median(ref_ms);
       std::printf("| %lld | %lld | %.3f | %.0f |", static_cast<long long>(L), static_cast<long long>(n),
                   ref_med, ref["gbytes_per_s"].get<double>());
       if (fftconv_fused_supported(us[0], k, D)) {
-        const auto fused_ms = time_calls(call(true), c.warmup, c.iters, device);
+        const auto fused_ms = time_calls(call(1), c.warmup, c.iters, device);
         const double med = median(fused_ms);
         const Json fused = add_row("fused", fused_ms, ref_med / med, n);
         const double gbs = fused["gbytes_per_s"].get<double>();
-        std::printf(" %.3f | %.0f | %.0f%% | %.2fx |\n", med, gbs, 100.0 * gbs / copy_gbs, ref_med / med);
+        std::printf(" %.3f | %.0f | %.0f%% | %.2fx |", med, gbs, 100.0 * gbs / copy_gbs, ref_med / med);
+        std::fflush(stdout);
+        // The block FFT beside it (H3.md 8); the faster of fused and block (split) is the per-size choice,
+        // recorded in each block row's environment column as faster_of_fused_and_blockfft.
+        const auto block_ms = time_calls(call(2), c.warmup, c.iters, device);
+        const auto single_ms = time_calls(call(3), c.warmup, c.iters, device);
+        const double bmed = median(block_ms), smed = median(single_ms);
+        const char* faster = bmed < med ? "blockfft" : "fused";
+        add_row("blockfft", block_ms, ref_med / bmed, n,
+                Json{{"blockfft_precision", "split"}, {"faster_of_fused_and_blockfft", faster}});
+        add_row("blockfft_single", single_ms, ref_med / smed, n,
+                Json{{"blockfft_precision", "single"}, {"faster_of_fused_and_blockfft", faster}});
+        std::printf(" %.3f | %.3f | %s |\n", bmed, smed, faster);
       } else if (c.kernel_len > 0 && (c.window > 0 || fftconv_chunked_supported(us[0], k, D))) {
         // A short filter past the fused limit: overlapping windows as rows of one fused call (H3.md 8).
         const int64_t W = c.window > 0 ? c.window : fftconv_chunk_window(Lk);
@@ -169,10 +196,10 @@ int run_fftconv(const BenchConfig& c) {
         const double med = median(ch_ms);
         const Json ch = add_row("chunked", ch_ms, ref_med / med, fftconv_size(W, Lk), Json{{"window", W}});
         const double gbs = ch["gbytes_per_s"].get<double>();
-        std::printf(" %.3f (chunked, windows of %lld) | %.0f | %.0f%% | %.2fx |\n", med,
+        std::printf(" %.3f (chunked, windows of %lld) | %.0f | %.0f%% | %.2fx | - | - | - |\n", med,
                     static_cast<long long>(W), gbs, 100.0 * gbs / copy_gbs, ref_med / med);
       } else if (Lk < L) {
-        std::printf(" - (L_k = %lld: no fused or chunked path) | | | |\n", static_cast<long long>(Lk));
+        std::printf(" - (L_k = %lld: no fused or chunked path) | | | | - | - | - |\n", static_cast<long long>(Lk));
       } else {
         // Past the fused kernel's limit: an s4d-style filter (a diagonal SSM, d_state 64, zero-order hold) by
         // state passing in chunks of 8192 through the fused kernel (H3.md 8). Its time includes making the
@@ -198,7 +225,7 @@ int run_fftconv(const BenchConfig& c) {
         const double med = median(sp_ms);
         const Json sp = add_row("state_passing", sp_ms, ref_med / med, fftconv_size(chunk, chunk));
         const double gbs = sp["gbytes_per_s"].get<double>();
-        std::printf(" %.3f (state passing, chunks of %lld) | %.0f | %.0f%% | %.2fx |\n", med,
+        std::printf(" %.3f (state passing, chunks of %lld) | %.0f | %.0f%% | %.2fx | - | - | - |\n", med,
                     static_cast<long long>(chunk), gbs, 100.0 * gbs / copy_gbs, ref_med / med);
       }
     } catch (const c10::Error& e) {

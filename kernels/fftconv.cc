@@ -2,6 +2,8 @@
 // through fftconv(); the reference is the CPU path, the fallback and the specification the kernels must match.
 #include "kernels/fftconv.h"
 
+#include "kernels/fftconv_blockfft.h"
+
 #include <torch/torch.h>
 
 namespace hippo {
@@ -75,6 +77,8 @@ bool FftConvReferenceScope::active() { return force_reference; }
 torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                       const FftConvOptions& o) {
   if (force_reference) return fftconv_ref(u, k, D, o);
+  // Off unless HIPPO_FFTCONV_BLOCKFFT / set_blockfft_dispatch asks (kernels/fftconv_blockfft.h).
+  if (fftconv_takes_blockfft(u, k, D, o)) return fftconv_blockfft(u, k, D, o);
   if (fftconv_fused_supported(u, k, D, o)) return fftconv_fused(u, k, D, o);
   if (fftconv_chunked_supported(u, k, D, o)) return fftconv_chunked(u, k, D, o, FftConvInner::kFused);
   return fftconv_ref(u, k, D, o);

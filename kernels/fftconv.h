@@ -29,7 +29,9 @@ int64_t fftconv_size(int64_t seq_len, int64_t kernel_len);
 torch::Tensor fftconv_ref(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                           const FftConvOptions& options = {});
 
-// The dispatching entry point: fftconv_fused when fftconv_fused_supported says yes; else the chunked fused
+// The dispatching entry point: fftconv_blockfft when fftconv_takes_blockfft says so (off by default;
+// HIPPO_FFTCONV_BLOCKFFT=on|auto, kernels/fftconv_blockfft.h); else fftconv_fused when fftconv_fused_supported
+// says yes; else the chunked fused
 // path (fftconv_chunked with FftConvInner::kFused) when fftconv_chunked_supported says yes (CUDA, L too long
 // for the fused kernel but L_k <= kFftConvChunkedMaxKernelLen); else fftconv_ref. fftconv_ref only while an
 // FftConvReferenceScope lives. Same contract as fftconv_ref; differentiable on every path.

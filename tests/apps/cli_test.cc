@@ -508,7 +508,13 @@ TEST(Cli, BenchFftconvTimesBothPathsAndStoresRows) {
   EXPECT_NE(r.out.find("| 31 | 64 |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("copy"), std::string::npos) << r.out;
   SQLite::Database db(d.file("b.db"), SQLite::OPEN_READONLY);
-  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE benchmark = 'fftconv'").getInt(), 4);
+  // reference, fused, blockfft (split) and blockfft_single per length; the block rows name the faster path.
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE benchmark = 'fftconv'").getInt(), 8);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant IN ('blockfft', 'blockfft_single') AND "
+                          "environment LIKE '%faster_of_fused_and_blockfft%'")
+                .getInt(),
+            4);
+  EXPECT_NE(r.out.find("| blockfft ms | single ms | faster |"), std::string::npos) << r.out;
 }
 
 // Past the fused limit the second variant is state passing of a diagonal-SSM filter, timed beside the reference.

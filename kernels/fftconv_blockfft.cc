@@ -6,6 +6,7 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -13,7 +14,6 @@
 #include <functional>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <sstream>
 #include <tuple>
 
@@ -283,8 +283,10 @@ Tensor fftconv_blockfft(const Tensor& u, const Tensor& k, const Tensor& D, const
 
 // ---- dispatch
 namespace {
-std::mutex dispatch_mu;
-std::optional<BlockFftDispatch> dispatch_mode;  // unset: read HIPPO_FFTCONV_BLOCKFFT on first use
+std::mutex dispatch_mu;  // guards the autotune decisions and record
+// -1: not read yet (HIPPO_FFTCONV_BLOCKFFT is read on first use); else a BlockFftDispatch. Atomic, so that
+// every fftconv() call pays one load, not a lock, for the default (off).
+std::atomic<int> dispatch_mode{-1};
 std::map<std::tuple<std::string, int, int64_t, int64_t, int64_t, int64_t>, bool> decisions;
 std::vector<BlockFftChoice> record;
 
@@ -311,18 +313,18 @@ BlockFftDispatch parse_blockfft_dispatch(const std::string& text) {
 }
 
 BlockFftDispatch blockfft_dispatch() {
-  std::lock_guard<std::mutex> lock(dispatch_mu);
-  if (!dispatch_mode) {
+  int mode = dispatch_mode.load(std::memory_order_relaxed);
+  if (mode < 0) {
     const char* env = std::getenv("HIPPO_FFTCONV_BLOCKFFT");
-    dispatch_mode = env && *env ? parse_blockfft_dispatch(env) : BlockFftDispatch::kOff;
+    mode = static_cast<int>(env && *env ? parse_blockfft_dispatch(env) : BlockFftDispatch::kOff);
+    int unset = -1;
+    dispatch_mode.compare_exchange_strong(unset, mode);  // a concurrent set_blockfft_dispatch wins
+    mode = dispatch_mode.load();
   }
-  return *dispatch_mode;
+  return static_cast<BlockFftDispatch>(mode);
 }
 
-void set_blockfft_dispatch(BlockFftDispatch mode) {
-  std::lock_guard<std::mutex> lock(dispatch_mu);
-  dispatch_mode = mode;
-}
+void set_blockfft_dispatch(BlockFftDispatch mode) { dispatch_mode.store(static_cast<int>(mode)); }
 
 bool fftconv_takes_blockfft(const Tensor& u, const Tensor& k, const Tensor& D, const FftConvOptions& o) {
   const BlockFftDispatch mode = blockfft_dispatch();

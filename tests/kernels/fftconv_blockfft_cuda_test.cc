@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "kernels/fftconv_blockfft.h"
+#include "tests/kernels/fftconv_inputs.h"
 #include "tests/testing.h"
 
 namespace hippo {
@@ -39,10 +40,7 @@ std::string case_name(const Case& c) {
 }
 
 // Random inputs drawn on the GPU from a fixed seed, rounded to the case's dtype (never zeros).
-struct Inputs {
-  Tensor u, k, D, v, q, mask;
-  bool gelu = false;
-
+struct Inputs : testing::FftConvInputs {
   static Inputs draw(const Case& c, uint64_t seed) {
     torch::manual_seed(seed);
     const auto f = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
@@ -59,34 +57,9 @@ struct Inputs {
     in.gelu = c.options & kGelu;
     return in;
   }
-  // u, v, q in `elem`, k, D in `param`, fresh leaves (requiring grad when asked); the mask a constant.
-  Inputs as(torch::ScalarType elem, torch::ScalarType param, bool grad = false) const {
-    auto conv = [&](const Tensor& x, torch::ScalarType t) {
-      if (!x.defined()) return x;
-      auto y = x.to(t).detach().clone();
-      return grad ? y.requires_grad_(true) : y;
-    };
-    Inputs o;
-    o.u = conv(u, elem);
-    o.v = conv(v, elem);
-    o.q = conv(q, elem);
-    o.k = conv(k, param);
-    o.D = conv(D, param);
-    o.mask = mask.defined() ? mask.to(param) : mask;
-    o.gelu = gelu;
-    return o;
-  }
-  FftConvOptions options() const {
-    FftConvOptions o;
-    if (v.defined()) o.v = v;
-    if (q.defined()) o.q = q;
-    if (mask.defined()) o.dropout_mask = mask;
-    o.gelu = gelu;
-    return o;
-  }
 };
 
-bool all_finite(const Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
+using testing::all_finite;
 
 class BlockFftCudaForward : public ::testing::TestWithParam<int64_t> {};
 
@@ -137,7 +110,7 @@ INSTANTIATE_TEST_SUITE_P(Lengths, BlockFftCudaForward,
 
 class BlockFftCudaBackward : public ::testing::TestWithParam<int64_t> {};
 
-std::vector<Tensor> grads_of(const Tensor& y, const Tensor& w, const Inputs& in) {
+std::vector<Tensor> grads_of(const Tensor& y, const Tensor& w, const testing::FftConvInputs& in) {
   auto loss = (y.to(torch::kDouble) * w).sum();
   return torch::autograd::grad({loss}, {in.u, in.k, in.D, in.v, in.q});
 }

@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "kernels/fftconv.h"
+#include "tests/kernels/fftconv_inputs.h"
 #include "tests/testing.h"
 
 namespace hippo {
@@ -37,10 +38,7 @@ std::string case_name(const Case& c) {
   return os.str();
 }
 
-struct Inputs {
-  Tensor u, k, D, v, q, mask;
-  bool gelu = false;
-
+struct Inputs : testing::FftConvInputs {
   // Drawn on the GPU from a fixed seed in float32, u, v, q rounded to the case's dtype (never zeros).
   static Inputs draw(const Case& c, uint64_t seed) {
     torch::manual_seed(seed);
@@ -55,44 +53,9 @@ struct Inputs {
     in.gelu = c.options & kGelu;
     return in;
   }
-  // u, v, q in `elem`, k and D in `param`, as fresh leaves (requiring grad when asked); the mask a constant.
-  Inputs as(torch::ScalarType elem, torch::ScalarType param, bool grad = false) const {
-    auto conv = [&](const Tensor& x, torch::ScalarType t) {
-      if (!x.defined()) return x;
-      auto y = x.to(t).detach().clone();
-      return grad ? y.requires_grad_(true) : y;
-    };
-    Inputs o;
-    o.u = conv(u, elem), o.v = conv(v, elem), o.q = conv(q, elem);
-    o.k = conv(k, param), o.D = conv(D, param);
-    o.mask = mask.defined() ? mask.to(param) : mask;
-    o.gelu = gelu;
-    return o;
-  }
-  FftConvOptions options() const {
-    FftConvOptions o;
-    if (v.defined()) o.v = v;
-    if (q.defined()) o.q = q;
-    if (mask.defined()) o.dropout_mask = mask;
-    o.gelu = gelu;
-    return o;
-  }
-  std::vector<Tensor> leaves() const {
-    std::vector<Tensor> x = {u, k, D};
-    if (v.defined()) x.push_back(v);
-    if (q.defined()) x.push_back(q);
-    return x;
-  }
-  // Names of leaves()' gradients.
-  std::vector<std::string> leaf_names() const {
-    std::vector<std::string> x = {"du", "dk", "dD"};
-    if (v.defined()) x.push_back("dv");
-    if (q.defined()) x.push_back("dq");
-    return x;
-  }
 };
 
-bool all_finite(const Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
+using testing::all_finite;
 
 // ---- forward
 // (L, L_k): every length with both filter lengths; B and H kept small enough for a float64 reference at 1M.
@@ -151,7 +114,7 @@ TEST_P(FftConvChunkedCudaBackward, GradientsMatchAutogradThroughReference) {
     const auto in = Inputs::draw(c, 6000 + Lk + index++);
     const auto w =
         torch::randn({c.B, c.H, c.L}, torch::TensorOptions().device(torch::kCUDA).dtype(torch::kDouble));
-    auto grads = [&](const Inputs& x, bool chunked) {
+    auto grads = [&](const testing::FftConvInputs& x, bool chunked) {
       auto y = chunked ? fftconv(x.u, x.k, x.D, x.options()) : fftconv_ref(x.u, x.k, x.D, x.options());
       return torch::autograd::grad({(y.to(torch::kDouble) * w).sum()}, x.leaves());
     };

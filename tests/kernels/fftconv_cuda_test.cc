@@ -11,6 +11,7 @@
 
 #include "kernels/fftconv.h"
 #include "layers/mixer.h"
+#include "tests/kernels/fftconv_inputs.h"
 #include "tests/testing.h"
 
 namespace hippo {
@@ -53,10 +54,7 @@ std::string case_name(const Case& c) {
 }
 
 // Random inputs drawn on the GPU from a fixed seed, already rounded to the kernel's dtype (never zeros).
-struct Inputs {
-  Tensor u, k, D, v, q, mask;
-  bool gelu = false;
-
+struct Inputs : testing::FftConvInputs {
   static Inputs draw(const Case& c, uint64_t seed) {
     torch::manual_seed(seed);
     const auto f = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
@@ -70,35 +68,9 @@ struct Inputs {
     in.gelu = c.options & kGelu;
     return in;
   }
-  // The same inputs with u, v, q in `elem` and k, D in `param` (float64 for the oracle), as fresh leaves that
-  // require grad when asked. The mask stays a constant.
-  Inputs as(torch::ScalarType elem, torch::ScalarType param, bool grad = false) const {
-    auto conv = [&](const Tensor& x, torch::ScalarType t) {
-      if (!x.defined()) return x;
-      auto y = x.to(t).detach().clone();
-      return grad ? y.requires_grad_(true) : y;
-    };
-    Inputs o;
-    o.u = conv(u, elem);
-    o.v = conv(v, elem);
-    o.q = conv(q, elem);
-    o.k = conv(k, param);
-    o.D = conv(D, param);
-    o.mask = mask.defined() ? mask.to(param) : mask;
-    o.gelu = gelu;
-    return o;
-  }
-  FftConvOptions options() const {
-    FftConvOptions o;
-    if (v.defined()) o.v = v;
-    if (q.defined()) o.q = q;
-    if (mask.defined()) o.dropout_mask = mask;
-    o.gelu = gelu;
-    return o;
-  }
 };
 
-bool all_finite(const Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
+using testing::all_finite;
 
 // Frees a NaN-filled block of y's size so that the caching allocator is likely to hand it to the kernel's
 // output: an element the kernel forgets to write then shows up as NaN.
@@ -154,7 +126,7 @@ INSTANTIATE_TEST_SUITE_P(Lengths, FftConvCudaForward,
 class FftConvCudaBackward : public ::testing::TestWithParam<int64_t> {};
 
 // Gradients of (y * w).sum() for u, k, D, v, q.
-std::vector<Tensor> grads_of(const Tensor& y, const Tensor& w, const Inputs& in) {
+std::vector<Tensor> grads_of(const Tensor& y, const Tensor& w, const testing::FftConvInputs& in) {
   auto loss = (y.to(torch::kDouble) * w).sum();
   std::vector<Tensor> xs = {in.u, in.k, in.D, in.v, in.q};
   return torch::autograd::grad({loss}, xs);

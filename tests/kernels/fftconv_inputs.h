@@ -1,0 +1,61 @@
+// The inputs of one fftconv call in the GPU tests of the fused, block-FFT and chunked paths (shared so that each
+// test file only says how its cases draw them).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "kernels/fftconv.h"
+
+namespace hippo::testing {
+
+// u, v, q: (B, H, L); k: (H, L_k); D: (H); mask: (B, H) already scaled (a constant, never a leaf); gelu.
+// Undefined v, q, mask mean the option is off.
+struct FftConvInputs {
+  torch::Tensor u, k, D, v, q, mask;
+  bool gelu = false;
+
+  // The same inputs with u, v, q in `elem` and k, D in `param` (float64 for an oracle), as fresh leaves that
+  // require grad when asked. The mask is converted to `param` and stays a constant.
+  FftConvInputs as(torch::ScalarType elem, torch::ScalarType param, bool grad = false) const {
+    auto conv = [&](const torch::Tensor& x, torch::ScalarType t) {
+      if (!x.defined()) return x;
+      auto y = x.to(t).detach().clone();
+      return grad ? y.requires_grad_(true) : y;
+    };
+    FftConvInputs o;
+    o.u = conv(u, elem), o.v = conv(v, elem), o.q = conv(q, elem);
+    o.k = conv(k, param), o.D = conv(D, param);
+    o.mask = mask.defined() ? mask.to(param) : mask;
+    o.gelu = gelu;
+    return o;
+  }
+  FftConvOptions options() const {
+    FftConvOptions o;
+    if (v.defined()) o.v = v;
+    if (q.defined()) o.q = q;
+    if (mask.defined()) o.dropout_mask = mask;
+    o.gelu = gelu;
+    return o;
+  }
+  // The tensors gradients are taken of: u, k, D, then v and q when present.
+  std::vector<torch::Tensor> leaves() const {
+    std::vector<torch::Tensor> x = {u, k, D};
+    if (v.defined()) x.push_back(v);
+    if (q.defined()) x.push_back(q);
+    return x;
+  }
+  // Names of leaves()' gradients.
+  std::vector<std::string> leaf_names() const {
+    std::vector<std::string> x = {"du", "dk", "dD"};
+    if (v.defined()) x.push_back("dv");
+    if (q.defined()) x.push_back("dq");
+    return x;
+  }
+};
+
+inline bool all_finite(const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
+
+}  // namespace hippo::testing

@@ -25,33 +25,10 @@ say() { echo "[$(( $(date +%s) - start ))s] $*"; }
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,utilization.gpu --format=csv,noheader > "$out/gpu.txt" 2>&1 || true
 "$hippo" reproduce table2 --dry-run --seeds 1 --lrs 5e-4 > "$out/table2-dry-run.txt"
 
-python3 - "$out" "$steps" "$layers" <<'PY'
-import json, sys
-out, steps, layers = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
-configs = {}
-for line in open(f"{out}/table2-dry-run.txt"):
-    if "induction_head" in line and "{" in line:
-        c = json.loads(line[line.index("{"):])
-        configs[c["layers"][0]] = c
-assert set(configs) >= set(layers), f"dry-run gave layers {sorted(configs)}"
-def raw(c):  # canonical config -> a sweep's fixed settings (train keys at the top, options under their names)
-    r = dict(c["train"])
-    r["task"] = c["task"]
-    r[c["task"]] = c["task_options"]
-    for name, opts in c["layer_options"].items():
-        r[name] = opts
-    return r
-fixed = {}
-for layer in layers:
-    for k, v in raw(configs[layer]).items():
-        fixed.setdefault(k, v)
-def write(name, grid):
-    f = {k: v for k, v in fixed.items() if k not in grid}
-    with open(f"{out}/{name}.yaml", "w") as fh:
-        json.dump({"name": name, "fixed": f, "grid": grid}, fh, indent=1)  # JSON is YAML
-write("single", {"layer": layers, "max_steps": [21, 20, 20 + steps]})
-write("ensemble", {"layer": layers, "max_steps": [20, 20 + steps], "seed": [0, 1, 2], "lr": [5e-4, 1e-3, 2e-3]})
-PY
+sweep() { python3 scripts/table2_sweep.py "$out/table2-dry-run.txt" "$layers" "$out/$1.yaml" "$1" "$2"; }
+layer_list=$(python3 -c 'import json, sys; print(json.dumps(sys.argv[1].split(",")))' "$layers")
+sweep single "{\"layer\": $layer_list, \"max_steps\": [21, 20, $((20 + steps))]}"
+sweep ensemble "{\"layer\": $layer_list, \"max_steps\": [20, $((20 + steps))], \"seed\": [0, 1, 2], \"lr\": [5e-4, 1e-3, 2e-3]}"
 
 wall_of() {  # DB LAYER MAX_STEPS -> wall seconds of that run (the largest of the members')
   python3 -c "

@@ -26,35 +26,16 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,utilization.gpu --format=csv
 "$hippo" reproduce table2 --dry-run --seeds 1 --lrs 5e-4 > "$out/table2-dry-run.txt"
 
 # The sweep files: the paper's induction-head config per layer, with max_steps in the grid.
-python3 - "$out" "$steps" "$klayer" <<'PY'
-import json, sys
-out, steps, klayer = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-configs = {}
-for line in open(f"{out}/table2-dry-run.txt"):
-    if "induction_head" in line and "{" in line:
-        c = json.loads(line[line.index("{"):])
-        configs[c["layers"][0]] = c
-assert set(configs) >= {"attention", "h3", "s4d", "gss"}, f"dry-run gave layers {sorted(configs)}"
-def raw(c):  # canonical config -> a sweep's fixed settings (train keys at the top, options under their names)
-    r = dict(c["train"])
-    r["task"] = c["task"]
-    r[c["task"]] = c["task_options"]
-    for name, opts in c["layer_options"].items():
-        r[name] = opts
-    return r
-fixed = {}
-for layer in ["attention", "h3", "s4d", "gss"]:
-    for k, v in raw(configs[layer]).items():
-        fixed.setdefault(k, v)
-def write(name, grid, extra=None):
-    f = {k: v for k, v in dict(fixed, **(extra or {})).items() if k not in grid}
-    with open(f"{out}/{name}.yaml", "w") as fh:
-        json.dump({"name": name, "fixed": f, "grid": grid}, fh, indent=1)  # JSON is YAML
-write("speed", {"layer": ["attention", "h3", "s4d", "gss"], "max_steps": [21, 20, 20 + steps]})
-for k in [1, 4, 8, 16]:
-    for tag, n in [("short", 20), ("long", 20 + steps)]:
-        write(f"k{k}-{tag}", {"seed": list(range(k))}, {"layer": klayer, "max_steps": n})
-PY
+all=attention,h3,s4d,gss
+python3 scripts/table2_sweep.py "$out/table2-dry-run.txt" $all "$out/speed.yaml" speed \
+  '{"layer": ["attention", "h3", "s4d", "gss"], "max_steps": [21, 20, '$((20 + steps))']}'
+for k in 1 4 8 16; do
+  seeds=$(python3 -c "print(list(range($k)))")
+  python3 scripts/table2_sweep.py "$out/table2-dry-run.txt" $all "$out/k$k-short.yaml" k$k-short "{\"seed\": $seeds}" \
+    "{\"layer\": \"$klayer\", \"max_steps\": 20}"
+  python3 scripts/table2_sweep.py "$out/table2-dry-run.txt" $all "$out/k$k-long.yaml" k$k-long "{\"seed\": $seeds}" \
+    "{\"layer\": \"$klayer\", \"max_steps\": $((20 + steps))}"
+done
 
 wall_of() {  # DB LAYER MAX_STEPS -> wall seconds of that run
   python3 -c "

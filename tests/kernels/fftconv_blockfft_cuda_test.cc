@@ -110,10 +110,7 @@ INSTANTIATE_TEST_SUITE_P(Lengths, BlockFftCudaForward,
 
 class BlockFftCudaBackward : public ::testing::TestWithParam<int64_t> {};
 
-std::vector<Tensor> grads_of(const Tensor& y, const Tensor& w, const testing::FftConvInputs& in) {
-  auto loss = (y.to(torch::kDouble) * w).sum();
-  return torch::autograd::grad({loss}, {in.u, in.k, in.D, in.v, in.q});
-}
+using testing::grads_of;
 
 TEST_P(BlockFftCudaBackward, GradientsMatchAutogradThroughReference) {
   HIPPO_REQUIRE_CUDA_DEVICE();

@@ -125,12 +125,7 @@ INSTANTIATE_TEST_SUITE_P(Lengths, FftConvCudaForward,
 // -----------------------------------------------------------------------------------------------
 class FftConvCudaBackward : public ::testing::TestWithParam<int64_t> {};
 
-// Gradients of (y * w).sum() for u, k, D, v, q.
-std::vector<Tensor> grads_of(const Tensor& y, const Tensor& w, const testing::FftConvInputs& in) {
-  auto loss = (y.to(torch::kDouble) * w).sum();
-  std::vector<Tensor> xs = {in.u, in.k, in.D, in.v, in.q};
-  return torch::autograd::grad({loss}, xs);
-}
+using testing::grads_of;
 
 TEST_P(FftConvCudaBackward, GradientsMatchAutogradThroughReference) {
   HIPPO_REQUIRE_CUDA();

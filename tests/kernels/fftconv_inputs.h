@@ -58,4 +58,10 @@ struct FftConvInputs {
 
 inline bool all_finite(const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
 
+// Gradients of (y * w).sum() (in float64) for in.u, k, D, v, q, in that order (all five must be defined leaves).
+inline std::vector<torch::Tensor> grads_of(const torch::Tensor& y, const torch::Tensor& w, const FftConvInputs& in) {
+  auto loss = (y.to(torch::kDouble) * w).sum();
+  return torch::autograd::grad({loss}, {in.u, in.k, in.D, in.v, in.q});
+}
+
 }  // namespace hippo::testing

@@ -205,7 +205,10 @@ absl::StatusOr<SweepSpec> parse_sweep(const std::string& text, const std::string
             absl::StrCat(where(file, v.Mark()), "'grid' must be a mapping of key: [value, ...]"));
       if (v.IsNull()) continue;
       for (const auto& g : v) {
-        const std::string gk = g.first.Scalar();
+        const std::string gk = g.first.IsScalar() ? g.first.Scalar() : "";
+        if (gk.empty())
+          return absl::InvalidArgumentError(absl::StrCat(where(file, g.first.Mark()),
+                                                         "a grid key must be a non-empty name (a run-config key)"));
         HIPPO_ASSIGN_OR_RETURN(Json vals, to_json(g.second, file));
         if (!vals.is_array()) vals = Json::array({vals});
         if (vals.empty())

@@ -66,6 +66,13 @@ TEST(Sweep, NumericKeysAreKeysNotArrayIndices) {
             std::string::npos);
 }
 
+TEST(Sweep, AnEmptyGridKeyIsAnError) {
+  // Found by the fuzzer: a key that is a bare tag ('!') is an empty name; parsing accepted it.
+  EXPECT_NE(error_of("\ngrid:\n 1!s,:\n !").find("a grid key must be a non-empty name"), std::string::npos)
+      << error_of("\ngrid:\n 1!s,:\n !");
+  EXPECT_NE(error_of("grid: {\"\": [1]}\n").find("a grid key must be a non-empty name"), std::string::npos);
+}
+
 TEST(Sweep, ErrorsNameTheFileLineAndColumn) {
   EXPECT_NE(error_of("fixed:\n  epochs: [1, 2\n").find("f.yaml:"), std::string::npos);
   EXPECT_NE(error_of("fixed: {layer: s4d}\ngrid:\n  seed: []\n").find("f.yaml:3:9: grid key 'seed' has an empty list"),

@@ -125,7 +125,8 @@ void add_exec_options(po::options_description& d) {
       "ensemble", po::value<int64_t>()->default_value(1),
       "train up to this many queued runs that differ only in seed and lr together in one process, in lockstep "
       "(each is exactly the run trained alone; with --cuda-graph all in one graph, each on its own CUDA stream, "
-      "so that the GPU runs them concurrently); 1 = one run at a time (sweep, worker and reproduce)");
+      "so that the GPU runs them concurrently); 1 to 256; 1 = one run at a time (sweep, worker and reproduce; "
+      "hippo train refuses more than 1)");
 }
 
 void add_sweep_options(po::options_description& d) {

@@ -4,8 +4,11 @@
 #include <string>
 #include <vector>
 
+#include <cstdlib>
+
 #include "apps/cli.h"
 #include "core/build_info.h"
+#include "kernels/fftconv_blockfft.h"
 
 namespace {
 const char* kUsage =
@@ -33,6 +36,16 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
+  // HIPPO_FFTCONV_BLOCKFFT is read on first use, deep inside a run: a bad value is bad input here, before any
+  // command writes anything (not a failed run in the database).
+  if (const char* env = std::getenv("HIPPO_FFTCONV_BLOCKFFT"); env && *env) {
+    try {
+      hippo::parse_blockfft_dispatch(env);
+    } catch (const c10::Error& e) {
+      std::fprintf(stderr, "hippo: error: %s (unset means off)\n", e.what_without_backtrace());
+      return kExitBadInput;
+    }
+  }
   try {
     if (cmd == "layers") return cmd_layers(args);
     if (cmd == "tasks") return cmd_tasks(args);

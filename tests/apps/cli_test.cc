@@ -197,6 +197,18 @@ grid:
   EXPECT_NE(r.err.find("--ensemble must be between 1 and 256"), std::string::npos) << r.err;
 }
 
+// A bad HIPPO_FFTCONV_BLOCKFFT is bad input before anything is written, not a failed run in the database.
+TEST(Cli, BadBlockFftEnvironmentIsRefusedBeforeAnythingIsWritten) {
+  TempDir d;
+  ::setenv("HIPPO_FFTCONV_BLOCKFFT", "garbage", 1);
+  auto r = run_hippo("train --layer h3 --task associative_recall --d-model 16 --epochs 1 --db out.db", d.path());
+  ::unsetenv("HIPPO_FFTCONV_BLOCKFFT");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("HIPPO_FFTCONV_BLOCKFFT: unknown value 'garbage'; accepted: off, on, auto"), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(std::filesystem::exists(d.file("out.db")));
+}
+
 TEST(Cli, ReproduceTable2OnATinyScheduleThenResumesWithoutTraining) {
   TempDir d;
   // --dry-run lists the runs and writes nothing.

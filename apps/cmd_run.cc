@@ -45,7 +45,7 @@ std::string run_summary(ResultsDb& db, int64_t run_id) {
   // Only a run that ended has final metrics (an interrupted one holds its step-0 evaluation).
   const bool ended = run->status == "finished" || run->status == "diverged";
   if (ended && acc >= 0)
-    s += absl::StrFormat(", test accuracy %.1f%% (chance %.1f%%), test loss %.4f", 100 * acc, 100 * chance, loss);
+    s += absl::StrFormat(", test accuracy %.1f%% (chance %.3g%%), test loss %.4f", 100 * acc, 100 * chance, loss);
   if (run->steps) s += absl::StrFormat(", %d steps", *run->steps);
   if (run->wall_seconds) s += absl::StrFormat(", %.1fs", *run->wall_seconds);
   if (!run->error.empty()) s += ": " + run->error;

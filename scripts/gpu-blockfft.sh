@@ -10,16 +10,8 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=${1:?usage: scripts/gpu-blockfft.sh OUT_DIR}
 mkdir -p "$out"
-status=0
-step() {  # step SECONDS LOG COMMAND...: runs COMMAND with a time limit, output to LOG and the terminal
-  local limit=$1 log=$2
-  shift 2
-  local t0=$(date +%s)
-  timeout "$limit" "$@" 2>&1 | tee "$log"
-  local rc=${PIPESTATUS[0]}
-  echo "[$(basename "$log")] exit $rc after $(( $(date +%s) - t0 )) s" | tee -a "$out/summary.txt"
-  [ "$rc" = 0 ] || status=1
-}
+step_summary="$out/summary.txt"
+source scripts/gpu-step.sh  # step(), status; step lines also into summary.txt
 : > "$out/summary.txt"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,memory.used,memory.total --format=csv > "$out/gpu.txt" 2>&1
 step 80 "$out/tests.txt" build-gpu/tests/hippo_tests --gtest_brief=1 --gtest_filter='*BlockFft*:Cli.BenchFftconv*'

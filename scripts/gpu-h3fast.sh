@@ -11,16 +11,7 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=${1:?usage: scripts/gpu-h3fast.sh OUT_DIR}
 mkdir -p "$out"
-status=0
-step() {  # step SECONDS LOG COMMAND...: runs COMMAND with a time limit, output to LOG and the terminal
-  local limit=$1 log=$2
-  shift 2
-  local t0=$(date +%s)
-  timeout "$limit" "$@" 2>&1 | tee "$log"
-  local rc=${PIPESTATUS[0]}
-  echo "[$(basename "$log")] exit $rc after $(( $(date +%s) - t0 )) s"
-  [ "$rc" = 0 ] || status=1
-}
+source scripts/gpu-step.sh  # step(), status
 hippo=build-gpu/apps/hippo
 [[ -x $hippo ]] || { echo "no $hippo: build hippo in build-gpu first (.gpu/build.sh build-gpu)" >&2; exit 2; }
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,memory.used,memory.total --format=csv > "$out/gpu.txt" 2>&1

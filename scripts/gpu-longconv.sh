@@ -15,20 +15,7 @@ tests=build-gpu/tests/hippo_tests
 for f in "$hippo" "$tests"; do
   [ -x "$f" ] || { echo "gpu-longconv: $f is missing: build build-gpu first (this script builds nothing)" >&2; exit 2; }
 done
-status=0
-summary=()
-step() {  # step SECONDS LOG COMMAND...: runs COMMAND with a time limit, output to LOG and the terminal
-  local limit=$1 log=$2
-  shift 2
-  local t0=$(date +%s)
-  timeout "$limit" "$@" 2>&1 | tee "$log"
-  local rc=${PIPESTATUS[0]}
-  local line="[$(basename "$log")] exit $rc after $(( $(date +%s) - t0 )) s"
-  [ "$rc" = 124 ] && line+=" (time limit of $limit s reached)"
-  echo "$line"
-  summary+=("$line")
-  [ "$rc" = 0 ] || status=1
-}
+source scripts/gpu-step.sh  # step(), status
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,memory.used,memory.total --format=csv > "$out/gpu.txt" 2>&1
 step 45 "$out/tests.txt" "$tests" --gtest_brief=1 --gtest_filter='*FftConvChunked*:Cli.BenchFftconv*'
 bench=("$hippo" bench fftconv --batch 1 --channels 768 --seq-len 16384,65536,1048576 --dtype bf16 --iters 20
@@ -56,7 +43,7 @@ step 12 "$out/bench-k1024-window15361.md" "${bench[@]}" --kernel-len 1024 --wind
     echo "-- $(basename "$f")"
     grep -E "^\| [0-9]" "$f"
   done
-  printf '%s\n' "${summary[@]}"
+  printf '%s\n' "${step_lines[@]}"
   echo "overall: $([ $status = 0 ] && echo ok || echo FAILED)"
 } 2>&1 | tee "$out/summary.txt"
 exit $status

@@ -526,8 +526,7 @@ std::vector<TrainResult> train_ensemble(const std::vector<RunSpec>& specs, const
       if (!finished[i]) batches[i] = runs[i]->next_batch();
     std::vector<torch::Tensor> losses(n);
     if (graph) {
-      rng[0].restore();  // the CPU generator is not drawn from by CUDA steps; keep it consistent anyway
-      losses = graph->step(batches);
+      losses = graph->step(batches);  // draws dropout from the graph's CUDA generator; no member state to swap
     } else {
       for (size_t i = 0; i < n; ++i) {
         if (finished[i]) continue;

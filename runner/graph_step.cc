@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #if defined(HIPPO_WITH_CUDA) && __has_include(<ATen/cuda/CUDAGraph.h>)
 #include <ATen/cuda/CUDAEvent.h>
@@ -34,18 +35,32 @@ torch::Tensor train_step_on_device(const BatchLoss& loss_fn, DeviceAdamW& opt,
   return loss.detach();
 }
 
-struct GraphTrainStep::Impl {
-  std::vector<GraphMember> members;
-  int64_t batch = 0;
-  int warmup = 0, warmed = 0;
-  torch::Device device{torch::kCPU};
-  // Per member: the graph's static inputs and output.
+// The graph of one batch size: its static inputs and outputs per member, and the eager warm-up steps taken at that
+// size before the capture.
+struct SizeGraph {
+  int warmed = 0;
   std::vector<torch::Tensor> sx, sy, sm, sloss;
 #ifdef HIPPO_HAVE_CUDA_GRAPHS
   std::unique_ptr<at::cuda::CUDAGraph> graph;
+#endif
+};
+
+struct GraphTrainStep::Impl {
+  std::vector<GraphMember> members;
+  int64_t batch = 0;
+  int warmup = 0;
+  torch::Device device{torch::kCPU};
+  // By batch size: `batch` and up to kMaxOtherSizes others (an epoch's partial last batch).
+  std::map<int64_t, SizeGraph> sizes;
+#ifdef HIPPO_HAVE_CUDA_GRAPHS
   std::vector<c10::cuda::CUDAStream> streams;  // member i's stream; streams[0] captures
 #endif
 };
+
+namespace {
+// Batch sizes besides the main one that get a graph of their own; further sizes run eagerly.
+constexpr size_t kMaxOtherSizes = 2;
+}  // namespace
 
 GraphTrainStep::GraphTrainStep(std::vector<GraphMember> members, int64_t batch, int warmup)
     : impl_(std::make_unique<Impl>()) {
@@ -72,7 +87,6 @@ GraphTrainStep::GraphTrainStep(std::vector<GraphMember> members, int64_t batch, 
   s.warmup = warmup;
   s.device = s.members[0].params[0].device();
   const size_t n = s.members.size();
-  s.sx.resize(n), s.sy.resize(n), s.sm.resize(n), s.sloss.resize(n);
 #ifdef HIPPO_HAVE_CUDA_GRAPHS
   for (size_t i = 0; i < n; ++i) s.streams.push_back(c10::cuda::getStreamFromPool(false, s.device.index()));
 #endif
@@ -94,10 +108,14 @@ GraphTrainStep::~GraphTrainStep() {
 #endif
 }
 
-bool GraphTrainStep::captured() const {
+bool GraphTrainStep::captured() const { return captured(impl_->batch); }
+
+bool GraphTrainStep::captured(int64_t batch) const {
 #ifdef HIPPO_HAVE_CUDA_GRAPHS
-  return impl_->graph != nullptr;
+  auto it = impl_->sizes.find(batch);
+  return it != impl_->sizes.end() && it->second.graph != nullptr;
 #else
+  (void)batch;
   return false;
 #endif
 }
@@ -128,46 +146,51 @@ std::vector<torch::Tensor> GraphTrainStep::step(const std::vector<std::array<tor
     return train_step_on_device(mb.loss_fn, *mb.opt, mb.params, mb.clip, batches[i][0], batches[i][1],
                                 batches[i][2]);
   };
-  if (size != s.batch) {
+  // A size of its own once seen: the main batch, and up to kMaxOtherSizes others; any further size is eager.
+  if (size != s.batch && !s.sizes.count(size) && s.sizes.size() >= kMaxOtherSizes + (s.sizes.count(s.batch) ? 1 : 0)) {
     for (size_t i = 0; i < n; ++i)
       if (batches[i][0].defined()) out[i] = eager(i);
     return out;
   }
 #ifdef HIPPO_HAVE_CUDA_GRAPHS
-  if (s.graph) {
+  SizeGraph& g = s.sizes[size];
+  if (g.graph) {
     for (size_t i = 0; i < n; ++i) {
       if (!batches[i][0].defined()) continue;
-      s.sx[i].copy_(batches[i][0]);
-      s.sy[i].copy_(batches[i][1]);
-      s.sm[i].copy_(batches[i][2]);
+      g.sx[i].copy_(batches[i][0]);
+      g.sy[i].copy_(batches[i][1]);
+      g.sm[i].copy_(batches[i][2]);
     }
-    s.graph->replay();
+    g.graph->replay();
     for (size_t i = 0; i < n; ++i)
-      if (batches[i][0].defined()) out[i] = s.sloss[i];
+      if (batches[i][0].defined()) out[i] = g.sloss[i];
     return out;
   }
   const auto dev = s.device.index();
   // The members' streams start after everything queued so far (lr values, batches) and end before the caller
-  // goes on: whole-device synchronisations, only during the first warmup + 1 steps.
+  // goes on: whole-device synchronisations, only during the warm-up and capture steps of each size. The main
+  // size warms up for `warmup` steps; another size, first seen after the lazy initialisations of the main one,
+  // for one (its own cuFFT plans and workspaces).
   torch::cuda::synchronize(dev);
-  if (s.warmed < s.warmup) {
+  if (g.warmed < (size == s.batch ? s.warmup : 1)) {
     for (size_t i = 0; i < n; ++i) {
       if (!batches[i][0].defined()) continue;
       c10::cuda::CUDAStreamGuard guard(s.streams[i]);
       out[i] = eager(i);
     }
-    ++s.warmed;
+    ++g.warmed;
     torch::cuda::synchronize(dev);
     return out;
   }
+  g.sx.resize(n), g.sy.resize(n), g.sm.resize(n), g.sloss.resize(n);
   for (size_t i = 0; i < n; ++i) {
     // A member that has ended gets buffers of the right shape: its branch is captured like the others.
     const auto& src = batches[i][0].defined() ? batches[i] : *std::find_if(batches.begin(), batches.end(),
                                                                             [](const auto& b) { return b[0].defined(); });
     c10::cuda::CUDAStreamGuard guard(s.streams[i]);
-    s.sx[i] = src[0].clone();
-    s.sy[i] = src[1].clone();
-    s.sm[i] = src[2].clone();
+    g.sx[i] = src[0].clone();
+    g.sy[i] = src[1].clone();
+    g.sm[i] = src[2].clone();
   }
   {
     c10::cuda::CUDAStreamGuard guard(s.streams[0]);
@@ -184,7 +207,7 @@ std::vector<torch::Tensor> GraphTrainStep::step(const std::vector<std::array<tor
       for (size_t i = 0; i < n; ++i) {
         c10::cuda::CUDAStreamGuard member_guard(s.streams[i]);
         const auto& mb = s.members[i];
-        s.sloss[i] = train_step_on_device(mb.loss_fn, *mb.opt, mb.params, mb.clip, s.sx[i], s.sy[i], s.sm[i]);
+        g.sloss[i] = train_step_on_device(mb.loss_fn, *mb.opt, mb.params, mb.clip, g.sx[i], g.sy[i], g.sm[i]);
       }
       for (size_t i = 1; i < n; ++i) {
         joins[i].record(s.streams[i]);
@@ -196,18 +219,17 @@ std::vector<torch::Tensor> GraphTrainStep::step(const std::vector<std::array<tor
       } catch (...) {
       }
       TORCH_CHECK(false,
-                  "--cuda-graph: capturing the training step failed (an operation that synchronises with the "
-                  "host or is not capturable?): ",
-                  e.what());
+                  "--cuda-graph: capturing the training step (batch of ", size,
+                  ") failed (an operation that synchronises with the host or is not capturable?): ", e.what());
     }
     graph->capture_end();
-    s.graph = std::move(graph);
+    g.graph = std::move(graph);
   }
   torch::cuda::synchronize(dev);
   // Capture recorded this batch's step without running it.
-  s.graph->replay();
+  g.graph->replay();
   for (size_t i = 0; i < n; ++i)
-    if (batches[i][0].defined()) out[i] = s.sloss[i];
+    if (batches[i][0].defined()) out[i] = g.sloss[i];
   return out;
 #else
   TORCH_CHECK(false, "--cuda-graph: this hippo was built without CUDA graphs");

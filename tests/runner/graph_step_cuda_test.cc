@@ -44,8 +44,10 @@ TEST(GraphStepCuda, ReplaysMatchEagerStepsOnTwinModels) {
   DeviceAdamW opt_a({{a->parameters(), 1e-2, 0.1}}), opt_b({{bs->parameters(), 1e-2, 0.1}});
   GraphTrainStep graph(loss_of(a), opt_a, a->parameters(), 0.5, 8);
   auto gen = at::detail::createCPUGenerator(5);
-  for (int step = 0; step < 12; ++step) {
-    const int64_t B = step == 9 ? 5 : 8;  // a partial batch after the capture runs eagerly
+  for (int step = 0; step < 16; ++step) {
+    // Partial batches after the main capture: the first runs eagerly (warm-up), the second is captured in a graph
+    // of its own, the third replays it.
+    const int64_t B = step == 9 || step == 12 || step == 15 ? 5 : 8;
     auto x = torch::randint(11, {B, 6}, gen).to(dev), y = torch::randint(11, {B, 6}, gen).to(dev);
     auto m = (torch::rand({B, 6}, gen) > 0.3).to(torch::kFloat32).to(dev);
     const double lr = 1e-2 * (1 + step % 3);
@@ -56,13 +58,15 @@ TEST(GraphStepCuda, ReplaysMatchEagerStepsOnTwinModels) {
     // Same kernels in the same order: float32 rounding, accumulated over up to 12 optimiser steps.
     EXPECT_NEAR(la, lb, 1e-4 * std::abs(lb)) << "step " << step;
     EXPECT_EQ(graph.captured(), step >= 3) << "step " << step;
+    EXPECT_EQ(graph.captured(5), step >= 12) << "step " << step;
   }
   for (size_t i = 0; i < a->parameters().size(); ++i)
     EXPECT_TRUE(testing::all_close(a->parameters()[i], bs->parameters()[i], 1e-4, 1e-6)) << "parameter " << i;
 }
 
 // The Table 2 model (H3.md 6.4) on induction head, on a short schedule whose learning rate moves the losses.
-RunSpec table2_model(const std::string& layer, double embed_dropout, int64_t epochs, double lr, int64_t seed = 0) {
+RunSpec table2_model(const std::string& layer, double embed_dropout, int64_t epochs, double lr, int64_t seed = 0,
+                     int64_t num_train = 500) {
   Json raw = {{"layer", layer},
               {"seed", seed},
               {"task", "induction_head"},
@@ -76,8 +80,9 @@ RunSpec table2_model(const std::string& layer, double embed_dropout, int64_t epo
               {"eval_every", 1},
               {"lr", lr},
               {"attention", {{"n_heads", 1}, {"pos_emb", true}}},
-              // 500 examples: 15 full batches and a partial one of 20 per epoch (run eagerly under --cuda-graph).
-              {"induction_head", {{"vocab_size", 20}, {"seq_len", 30}, {"num_train", 500}, {"num_test", 64}}}};
+              // 500 examples: 15 full batches and a partial one of 20 per epoch (its first one eager under
+              // --cuda-graph, then a graph of its own).
+              {"induction_head", {{"vocab_size", 20}, {"seq_len", 30}, {"num_train", num_train}, {"num_test", 64}}}};
   return value_or_throw(resolve_run(raw));
 }
 
@@ -107,6 +112,19 @@ TEST_P(GraphedTable2, SameLossesAsEagerOverTheFirst30Steps) {
     // float32 rounding, amplified over 30 optimiser steps (atomics in the embedding's backward differ run to run).
     EXPECT_NEAR(graphed[s], eager[s], 1e-4 * std::abs(eager[s])) << GetParam() << " step " << s + 1;
   EXPECT_LT(eager[29], eager[0]) << "the schedule must move the loss for this comparison to mean anything";
+}
+
+// 200 examples: 6 full batches and a partial one of 8 per epoch, 5 epochs: the partial batch runs eagerly (step 7),
+// is captured (step 14) and replayed (steps 21, 28, 35); every step's loss as eager training's.
+TEST_P(GraphedTable2, PartialBatchesGetAGraphOfTheirOwnWithTheSameLosses) {
+  HIPPO_REQUIRE_CUDA_GRAPHS();
+  const RunSpec spec = table2_model(GetParam(), 0.0, 5, 5e-3, 0, 200);
+  const auto eager = step_losses(spec, false), graphed = step_losses(spec, true);
+  ASSERT_EQ(eager.size(), 35u);
+  ASSERT_EQ(graphed.size(), eager.size());
+  for (size_t s = 0; s < eager.size(); ++s)
+    EXPECT_NEAR(graphed[s], eager[s], 1e-4 * std::abs(eager[s])) << GetParam() << " step " << s + 1;
+  EXPECT_LT(eager[34], eager[0]) << "the schedule must move the loss for this comparison to mean anything";
 }
 
 INSTANTIATE_TEST_SUITE_P(Layers, GraphedTable2, ::testing::Values("attention", "h3", "s4d", "gss"));

@@ -11,13 +11,14 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <csignal>
 #include <filesystem>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
-#include <sstream>
 
 #include "apps/cli.h"
 #include "core/device.h"
@@ -63,6 +64,36 @@ absl::StatusOr<std::string> self_exe() {
 
 // Starts `hippo worker` child processes on the same database and sweep; returns their pids.
 // gpus: when non-empty, worker i sees only GPU gpus[i] (CUDA_VISIBLE_DEVICES) and trains on cuda.
+// SIGINT/SIGTERM received by a parent that only waits for its --gpus workers (it trains nothing itself).
+volatile std::sig_atomic_t g_parent_signal = 0;
+extern "C" void on_parent_signal(int sig) { g_parent_signal = sig; }
+
+// While alive: SIGINT and SIGTERM set g_parent_signal instead of ending the process, and interrupt waitpid (no
+// SA_RESTART), so that the parent can pass the interrupt on to its workers (which put their runs back in the
+// queue) and wait for them. Without it, `kill -INT` or `timeout -s INT` on the parent killed the parent alone and
+// left the workers training, unseen.
+class ForwardInterrupts {
+ public:
+  ForwardInterrupts() {
+    g_parent_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_parent_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~ForwardInterrupts() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  ForwardInterrupts(const ForwardInterrupts&) = delete;
+  ForwardInterrupts& operator=(const ForwardInterrupts&) = delete;
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
 absl::StatusOr<std::vector<pid_t>> spawn_workers(int n, const std::string& db, const std::string& sweep,
                                                  const po::variables_map& vm, const std::vector<int64_t>& gpus = {}) {
   std::vector<pid_t> pids;
@@ -417,6 +448,9 @@ absl::StatusOr<SweepOutcome> execute_sweep(const po::variables_map& vm, const st
   const int pending = static_cast<int>(queued->size() + running->size());
   workers = std::max(1, std::min(workers, pending));
   std::vector<pid_t> children;
+  // With --gpus this process only waits: it passes an interrupt on to the workers.
+  std::optional<ForwardInterrupts> forward;
+  if (pending > 0 && !gpus.empty()) forward.emplace();
   if (pending > 0 && (!gpus.empty() || workers > 1)) {
     // With --gpus every worker is a child bound to its GPU; otherwise this process is one of the workers.
     const int n = gpus.empty() ? workers - 1 : static_cast<int>(gpus.size());
@@ -429,13 +463,22 @@ absl::StatusOr<SweepOutcome> execute_sweep(const po::variables_map& vm, const st
   absl::StatusOr<ExecSummary> sum = ExecSummary{};
   if (gpus.empty() && pending > 0) sum = execute_queue(**db, *sweep_id, eo);
   int child_failures = 0;
+  bool forwarded = false;
+  auto forward_once = [&]() {
+    if (forwarded || !g_parent_signal) return;
+    forwarded = true;
+    for (pid_t c : children) kill(c, SIGINT);
+  };
   for (pid_t pid : children) {
     int st = 0;
     if (!sum.ok() || sum->interrupted) kill(pid, SIGINT);
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    child_failures += !(WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 1));
+    forward_once();
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) forward_once();
+    child_failures += !(WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 1 ||
+                                          ((forwarded || (sum.ok() && sum->interrupted)) && WEXITSTATUS(st) == 130)));
   }
+  forward.reset();
+  if (forwarded && sum.ok()) sum->interrupted = true;
   if (!sum.ok()) return sum.status();
   if (child_failures)
     std::fprintf(stderr, "hippo: %d worker process(es) ended abnormally; their runs are taken over when their leases expire\n",

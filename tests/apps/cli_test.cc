@@ -1,8 +1,14 @@
 // Every `hippo` subcommand run as a user would: exit codes, output, and that bad input writes nothing.
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 
+#include <chrono>
+#include <fcntl.h>
 #include <map>
+#include <thread>
 
 #include "tests/testing.h"
 
@@ -195,6 +201,60 @@ grid:
   r = run_hippo("sweep ens.yaml --db y.db --ensemble 0", d.path());
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--ensemble must be between 1 and 256"), std::string::npos) << r.err;
+}
+
+// An interrupt sent to a sweep's parent process alone (kill -INT, timeout -s INT), while its --gpus workers train:
+// the parent passes it on, every worker puts its runs back in the queue, and the parent exits 130 after them. (It
+// used to die alone and leave the workers training, their runs 'running'.)
+TEST(Cli, InterruptingTheParentOfGpuWorkersRequeuesTheirRuns) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: --gpus needs one (its refusal is checked above)";
+  TempDir d;
+  testing::write_file(d.file("sig.yaml"), R"(name: sig
+fixed:
+  epochs: 20000
+  d_model: 16
+  associative_recall: {num_train: 64, num_test: 16}
+grid:
+  layer: [attention, s4d]
+  seed: [0, 1]
+)");
+  std::vector<std::string> args = {HIPPO_BINARY, "sweep", d.file("sig.yaml"), "--db", d.file("sig.db"), "--gpus",
+                                   "0,0", "--log-only"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, d.file("out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, d.file("err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, HIPPO_BINARY, &fa, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  auto count = [&](const std::string& status) -> int {
+    try {
+      SQLite::Database db(d.file("sig.db"), SQLite::OPEN_READONLY);
+      db.setBusyTimeout(5000);
+      return db.execAndGet("SELECT count(*) FROM runs WHERE status = '" + status + "'").getInt();
+    } catch (const std::exception&) {
+      return 0;  // not created yet
+    }
+  };
+  // Both workers training (2 runs running), then the interrupt to the parent only.
+  const auto t0 = std::chrono::steady_clock::now();
+  while (count("running") < 2 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120))
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_EQ(count("running"), 2) << testing::read_file(d.file("err"));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  ASSERT_EQ(kill(pid, SIGINT), 0);
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  const std::string err = testing::read_file(d.file("err"));
+  ASSERT_TRUE(WIFEXITED(st)) << err;
+  EXPECT_EQ(WEXITSTATUS(st), 130) << err;
+  EXPECT_EQ(count("running"), 0) << err;
+  EXPECT_EQ(count("queued") + count("finished"), 4) << err;
+  EXPECT_NE(err.find("interrupted, put back in the queue"), std::string::npos) << err;
+  EXPECT_EQ(err.find("ended abnormally"), std::string::npos) << err;
 }
 
 // A bad HIPPO_FFTCONV_BLOCKFFT is bad input before anything is written, not a failed run in the database.

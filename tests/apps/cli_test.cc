@@ -211,6 +211,7 @@ TEST(Cli, InterruptingTheParentOfGpuWorkersRequeuesTheirRuns) {
   TempDir d;
   testing::write_file(d.file("sig.yaml"), R"(name: sig
 fixed:
+  task: associative_recall
   epochs: 20000
   d_model: 16
   associative_recall: {num_train: 64, num_test: 16}
@@ -241,12 +242,15 @@ grid:
   };
   // Both workers training (2 runs running), then the interrupt to the parent only.
   const auto t0 = std::chrono::steady_clock::now();
-  while (count("running") < 2 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120))
+  int st = 0;
+  bool exited = false;
+  while (count("running") < 2 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120) &&
+         !(exited = waitpid(pid, &st, WNOHANG) == pid))
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_FALSE(exited) << "the sweep ended before its workers trained: " << testing::read_file(d.file("err"));
   ASSERT_EQ(count("running"), 2) << testing::read_file(d.file("err"));
   std::this_thread::sleep_for(std::chrono::seconds(2));
   ASSERT_EQ(kill(pid, SIGINT), 0);
-  int st = 0;
   ASSERT_EQ(waitpid(pid, &st, 0), pid);
   const std::string err = testing::read_file(d.file("err"));
   ASSERT_TRUE(WIFEXITED(st)) << err;

@@ -9,7 +9,10 @@
 #
 # Method: as scripts/gpu-train-speed.sh: steps/s = runs * STEPS / (wall(20 + STEPS steps) - wall(20 steps)), walls
 # from the runs table (an ensemble's members share one wall), so that start-up, evaluation, warm-up and capture
-# cancel; a 21-step run first absorbs CUDA initialisation.
+# cancel; a 21-step run (one run, or one ensemble) of each layer first absorbs CUDA initialisation and the layer's
+# first-use costs (cuFFT plans). Before 2026-11-30 evening the ensemble sweep had no such run: the first layer's
+# 20-step ensemble absorbed CUDA start-up and that layer's rate came out too high (attention 7012 and S4D 6272
+# steps/s in the two calls where each was first).
 # Usage: scripts/gpu-ensemble-speed.sh OUT_DIR [STEPS (default 1000)] [LAYERS (default attention,h3,s4d,gss)]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,7 +31,7 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,utilization.gpu --format=csv
 sweep() { python3 scripts/table2_sweep.py "$out/table2-dry-run.txt" "$layers" "$out/$1.yaml" "$1" "$2"; }
 layer_list=$(python3 -c 'import json, sys; print(json.dumps(sys.argv[1].split(",")))' "$layers")
 sweep single "{\"layer\": $layer_list, \"max_steps\": [21, 20, $((20 + steps))]}"
-sweep ensemble "{\"layer\": $layer_list, \"max_steps\": [20, $((20 + steps))], \"seed\": [0, 1, 2], \"lr\": [5e-4, 1e-3, 2e-3]}"
+sweep ensemble "{\"layer\": $layer_list, \"max_steps\": [21, 20, $((20 + steps))], \"seed\": [0, 1, 2], \"lr\": [5e-4, 1e-3, 2e-3]}"
 
 wall_of() {  # DB LAYER MAX_STEPS -> wall seconds of that run (the largest of the members')
   python3 -c "

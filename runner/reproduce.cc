@@ -141,6 +141,8 @@ absl::StatusOr<std::string> render_table2(ResultsDb& db, const ReproducePlan& pl
 
   // (task, layer) -> lr -> final test accuracies of the finished runs; and counts of runs by status.
   std::map<std::pair<std::string, std::string>, std::map<double, std::vector<double>>> acc;
+  // (task, layer) -> lr -> seed -> final test accuracy (%), for the per-run table.
+  std::map<std::pair<std::string, std::string>, std::map<double, std::map<int64_t, double>>> per_seed;
   std::map<std::string, int64_t> by_status;
   for (const auto& spec : plan.runs) {
     auto it = by_hash.find(spec.hash);
@@ -155,7 +157,10 @@ absl::StatusOr<std::string> render_table2(ResultsDb& db, const ReproducePlan& pl
     for (const auto& m : ms)
       if (m.split == "test" && m.name == "accuracy" && m.step >= best_step)
         best_step = m.step, value = m.value;
-    if (best_step >= 0) cell.push_back(100.0 * value);
+    if (best_step >= 0) {
+      cell.push_back(100.0 * value);
+      per_seed[{spec.task, spec.layer_label}][lr][spec.seed] = 100.0 * value;
+    }
   }
   auto cell_text = [](const std::vector<double>& v) {
     if (v.empty()) return std::string("-");
@@ -169,6 +174,10 @@ absl::StatusOr<std::string> render_table2(ResultsDb& db, const ReproducePlan& pl
   std::vector<std::string> lr_header = {"task", "layer"};
   for (double lr : plan.options.lrs) lr_header.push_back("lr " + lr_text(lr));
   std::vector<std::vector<std::string>> lr_rows;
+  // Every run: the spread behind a wide interval (a cell whose seeds either solve the task or stay at chance).
+  std::vector<std::string> run_header = {"task", "layer", "lr"};
+  for (int64_t seed = 0; seed < plan.options.seeds; ++seed) run_header.push_back(absl::StrCat("seed ", seed));
+  std::vector<std::vector<std::string>> run_rows;
   for (const auto& pc : table2_paper()) {
     const auto& by_lr = acc[{pc.task, pc.layer}];
     const std::vector<double>* best = nullptr;
@@ -195,6 +204,15 @@ absl::StatusOr<std::string> render_table2(ResultsDb& db, const ReproducePlan& pl
       lr_row.push_back(it == by_lr.end() ? "-" : cell_text(it->second));
     }
     lr_rows.push_back(lr_row);
+    for (double lr : plan.options.lrs) {
+      std::vector<std::string> run_row = {pc.task, pc.layer, lr_text(lr)};
+      const auto& seeds = per_seed[{pc.task, pc.layer}][lr];
+      for (int64_t seed = 0; seed < plan.options.seeds; ++seed) {
+        auto it = seeds.find(seed);
+        run_row.push_back(it == seeds.end() ? "-" : pct(it->second));
+      }
+      run_rows.push_back(run_row);
+    }
   }
 
   std::vector<std::string> lr_list;
@@ -222,7 +240,10 @@ absl::StatusOr<std::string> render_table2(ResultsDb& db, const ReproducePlan& pl
       render_grid(lr_header, lr_rows,
                   "every learning rate: test accuracy (%), mean ± 95% interval over seeds (n finished runs)",
                   format));
-  return absl::StrCat(main, "\n", all);
+  HIPPO_ASSIGN_OR_RETURN(
+      std::string runs,
+      render_grid(run_header, run_rows, "every run: final test accuracy (%) by seed ('-': not finished)", format));
+  return absl::StrCat(main, "\n", all, "\n", runs);
 }
 
 }  // namespace hippo

@@ -56,7 +56,8 @@ absl::StatusOr<ReproducePlan> table2_plan(const Table2Options& options);
 // The measured Table 2 of `plan`'s runs as stored in `db` (only those runs, found by config hash): per task
 // and layer, the final test accuracy (%) at the best lr (highest mean over seeds; chosen on the test split as
 // the peers do, which the caption says), mean ± 95% Student-t interval and n finished runs, beside the
-// paper's number, the re-run's and the random baseline; then every lr of the sweep. format: text or md.
+// paper's number, the re-run's and the random baseline; then every lr of the sweep; then every run's final test
+// accuracy by seed (one row per task, layer and lr). format: text or md.
 // Errors: kInvalidArgument for another format; database errors as kInternal.
 absl::StatusOr<std::string> render_table2(ResultsDb& db, const ReproducePlan& plan,
                                           const std::string& format);

@@ -286,8 +286,24 @@ TEST(Cli, ReproduceTable2OnATinyScheduleThenResumesWithoutTraining) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const char* s : {"task", "layer", "measured", "best lr", "paper", "re-run", "random", "induction_head",
                         "associative_recall", "attention", "gss", "35.6", "99.8", "32.4", "(n=2)", "(paper 5.0)",
-                        "every learning rate", "lr 0.0005", "lr 0.001", "chosen on the test split"})
+                        "every learning rate", "lr 0.0005", "lr 0.001", "chosen on the test split", "every run",
+                        "seed 0", "seed 1"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  // The per-run table: one row per task, layer and lr (8 cells x 2 lrs), each with both seeds' accuracies.
+  {
+    const std::string runs = r.out.substr(r.out.find("every learning rate"));
+    size_t rows = 0, dashes = 0;
+    std::istringstream lines(runs);
+    for (std::string line; std::getline(lines, line);)
+      if (line.rfind("induction_head", 0) == 0 || line.rfind("associative_recall", 0) == 0) {
+        const bool per_run = line.find(" 0.0005 ") != std::string::npos || line.find(" 0.001 ") != std::string::npos;
+        if (!per_run) continue;
+        ++rows;
+        dashes += line.find(" - ") != std::string::npos;
+      }
+    EXPECT_EQ(rows, 16u) << runs;
+    EXPECT_EQ(dashes, 0u) << runs;
+  }
   EXPECT_NE(r.err.find("32 runs (32 new, 0 finished before)"), std::string::npos) << r.err;
   auto q = run_hippo("results query \"SELECT count(*), sum(r.status = 'finished'), sum(r.attempts) FROM runs r JOIN "
                      "sweep_runs sr ON sr.run_id = r.id JOIN sweeps s ON s.id = sr.sweep_id WHERE s.name = "

@@ -11,16 +11,31 @@ AttentionImpl::AttentionImpl(const MixerArgs& a)
       n_heads_(a.options.get_int("n_heads")),
       head_dim_(a.d_model / a.options.get_int("n_heads")),
       pos_emb_(a.options.get_bool("pos_emb")),
+      // Left out of stored configs when false (runner/run_config.cc), so absent means off.
+      rotary_(a.options.json().contains("rotary") && a.options.get_bool("rotary")),
       dropout_(a.options.get_float("dropout")) {
   TORCH_CHECK(d_model_ % n_heads_ == 0, "attention: d_model ", d_model_, " not divisible by n_heads ", n_heads_);
+  TORCH_CHECK(!rotary_ || head_dim_ % 2 == 0, "attention: rotary needs an even head width, got ", head_dim_);
   qkv_ = register_module("qkv", torch::nn::Linear(d_model_, 3 * d_model_));
   out_proj_ = register_module("out_proj", torch::nn::Linear(d_model_, d_model_));
 }
 
-std::array<torch::Tensor, 3> AttentionImpl::project(const torch::Tensor& x) {
+torch::Tensor rotary(const torch::Tensor& x, int64_t offset) {
+  const int64_t L = x.size(-2), d = x.size(-1), half = d / 2;
+  TORCH_CHECK(d % 2 == 0, "rotary: the last dimension must be even, got ", d);
+  auto opts = x.options().dtype(torch::kFloat64);
+  auto inv_freq = torch::pow(10000.0, torch::arange(half, opts) * (-2.0 / static_cast<double>(d)));
+  auto angle = torch::outer(torch::arange(offset, offset + L, opts), inv_freq);  // (L, d/2)
+  auto cos = angle.cos().to(x.dtype()), sin = angle.sin().to(x.dtype());
+  auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  return torch::cat({x1 * cos - x2 * sin, x1 * sin + x2 * cos}, -1);
+}
+
+std::array<torch::Tensor, 3> AttentionImpl::project(const torch::Tensor& x, int64_t offset) {
   const int64_t B = x.size(0), L = x.size(1);
   auto qkv = qkv_->forward(x).view({B, L, 3, n_heads_, head_dim_}).permute({2, 0, 3, 1, 4});
-  return {qkv[0], qkv[1], qkv[2]};
+  if (!rotary_) return {qkv[0], qkv[1], qkv[2]};
+  return {rotary(qkv[0], offset), rotary(qkv[1], offset), qkv[2]};
 }
 
 namespace {
@@ -76,8 +91,8 @@ MixerState AttentionImpl::initial_state(int64_t batch) const {
 torch::Tensor AttentionImpl::step(const torch::Tensor& x_t, MixerState& state) {
   const int64_t B = x_t.size(0);
   TORCH_CHECK(state.size() == 3, "attention step: state must be {keys, values, length}");
-  auto [q, k, v] = project(x_t.unsqueeze(1));
   const int64_t len = state[2].item<int64_t>();
+  auto [q, k, v] = project(x_t.unsqueeze(1), len);
   if (len == state[0].size(2)) {  // full: double the capacity
     state = make_cache(state[0], state[1], std::max<int64_t>(2 * len, kCacheHeadroom));
   }
@@ -108,6 +123,9 @@ LayerEntry make_entry() {
   e.doc = "causal multi-head softmax attention (H3.md 4); decodes with a key-value cache";
   e.schema.add_int("n_heads", 1, "attention heads; d_model must be divisible by it", 1, 1024)
       .add_bool("pos_emb", false, "add learned absolute position embeddings at the model input")
+      .add_bool("rotary", false,
+                "rotary position embedding (RoPE) on queries and keys: scores depend on relative position; needs "
+                "an even head width")
       .add_float("dropout", 0.0, "dropout on the attention probabilities", 0, 1);
   e.recurrent = false;
   e.state_formula = "2 * d_model * seq_len  (key-value cache, grows with the sequence)";
@@ -116,6 +134,9 @@ LayerEntry make_entry() {
     if (d_model % o.get_int("n_heads") != 0)
       return absl::InvalidArgumentError(absl::StrCat("layer 'attention': d_model ", d_model,
                                                      " is not divisible by n_heads ", o.get_int("n_heads")));
+    if (o.json().contains("rotary") && o.get_bool("rotary") && (d_model / o.get_int("n_heads")) % 2 != 0)
+      return absl::InvalidArgumentError(absl::StrCat("layer 'attention': rotary needs an even head width, got ",
+                                                     d_model / o.get_int("n_heads")));
     return absl::OkStatus();
   };
   e.needs_position_embedding = [](const Options& o) { return o.get_bool("pos_emb"); };

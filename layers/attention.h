@@ -1,10 +1,15 @@
 // Causal multi-head softmax attention (H3.md 4), with an optional learned absolute position embedding added
-// by the model, and key-value-cache decoding.
+// by the model or an optional rotary position embedding on queries and keys, and key-value-cache decoding.
 #pragma once
 
 #include "layers/mixer.h"
 
 namespace hippo {
+
+// Rotary position embedding (RoPE, Su et al. 2021): x (..., L, d), d even; the channel pair (i, i + d/2) at
+// position offset + t is rotated by the angle (offset + t) * 10000^(-2i/d). Dot products of rotated queries and
+// keys then depend on their positions only through the difference.
+torch::Tensor rotary(const torch::Tensor& x, int64_t offset);
 
 class AttentionImpl : public MixerImpl {
  public:
@@ -23,10 +28,10 @@ class AttentionImpl : public MixerImpl {
   torch::nn::Linear qkv_{nullptr}, out_proj_{nullptr};
 
  private:
-  // (B, L, D) -> q, k, v each (B, n_heads, L, head_dim)
-  std::array<torch::Tensor, 3> project(const torch::Tensor& x);
+  // (B, L, D) -> q, k, v each (B, n_heads, L, head_dim); with rotary, q and k rotated for positions offset..
+  std::array<torch::Tensor, 3> project(const torch::Tensor& x, int64_t offset = 0);
   int64_t d_model_, n_heads_, head_dim_;
-  bool pos_emb_;
+  bool pos_emb_, rotary_;
   double dropout_;
 };
 

@@ -22,9 +22,12 @@ BlockImpl::BlockImpl(const ModelConfig& c, int64_t layer_idx) {
                                              : value_or_throw(resolve_options(entry->schema, {}, "layer " + name));
   mixer_ = register_module("mixer", entry->factory(args));
   ln1_ = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model}).eps(1e-5)));
-  ln2_ = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model}).eps(1e-5)));
-  fc1_ = register_module("fc1", torch::nn::Linear(c.d_model, c.mlp_ratio * c.d_model));
-  fc2_ = register_module("fc2", torch::nn::Linear(c.mlp_ratio * c.d_model, c.d_model));
+  TORCH_CHECK(c.mlp_ratio >= 0, "model: mlp_ratio must be >= 0, got ", c.mlp_ratio);
+  if (c.mlp_ratio > 0) {  // 0: no MLP half (the block is x += mixer(LN(x)) only)
+    ln2_ = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model}).eps(1e-5)));
+    fc1_ = register_module("fc1", torch::nn::Linear(c.d_model, c.mlp_ratio * c.d_model));
+    fc2_ = register_module("fc2", torch::nn::Linear(c.mlp_ratio * c.d_model, c.d_model));
+  }
   drop_ = register_module("drop", torch::nn::Dropout(c.resid_dropout));
 }
 
@@ -34,16 +37,19 @@ torch::Tensor BlockImpl::mlp(const torch::Tensor& x) {
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x) {
   auto h = x + drop_->forward(mixer_->forward(ln1_->forward(x)));
+  if (!fc1_) return h;
   return h + drop_->forward(mlp(ln2_->forward(h)));
 }
 
 torch::Tensor BlockImpl::step(const torch::Tensor& x_t, MixerState& state) {
   auto h = x_t + mixer_->step(ln1_->forward(x_t), state);
+  if (!fc1_) return h;
   return h + mlp(ln2_->forward(h));
 }
 
 torch::Tensor BlockImpl::forward_with_state(const torch::Tensor& x, MixerState& state) {
   auto h = x + mixer_->forward_with_state(ln1_->forward(x), state);
+  if (!fc1_) return h;
   return h + mlp(ln2_->forward(h));
 }
 

@@ -1,5 +1,6 @@
 // The model around the mixers (H3.md 5): token embedding (+ learned positions when a mixer asks), n_layer
-// pre-norm residual blocks x += mixer(LN(x)); x += MLP(LN(x)), final LayerNorm, output tied to the embedding.
+// pre-norm residual blocks x += mixer(LN(x)); x += MLP(LN(x)) (left out when mlp_ratio is 0), final LayerNorm,
+// output tied to the embedding.
 #pragma once
 
 #include <torch/torch.h>
@@ -20,7 +21,7 @@ struct ModelConfig {
   std::map<std::string, Options> layer_options;  // validated options per mixer name in the schedule
   double embed_dropout = 0.1;                    // dropout on the embedding output
   double resid_dropout = 0.0;                    // dropout on each residual branch
-  int64_t mlp_ratio = 4;                         // MLP width = mlp_ratio * d_model
+  int64_t mlp_ratio = 4;                         // MLP width = mlp_ratio * d_model; 0: no MLP (mixer-only blocks)
 };
 
 class BlockImpl : public torch::nn::Module {
@@ -31,11 +32,11 @@ class BlockImpl : public torch::nn::Module {
   torch::Tensor step(const torch::Tensor& x_t, MixerState& state);
   // Runs the prompt x: (B, L, D) through forward and returns the output and the mixer state after it.
   torch::Tensor forward_with_state(const torch::Tensor& x, MixerState& state);
-  torch::Tensor mlp(const torch::Tensor& x);
+  torch::Tensor mlp(const torch::Tensor& x);  // only when the block has an MLP (fc1_ defined)
 
   Mixer mixer_;
   torch::nn::LayerNorm ln1_{nullptr}, ln2_{nullptr};
-  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
+  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};  // ln2_, fc1_, fc2_ null when mlp_ratio is 0
   torch::nn::Dropout drop_{nullptr};
 };
 TORCH_MODULE(Block);

@@ -26,6 +26,8 @@ LanguageModel build_model(const Json& c, const Task& task) {
     mc.layer_options[it.key()] = Options(it.value());
   mc.embed_dropout = train.get_float("embed_dropout");
   mc.resid_dropout = train.get_float("resid_dropout");
+  // Configs stored before mlp_ratio existed (or at its default, which is left out of the hash) have none: 4.
+  if (train.json().contains("mlp_ratio")) mc.mlp_ratio = train.get_int("mlp_ratio");
   return LanguageModel(mc);
 }
 

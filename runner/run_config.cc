@@ -30,6 +30,10 @@ const OptionSchema& train_schema() {
         .add_int("eval_every", 1, "evaluate every this many epochs (and always at the end)", 1, 1000000)
         .add_float("embed_dropout", 0.1, "dropout on the embedding output (H3.md 5)", 0, 1)
         .add_float("resid_dropout", 0.0, "dropout on each residual branch", 0, 1)
+        .add_int("mlp_ratio", 4,
+                 "MLP width as a multiple of d_model in every block; 0 = no MLP (mixer-only blocks, as Zoology's "
+                 "MQAR models)",
+                 0, 64)
         .add_int("max_steps", 0, "stop after this many optimiser steps (0 = epochs decide)", 0, 1LL << 40)
         .add_string("precision", "fp32",
                     "fp32, or bf16: CUDA autocast to bfloat16 in the forward pass, SSM parameters, kernels and "
@@ -197,6 +201,9 @@ absl::StatusOr<RunSpec> resolve_run(const Json& raw_in) {
     if (entry.validate) HIPPO_RETURN_IF_ERROR(entry.validate(o, d_model));
     if (used.count(name)) layer_options[name] = o.json();
   }
+  // attention's rotary, off by default: left out, so that configs written before it existed keep their hash.
+  if (layer_options.contains("attention") && layer_options["attention"].value("rotary", false) == false)
+    layer_options["attention"].erase("rotary");
   if (!raw.contains("task")) return absl::InvalidArgumentError("missing 'task'");
   HIPPO_ASSIGN_OR_RETURN(std::string task, get_name(raw, "task"));
   HIPPO_ASSIGN_OR_RETURN(const TaskEntry* task_entry, tasks.find(task, "task"));
@@ -225,6 +232,7 @@ absl::StatusOr<RunSpec> resolve_run(const Json& raw_in) {
   Json train_json = train.json();
   if (train_json["precision"] == "fp32") train_json.erase("precision");
   if (train_json["grad_accum"] == 1) train_json.erase("grad_accum");
+  if (train_json["mlp_ratio"] == 4) train_json.erase("mlp_ratio");
 
   RunSpec r;
   r.config = {{"config_version", kConfigVersion}, {"layers", schedule}, {"layer_options", layer_options},

@@ -44,6 +44,34 @@ TEST(Model, InitialisationOfH3Section5) {
   EXPECT_EQ(m->blocks()[0]->fc1_->bias.abs().max().item<double>(), 0.0);
 }
 
+TEST(Model, MlpRatioZeroLeavesOutTheMlp) {
+  // mlp_ratio 0: blocks are x += mixer(LN(x)) only (Zoology's MQAR models): no ln2/fc1/fc2 parameters, and the
+  // block's output is exactly x + mixer(LN(x)).
+  torch::manual_seed(3);
+  ModelConfig c = config({"attention", "s4d"}, /*pos_emb=*/true);
+  c.mlp_ratio = 0;
+  LanguageModel m(c);
+  for (auto& item : m->named_parameters())
+    EXPECT_EQ(item.key().find("fc"), std::string::npos) << item.key();
+  const int64_t D = c.d_model;
+  const int64_t per_block_mlp = 2 * D + (D * 4 * D + 4 * D) + (4 * D * D + D);  // ln2 + fc1 + fc2 at ratio 4
+  EXPECT_EQ(LanguageModel(config({"attention", "s4d"}, true))->param_count() - m->param_count(), 2 * per_block_mlp);
+  auto x = torch::randn({2, 31, D});
+  auto& b = m->blocks()[1];
+  EXPECT_TRUE(torch::allclose(b->forward(x), x + b->mixer_->forward(b->ln1_->forward(x))));
+  auto tokens = torch::randint(20, {2, 31}, torch::kLong);
+  auto logits = m->forward(tokens);
+  EXPECT_EQ(logits.sizes(), torch::IntArrayRef({2, 31, 20}));
+  // Recurrent decoding goes through the same blocks: it still equals the parallel forward.
+  m->eval();
+  torch::NoGradGuard no_grad;
+  DecodeState st;
+  auto first = m->prefill(tokens.narrow(1, 0, 30), st);
+  EXPECT_TRUE(torch::allclose(first, m->forward(tokens).select(1, 29), 1e-4, 1e-5));
+  auto next = m->decode_step(tokens.select(1, 30), st);
+  EXPECT_TRUE(torch::allclose(next, m->forward(tokens).select(1, 30), 1e-4, 1e-5));
+}
+
 TEST(Model, ParamGroupsPartitionEveryParameter) {
   LanguageModel m(config({"s4d", "attention"}));
   auto g = m->param_groups();

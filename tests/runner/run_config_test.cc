@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
+#include "runner/model_io.h"
+
 namespace hippo {
 namespace {
 
@@ -84,6 +88,51 @@ TEST(RunConfig, BadInputNamesTheProblem) {
   j["associative_recall"] = {{"vocab_size", 9}};  // an unused task's options are still checked
   EXPECT_NE(error_of(j).find("must be even"), std::string::npos);
   EXPECT_NE(error_of(Json::array()).find("must be a mapping"), std::string::npos);
+}
+
+TEST(RunConfig, MlpRatio) {
+  // At its default (4) mlp_ratio is left out of the canonical config, so configs from before it keep their hash.
+  Json explicit_default = base();
+  explicit_default["mlp_ratio"] = 4;
+  auto a = resolve_run(base());
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(resolve_run(explicit_default)->hash, a->hash);
+  EXPECT_FALSE(a->config["train"].contains("mlp_ratio"));
+  Json none = base();
+  none["mlp_ratio"] = 0;
+  auto b = resolve_run(none);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->config["train"]["mlp_ratio"], 0);
+  EXPECT_NE(b->hash, a->hash);
+  // build_model honours it; a stored config without the key (older, or at the default) builds the MLP.
+  auto task = build_task(b->config);
+  auto params = [](LanguageModel m) {
+    std::set<std::string> names;
+    for (auto& item : m->named_parameters()) names.insert(item.key());
+    return names;
+  };
+  EXPECT_FALSE(params(build_model(b->config, *task)).count("block0.fc1.weight"));
+  EXPECT_TRUE(params(build_model(a->config, *task)).count("block0.fc1.weight"));
+  Json bad = base();
+  bad["mlp_ratio"] = -1;
+  EXPECT_NE(error_of(bad).find("option 'mlp_ratio'"), std::string::npos) << error_of(bad);
+}
+
+TEST(RunConfig, AttentionRotaryLeftOutWhenOff) {
+  // Off by default and left out then, so that attention configs from before the option keep their hash.
+  Json plain = Json{{"layer", "attention"}, {"task", "induction_head"}};
+  Json off = plain;
+  off["attention"] = {{"rotary", false}};
+  auto a = resolve_run(plain);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_FALSE(a->config["layer_options"]["attention"].contains("rotary"));
+  EXPECT_EQ(resolve_run(off)->hash, a->hash);
+  Json on = plain;
+  on["attention"] = {{"rotary", true}};
+  auto b = resolve_run(on);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->config["layer_options"]["attention"]["rotary"], true);
+  EXPECT_NE(b->hash, a->hash);
 }
 
 TEST(RunConfig, PrecisionAndGradAccum) {

@@ -219,6 +219,8 @@ absl::StatusOr<RunSpec> resolve_run(const Json& raw_in) {
   // mqar's test_kv_pairs, empty by default: left out, so that configs written before it existed keep their hash.
   if (task_options.contains("test_kv_pairs") && task_options["test_kv_pairs"].empty())
     task_options.erase("test_kv_pairs");
+  // mqar's answer_in_input, true by default: likewise left out at its default.
+  if (task == "mqar" && task_options.value("answer_in_input", true) == true) task_options.erase("answer_in_input");
 
   int64_t seed = 0;
   if (raw.contains("seed")) {

@@ -8,7 +8,8 @@
 
 namespace hippo {
 
-Sequence draw_mqar(Rng& rng, const MqarOptions& o, std::vector<int64_t>* query_positions) {
+Sequence draw_mqar(Rng& rng, const MqarOptions& o, std::vector<int64_t>* query_positions,
+                   std::vector<int64_t>* fillers) {
   const int64_t K = o.num_kv_pairs, half = o.vocab_size / 2, slots = (o.seq_len - 2 * K) / 2;
   Sequence s(o.seq_len + 1);
   for (auto& t : s) t = static_cast<int64_t>(rng.uniform(o.vocab_size));
@@ -43,6 +44,10 @@ Sequence draw_mqar(Rng& rng, const MqarOptions& o, std::vector<int64_t>* query_p
     s[pos] = keys[i];
     s[pos + 1] = values[i];
     query_positions->push_back(pos);
+  }
+  if (!o.answer_in_input && fillers) {  // drawn last: the example's other tokens are as with answer_in_input true
+    fillers->clear();
+    for (int64_t i = 0; i < K; ++i) fillers->push_back(static_cast<int64_t>(rng.uniform(o.vocab_size)));
   }
   return s;
 }
@@ -116,8 +121,17 @@ class Mqar : public Task {
     for (const auto& s : seqs) tokens.emplace_back(s.begin(), s.begin() + T);
     TaskData d = last_answer_data(tokens);
     d.eval_mask.zero_();
-    for (int64_t i = 0; i < N; ++i)
-      for (size_t k = T; k < seqs[i].size(); ++k) d.eval_mask[i][seqs[i][k]] = true;  // the query positions
+    auto inputs = d.inputs.accessor<int64_t, 2>();
+    // Each example is T tokens, its K query positions, then (answer_in_input false) its K fillers.
+    const size_t per_query = o_.answer_in_input ? 1 : 2;
+    for (int64_t i = 0; i < N; ++i) {
+      const size_t K = (seqs[i].size() - T) / per_query;
+      for (size_t k = 0; k < K; ++k) {
+        const int64_t pos = seqs[i][T + k];
+        d.eval_mask[i][pos] = true;  // the query positions
+        if (!o_.answer_in_input && pos + 1 < o_.seq_len) inputs[i][pos + 1] = seqs[i][T + K + k];
+      }
+    }
     d.loss_mask = d.eval_mask.to(torch::kFloat);  // MQAR scores and trains on the query positions only
     return d;
   }
@@ -125,9 +139,10 @@ class Mqar : public Task {
   // One example (tokens, then its query positions, which travel with it) at the options `o`.
   static std::function<Sequence(Rng&)> drawer(const MqarOptions& o) {
     return [o](Rng& r) {
-      std::vector<int64_t> q;
-      auto s = draw_mqar(r, o, &q);
+      std::vector<int64_t> q, fillers;
+      auto s = draw_mqar(r, o, &q, &fillers);
       s.insert(s.end(), q.begin(), q.end());
+      s.insert(s.end(), fillers.begin(), fillers.end());  // empty when answer_in_input
       return s;
     };
   }
@@ -149,7 +164,10 @@ TaskEntry make_entry() {
       .add_int_list("test_kv_pairs", {},
                     "test at these numbers of pairs instead (row i of the test split has entry i mod n; training "
                     "stays at num_kv_pairs); accuracy per count as accuracy_pairs_K",
-                    1, 1 << 16);
+                    1, 1 << 16)
+      .add_bool("answer_in_input", true,
+                "the value also follows its query in the input; false: a noise token there (Zoology's layout), "
+                "so later queries cannot tell which values were already answered");
   add_split_options(e.schema, 100000, 3000);
   add_eval_seq_lens_option(e.schema);
   e.validate = [](const Options& o) -> absl::Status {
@@ -180,6 +198,8 @@ TaskEntry make_entry() {
   };
   e.factory = [](const Options& o) -> std::unique_ptr<Task> {
     MqarOptions m{o.get_int("vocab_size"), o.get_int("seq_len"), o.get_int("num_kv_pairs"), o.get_float("power_a")};
+    // A stored config leaves answer_in_input out at its default (runner/run_config.cc).
+    m.answer_in_input = !o.json().contains("answer_in_input") || o.get_bool("answer_in_input");
     // A stored config leaves an empty test_kv_pairs out (runner/run_config.cc).
     const bool listed = o.json().contains("test_kv_pairs");
     return std::make_unique<Mqar>(m, o.get_int("num_train"), o.get_int("num_test"),

@@ -135,6 +135,22 @@ TEST(RunConfig, AttentionRotaryLeftOutWhenOff) {
   EXPECT_NE(b->hash, a->hash);
 }
 
+TEST(RunConfig, MqarAnswerInInputLeftOutAtItsDefault) {
+  Json plain = Json{{"layer", "s4d"}, {"task", "mqar"}};
+  Json on = plain;
+  on["mqar"] = {{"answer_in_input", true}};
+  auto a = resolve_run(plain);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_FALSE(a->config["task_options"].contains("answer_in_input"));
+  EXPECT_EQ(resolve_run(on)->hash, a->hash);
+  Json off = plain;
+  off["mqar"] = {{"answer_in_input", false}};
+  auto b = resolve_run(off);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->config["task_options"]["answer_in_input"], false);
+  EXPECT_NE(b->hash, a->hash);
+}
+
 TEST(RunConfig, PrecisionAndGradAccum) {
   // At their defaults both are left out of the canonical config: configs from before the options keep their hash.
   Json explicit_defaults = base();

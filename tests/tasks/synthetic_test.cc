@@ -237,6 +237,48 @@ TEST(Mqar, TheAnswerAtEveryScoredPositionFollowsTheQueriedKeyInTheContext) {
   EXPECT_LT(noisy, scored / 10);
 }
 
+// answer_in_input false (Zoology's layout): at every scored position the input is still a key of the pairs and the
+// target its value, but the input right after a query holds a filler token, equal to that value only by chance
+// (1/40 here), where hippo's default layout always has the value; also for test_kv_pairs rows. At the densest
+// setting (4 * pairs = length: every slot a query) the query region then no longer lists the answered values.
+TEST(Mqar, AnswerInInputFalseHidesTheValueAfterEachQuery) {
+  for (const bool in_input : {true, false})
+    for (const Json extra : {Json::object(), Json{{"test_kv_pairs", {2, 8}}}}) {
+      Json o = Json{{"vocab_size", 40}, {"seq_len", 32}, {"num_kv_pairs", 8}, {"num_train", 300}, {"num_test", 40},
+                    {"answer_in_input", in_input}};
+      o.update(extra);
+      auto splits = value_or_throw(make_task("mqar", o)->make(3));
+      for (const TaskData* d : {&splits.train, &splits.test}) {
+        auto x = d->inputs.accessor<int64_t, 2>();
+        auto y = d->targets.accessor<int64_t, 2>();
+        auto m = d->eval_mask.accessor<bool, 2>();
+        int64_t scored = 0, followed = 0, inside = 0;
+        for (int64_t n = 0; n < d->size(); ++n)
+          for (int64_t p = 0; p < 32; ++p) {
+            if (!m[n][p]) continue;
+            ++scored;
+            const int64_t K = d->eval_mask[n].sum().item<int64_t>();
+            int64_t pair = -1;
+            for (int64_t i = 0; i < K; ++i)
+              if (x[n][2 * i] == x[n][p]) pair = i;
+            ASSERT_GE(pair, 0) << "the input at a scored position is not one of the keys";
+            EXPECT_EQ(y[n][p], x[n][2 * pair + 1]) << "the target is not the value paired with the queried key";
+            if (p + 1 < 32) {
+              ++inside;
+              followed += x[n][p + 1] == y[n][p];
+            }
+          }
+        EXPECT_GT(inside, scored / 2);
+        if (in_input)
+          EXPECT_EQ(followed, inside);
+        else
+          EXPECT_LT(followed, inside / 10) << "the value follows its query far more often than chance";
+        EXPECT_TRUE((d->inputs >= 0).all().item<bool>() && (d->inputs < 40).all().item<bool>());
+      }
+    }
+  EXPECT_THROW(make_task("mqar", Json{{"answer_in_input", 1}}), StatusError);
+}
+
 // test_kv_pairs: training at num_kv_pairs, test row i at test_kv_pairs[i % n] pairs; a slice per count that
 // partitions the scored positions; no test example equal to a training one.
 TEST(Mqar, TestKvPairsVaryThePairsOfTheTestSplitOnly) {

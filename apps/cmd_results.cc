@@ -11,6 +11,7 @@
 #include "apps/cli.h"
 #include "results/schema.h"
 #include "results/table.h"
+#include "runner/run_config.h"
 
 namespace hippo::cli {
 
@@ -197,6 +198,7 @@ int cmd_results(const std::vector<std::string>& args) {
     o.rows = vm["rows"].as<std::string>();
     o.cols = vm["cols"].as<std::string>();
     if (vm.count("best-over")) o.best_over = vm["best-over"].as<std::string>();
+    o.complete_config = with_omitted_defaults;
     auto t = results_table(**db, o);
     if (!t.ok()) return report(t.status());
     std::printf("%s", t->c_str());

@@ -1,6 +1,9 @@
 // Pivot tables with Student-t intervals, and exports.
 #include "results/table.h"
 
+#include <absl/strings/match.h>
+#include <tuple>
+
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_format.h>
@@ -67,9 +70,14 @@ std::string run_key(const RunRow& run, const std::string& key) {
       begin = dot + 1;
     }
   };
-  for (const char* scope : {"", "train", "task_options"}) {
+  for (const char* scope : {"", "train", "task_options", "layer_options"}) {
     const Json& root = *scope ? (run.config.contains(scope) ? run.config[scope] : Json()) : run.config;
     if (const Json* v = lookup(root)) return text(*v);
+  }
+  if (absl::StartsWith(key, run.task + ".") && run.config.contains("task_options")) {
+    const std::string rest = key.substr(run.task.size() + 1);
+    const Json& to = run.config["task_options"];
+    if (to.is_object() && to.contains(rest)) return text(to[rest]);
   }
   if (run.config.contains("layer_options"))
     for (const auto& [name, opts] : run.config["layer_options"].items())
@@ -86,7 +94,7 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
   // runs that differ in more than their seed.
   std::map<std::string, std::set<std::string>> configs;
   std::map<std::string, std::vector<double>> chance;
-  std::set<std::string> cols;
+  std::set<std::string> cols, best_values;
   try {
     std::string sweep_filter;
     if (o.sweep)
@@ -103,6 +111,7 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
     while (q.executeStep()) finals.emplace_back(q.getColumn(0).getInt64(), q.getColumn(1).getDouble());
     for (const auto& [id, value] : finals) {
       HIPPO_ASSIGN_OR_RETURN(RunRow run, db.get_run(id));
+      if (o.complete_config) run.config = o.complete_config(run.config);
       const std::string c = run_key(run, o.cols), r = run_key(run, o.rows);
       const std::string b = o.best_over ? run_key(run, *o.best_over) : "";
       cells[r][c][b].push_back(value);
@@ -110,6 +119,7 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
       sig.erase("seed");
       configs[r + "\x1f" + c + "\x1f" + b].insert(sig.dump());
       cols.insert(c);
+      best_values.insert(b);
     }
     SQLite::Statement ch(db.raw(),
                          "SELECT r.task, m.value FROM runs r JOIN metrics m ON m.run_id = r.id "
@@ -122,6 +132,16 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
   if (cells.empty())
     return absl::NotFoundError(absl::StrCat("no finished run has metric '", o.metric, "' on split '", o.split, "'",
                                             o.sweep ? absl::StrCat(" in sweep '", *o.sweep, "'") : ""));
+  // A key that no run has is a typo, not a column of "-".
+  for (const auto& [flag, key, found] :
+       {std::make_tuple("--rows", o.rows, cells.size() > 1 || !cells.count("-")),
+        std::make_tuple("--cols", o.cols, cols.size() > 1 || !cols.count("-")),
+        std::make_tuple("--best-over", o.best_over.value_or(""),
+                        !o.best_over || best_values.size() > 1 || !best_values.count("-"))})
+    if (!found)
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, " ", key, ": no run has this key in its config; accepted: layer, task, seed or a config key such as "
+          "lr, d_model, mlp_ratio, attention.n_heads, mqar.seq_len (see hippo results show RUN)"));
   const double scale = o.percent ? 100.0 : 1.0;
   const int prec = o.percent ? 1 : 4;
   bool pooled_any = false;

@@ -2,6 +2,7 @@
 // interval over seeds), and exports of runs and metrics as CSV or JSON.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,17 +31,22 @@ struct TableOptions {
   std::string rows = "layer";        // what the rows and columns are: layer, task, seed, or a config key
   std::string cols = "task";         //   (d_model, lr, seq_len, num_kv_pairs, ... or a dotted path in the config)
   std::optional<std::string> best_over;  // e.g. "lr": per cell, the value of this key with the best mean
+  // Applied to each run's stored config before keys are looked up, e.g. with_omitted_defaults (runner/run_config.h)
+  // so that options left out at their default pivot as their default value; none: the stored config as is.
+  std::function<Json(const Json&)> complete_config;
 };
 
 // The value of `key` for a run, as text: "layer", "task" and "seed" from the run; otherwise `key` looked up in
-// the canonical config: as a dotted path from the top, then under train, task_options and each layer's options.
-// "-" when absent.
+// the canonical config: as a dotted path from the top, then under train, task_options and layer_options (so
+// that "attention.n_heads" works as in sweep files), then with the run's task name as prefix ("mqar.seq_len")
+// under task_options, then under each layer's options. "-" when absent.
 std::string run_key(const RunRow& run, const std::string& key);
 
 // Cells "mean ± half-width (n)" over finished runs' final `metric`, grouped by `rows` x `cols`; with
 // `best_over`, each cell shows the best value of that key (by mean over the rest, seeds included) and its
 // summary, "@ key=value" beside it. A "random" row gives each task's chance level when the columns are tasks.
-// Errors: kNotFound when no finished run has the metric; kInvalidArgument for an unknown format.
+// Errors: kNotFound when no finished run has the metric; kInvalidArgument for an unknown format, or a --rows,
+// --cols or --best-over key that no run's config has (naming the key).
 absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& options);
 
 // A table as text (columns padded to their display width, `caption` above) or Markdown (`caption` below).

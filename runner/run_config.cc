@@ -117,6 +117,36 @@ absl::StatusOr<std::string> get_name(const Json& raw, const char* key) {
 }
 }  // namespace
 
+namespace {
+// Calls f(scope, key, default) for each option left out of canonical configs at its default (see
+// with_omitted_defaults), with `scope` the config's object that holds it, where that object exists.
+template <typename F>
+void for_each_omitted_default(Json& config, F f) {
+  if (config.contains("train") && config["train"].is_object()) {
+    Json& train = config["train"];
+    f(train, "precision", Json("fp32"));
+    f(train, "grad_accum", Json(1));
+    f(train, "mlp_ratio", Json(4));
+  }
+  if (config.contains("layer_options") && config["layer_options"].is_object() &&
+      config["layer_options"].contains("attention"))
+    f(config["layer_options"]["attention"], "rotary", Json(false));
+  if (config.contains("task") && config["task"] == "mqar" && config.contains("task_options") &&
+      config["task_options"].is_object()) {
+    f(config["task_options"], "test_kv_pairs", Json::array());
+    f(config["task_options"], "answer_in_input", Json(true));
+  }
+}
+}  // namespace
+
+Json with_omitted_defaults(const Json& config) {
+  Json c = config;
+  for_each_omitted_default(c, [](Json& scope, const char* key, const Json& value) {
+    if (!scope.contains(key)) scope[key] = value;
+  });
+  return c;
+}
+
 absl::StatusOr<RunSpec> resolve_run(const Json& raw_in) {
   if (!raw_in.is_object())
     return absl::InvalidArgumentError(absl::StrCat("a run config must be a mapping, got ", raw_in.dump()));
@@ -201,9 +231,6 @@ absl::StatusOr<RunSpec> resolve_run(const Json& raw_in) {
     if (entry.validate) HIPPO_RETURN_IF_ERROR(entry.validate(o, d_model));
     if (used.count(name)) layer_options[name] = o.json();
   }
-  // attention's rotary, off by default: left out, so that configs written before it existed keep their hash.
-  if (layer_options.contains("attention") && layer_options["attention"].value("rotary", false) == false)
-    layer_options["attention"].erase("rotary");
   if (!raw.contains("task")) return absl::InvalidArgumentError("missing 'task'");
   HIPPO_ASSIGN_OR_RETURN(std::string task, get_name(raw, "task"));
   HIPPO_ASSIGN_OR_RETURN(const TaskEntry* task_entry, tasks.find(task, "task"));
@@ -216,11 +243,6 @@ absl::StatusOr<RunSpec> resolve_run(const Json& raw_in) {
     if (name == task) task_options = o.json();
   }
   HIPPO_RETURN_IF_ERROR(check_eval_seq_lens(task, *task_entry, task_options, used, layer_options));
-  // mqar's test_kv_pairs, empty by default: left out, so that configs written before it existed keep their hash.
-  if (task_options.contains("test_kv_pairs") && task_options["test_kv_pairs"].empty())
-    task_options.erase("test_kv_pairs");
-  // mqar's answer_in_input, true by default: likewise left out at its default.
-  if (task == "mqar" && task_options.value("answer_in_input", true) == true) task_options.erase("answer_in_input");
 
   int64_t seed = 0;
   if (raw.contains("seed")) {
@@ -229,16 +251,14 @@ absl::StatusOr<RunSpec> resolve_run(const Json& raw_in) {
     seed = raw["seed"].get<int64_t>();
   }
 
-  // Options added after the first configs were hashed are left out at their defaults, so that those configs keep
-  // their hash (the trainer resolves the train options again, filling them back in).
-  Json train_json = train.json();
-  if (train_json["precision"] == "fp32") train_json.erase("precision");
-  if (train_json["grad_accum"] == 1) train_json.erase("grad_accum");
-  if (train_json["mlp_ratio"] == 4) train_json.erase("mlp_ratio");
-
   RunSpec r;
   r.config = {{"config_version", kConfigVersion}, {"layers", schedule}, {"layer_options", layer_options},
-              {"task", task}, {"task_options", task_options}, {"seed", seed}, {"train", train_json}};
+              {"task", task}, {"task_options", task_options}, {"seed", seed}, {"train", train.json()}};
+  // Options added after the first configs were hashed are left out at their defaults, so that those configs keep
+  // their hash (the trainer, layers and tasks resolve their options again, filling them back in).
+  for_each_omitted_default(r.config, [](Json& scope, const char* key, const Json& value) {
+    if (scope.contains(key) && scope[key] == value) scope.erase(key);
+  });
   r.hash = hash_hex(r.config.dump());
   r.layer_label = layer_label(schedule);
   r.task = task;

@@ -38,4 +38,11 @@ struct RunSpec {
 // (e.g. d_model divisible by n_heads) and tasks run here, before anything is built or written.
 absl::StatusOr<RunSpec> resolve_run(const Json& raw);
 
+// The options that resolve_run leaves out of a canonical config at their default (added after the first configs
+// were hashed, so that those configs keep their hash): train.precision "fp32", train.grad_accum 1,
+// train.mlp_ratio 4, layer_options.attention.rotary false, and for mqar task_options.test_kv_pairs [] and
+// task_options.answer_in_input true. Returns `config` (a canonical config) with each of them put back where its
+// scope exists and it is absent, for tools that read configs (results tables pivoting on such a key). Never fails.
+Json with_omitted_defaults(const Json& config);
+
 }  // namespace hippo

@@ -254,6 +254,58 @@ TEST(Table, AnyPivotWithTheBestLearningRatePerCell) {
   EXPECT_NE(plain->find("70.0 ± 36.7 (n=4) *"), std::string::npos) << *plain;  // 0.5, 0.5, 0.9, 0.9: t(3) * sd / 2
 }
 
+// Keys as sweep files write them (attention.rotary, mqar.answer_in_input), options left out at their default
+// (filled back by complete_config), and a key no run has (an error naming it, not a column of "-").
+TEST(Table, PivotKeysAsInSweepFilesAndDefaultsLeftOutOfConfigs) {
+  TempDir dir;
+  auto db = open_rw(dir.file("r.db"));
+  auto s = db->upsert_sweep("k", Json::object());
+  int n = 0;
+  for (bool rotary : {false, true})
+    for (int seed = 0; seed < 2; ++seed) {
+      Json config = {{"task", "mqar"},
+                     {"train", {{"d_model", 32}}},
+                     {"task_options", {{"seq_len", 32}}},
+                     {"layer_options", {{"attention", {{"n_heads", 1}}}}}};
+      if (rotary) config["layer_options"]["attention"]["rotary"] = true;  // stored only when not the default
+      auto q = db->enqueue(std::to_string(n++), config, "attention", "mqar", seed, *s);
+      ASSERT_TRUE(db->claim_next(*s, "w", 60).ok());
+      ASSERT_TRUE(db->add_metrics(q->id, {{10, "test", "accuracy", rotary ? 1.0 : 0.25}}).ok());
+      ASSERT_TRUE(db->finish_run(q->id, "finished", 10, 1.0).ok());
+    }
+  TableOptions o;
+  o.sweep = "k";
+  o.cols = "attention.rotary";
+  auto t = results_table(*db, o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_NE(t->find("100.0 ± 0.0 (n=2)"), std::string::npos) << *t;
+  EXPECT_NE(t->find("  -  "), std::string::npos) << "without complete_config the default is absent\n" << *t;
+  o.complete_config = [](const Json& c) {
+    Json full = c;
+    if (!full["layer_options"]["attention"].contains("rotary")) full["layer_options"]["attention"]["rotary"] = false;
+    return full;
+  };
+  t = results_table(*db, o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_NE(t->find("false"), std::string::npos) << *t;
+  EXPECT_EQ(t->find("  -  "), std::string::npos) << *t;
+  EXPECT_NE(t->find("25.0 ± 0.0 (n=2)"), std::string::npos) << *t;
+  o.cols = "mqar.seq_len";  // the task's name as prefix, as in sweep files
+  t = results_table(*db, o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_NE(t->find("32"), std::string::npos) << *t;
+  for (const char* bad : {"bogus", "attention.bogus", "induction_head.seq_len"}) {
+    o.cols = bad;
+    auto e = results_table(*db, o);
+    EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(e.status().message().find(std::string("--cols ") + bad + ": no run has this key"), std::string::npos)
+        << e.status();
+  }
+  o.cols = "task";
+  o.best_over = "bogus";
+  EXPECT_EQ(results_table(*db, o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(Table, SummaryUsesStudentT) {
   auto s = summarize({0.9, 1.0});
   EXPECT_DOUBLE_EQ(s.mean, 0.95);

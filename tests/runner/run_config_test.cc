@@ -151,6 +151,33 @@ TEST(RunConfig, MqarAnswerInInputLeftOutAtItsDefault) {
   EXPECT_NE(b->hash, a->hash);
 }
 
+// with_omitted_defaults puts back exactly what resolve_run leaves out, where its scope exists.
+TEST(RunConfig, WithOmittedDefaultsRestoresWhatTheCanonicalConfigLeavesOut) {
+  auto r = resolve_run(Json{{"layers", {"attention", "h3"}}, {"task", "mqar"}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const char* k : {"precision", "grad_accum", "mlp_ratio"}) EXPECT_FALSE(r->config["train"].contains(k)) << k;
+  const Json full = with_omitted_defaults(r->config);
+  EXPECT_EQ(full["train"]["precision"], "fp32");
+  EXPECT_EQ(full["train"]["grad_accum"], 1);
+  EXPECT_EQ(full["train"]["mlp_ratio"], 4);
+  EXPECT_EQ(full["layer_options"]["attention"]["rotary"], false);
+  EXPECT_FALSE(full["layer_options"]["h3"].contains("rotary"));
+  EXPECT_EQ(full["task_options"]["answer_in_input"], true);
+  EXPECT_EQ(full["task_options"]["test_kv_pairs"], Json::array());
+  // A value set away from its default stays; a config without attention or mqar gets none of theirs.
+  auto set = resolve_run(Json{{"layer", "attention"}, {"task", "mqar"}, {"mlp_ratio", 0},
+                              {"attention", {{"rotary", true}}}});
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(with_omitted_defaults(set->config)["train"]["mlp_ratio"], 0);
+  EXPECT_EQ(with_omitted_defaults(set->config)["layer_options"]["attention"]["rotary"], true);
+  auto other = resolve_run(Json{{"layer", "s4d"}, {"task", "induction_head"}});
+  ASSERT_TRUE(other.ok()) << other.status();
+  const Json o = with_omitted_defaults(other->config);
+  EXPECT_FALSE(o["layer_options"].contains("attention"));
+  EXPECT_FALSE(o["task_options"].contains("answer_in_input"));
+  EXPECT_FALSE(o["task_options"].contains("test_kv_pairs"));
+}
+
 TEST(RunConfig, PrecisionAndGradAccum) {
   // At their defaults both are left out of the canonical config: configs from before the options keep their hash.
   Json explicit_defaults = base();

@@ -23,8 +23,9 @@ absl::StatusOr<int64_t> parse_seeds(const std::string& text) {
 
 absl::StatusOr<std::vector<double>> parse_lrs(const std::string& text) {
   std::vector<double> out;
-  for (absl::string_view p : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+  for (absl::string_view p : absl::StrSplit(text, ',')) {
     double v;
+    if (p.empty() && text.empty()) break;  // no value at all: the message below
     if (!absl::SimpleAtod(p, &v) || !(v > 0 && v <= 1))
       return absl::InvalidArgumentError(absl::StrCat(
           "--lrs '", text, "': expected comma-separated learning rates in (0, 1], e.g. 5e-4,1e-3,2e-3"));

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -432,10 +433,18 @@ absl::StatusOr<SweepOutcome> execute_sweep(const po::variables_map& vm, const st
     if (!n.ok()) return n.status();
     std::fprintf(stderr, "hippo: %lld failed run(s) queued again\n", static_cast<long long>(*n));
   }
+  // Counts over this grid's runs only: a sweep name may also hold runs of an earlier, different grid.
+  std::set<std::string> grid_hashes;
+  for (const auto& r : runs) grid_hashes.insert(r.hash);
+  auto in_grid = [&](const std::vector<RunRow>& rows) {
+    return static_cast<size_t>(std::count_if(rows.begin(), rows.end(), [&](const RunRow& r) {
+      return grid_hashes.count(r.config_hash) > 0;
+    }));
+  };
   auto before = (*db)->list_runs({name, std::string("finished")});
   if (!before.ok()) return before.status();
   std::fprintf(stderr, "hippo: sweep '%s': %zu runs (%lld new, %zu finished before) into %s\n", name.c_str(),
-               runs.size(), static_cast<long long>(created), before->size(), (*db)->path().c_str());
+               runs.size(), static_cast<long long>(created), in_grid(*before), (*db)->path().c_str());
   int workers = vm["workers"].as<int>();
   if (workers == 0)
     workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, vm["threads"].as<int>()));
@@ -488,8 +497,8 @@ absl::StatusOr<SweepOutcome> execute_sweep(const po::variables_map& vm, const st
   auto div = (*db)->list_runs({name, std::string("diverged")});
   if (!fin.ok() || !fail.ok() || !div.ok()) return absl::InternalError("cannot read the sweep's runs back");
   std::fprintf(stderr, "hippo: sweep '%s': %zu finished, %zu diverged, %zu failed of %zu runs%s\n", name.c_str(),
-               fin->size(), div->size(), fail->size(), runs.size(), sum->interrupted ? " (interrupted)" : "");
-  if (!fail->empty()) sum->failed += 1;
+               in_grid(*fin), in_grid(*div), in_grid(*fail), runs.size(), sum->interrupted ? " (interrupted)" : "");
+  if (in_grid(*fail) > 0) sum->failed += 1;
   return SweepOutcome{*std::move(db), *sum};
 }
 

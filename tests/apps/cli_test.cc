@@ -319,6 +319,18 @@ TEST(Cli, ReproduceTable2OnATinyScheduleThenResumesWithoutTraining) {
   q = run_hippo("results query \"SELECT sum(attempts) FROM runs\" --db r.db", d.path());
   EXPECT_NE(q.out.find("\n32\n"), std::string::npos) << q.out;
 
+  // Another lr under the same sweep name: the summary counts this grid's runs only (it once said "16 finished ...
+  // of 16 runs" here, mixing in the earlier grid's).
+  {
+    auto other = run_hippo("reproduce table2 --schedule tiny --seeds 2 --lrs 2e-3 --db r.db --workers 1 -q", d.path());
+    ASSERT_EQ(other.exit_code, 0) << other.err;
+    EXPECT_NE(other.err.find("16 runs (16 new, 0 finished before)"), std::string::npos) << other.err;
+    EXPECT_NE(other.err.find("16 finished, 0 diverged, 0 failed of 16 runs"), std::string::npos) << other.err;
+    other = run_hippo(args, d.path());  // the first grid again, with 48 runs under the name now
+    EXPECT_NE(other.err.find("32 runs (0 new, 32 finished before)"), std::string::npos) << other.err;
+    EXPECT_NE(other.err.find("32 finished, 0 diverged, 0 failed of 32 runs"), std::string::npos) << other.err;
+  }
+
   // The generic pivot reads the same sweep without training.
   r = run_hippo("results table --db r.db --sweep table2-tiny --best-over lr", d.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -482,6 +494,9 @@ TEST(Cli, BadInputExitsTwoWithOneClearLineAndWritesNothing) {
       {"reproduce table2 --schedule fast --db keep.db", "unknown schedule 'fast'; accepted: paper, quick, tiny"},
       {"reproduce table2 --quick --schedule tiny --db keep.db", "--quick contradicts --schedule tiny"},
       {"reproduce table2 --lrs 5e-4,abc --db keep.db", "expected comma-separated learning rates in (0, 1]"},
+      {"reproduce table2 --lrs 1e-3,,2e-3 --db keep.db", "expected comma-separated learning rates in (0, 1]"},
+      {"reproduce table2 --lrs 1e-3, --db keep.db", "expected comma-separated learning rates in (0, 1]"},
+      {"reproduce table2 --lrs '' --db keep.db", "--lrs: give at least one learning rate"},
       {"reproduce table2 --format html --db keep.db", "accepted: text, md"},
       {"reproduce table2 --schedule tiny --workers -1 --db keep.db", "--workers must be >= 0"},
       {"generate --db keep.db --prompt hi", "generate: give exactly one of --run RUN_ID and --checkpoint PATH"},

@@ -289,6 +289,9 @@ int cmd_train(const std::vector<std::string>& args) {
     return report(vm.count("config") ? absl::Status(spec.status().code(), absl::StrCat(vm["config"].as<std::string>(), " (with the flags): ",
                                                                                      spec.status().message()))
                                      : spec.status());
+  // Options for a layer or task this run does not have are dropped from its config: say so (a typo in --layer or
+  // --task, or a config file written for another model, would otherwise pass unseen).
+  for (const auto& unused : unused_option_maps(raw, *spec)) std::fprintf(stderr, "hippo: note: %s\n", unused.c_str());
   auto eo = exec_options(vm);
   if (!eo.ok()) return report(eo.status());
   if (eo->ensemble > 1)

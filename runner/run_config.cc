@@ -1,6 +1,7 @@
 // Run-config resolution against the registries.
 #include "runner/run_config.h"
 
+#include <absl/strings/str_cat.h>
 #include <absl/strings/str_join.h>
 
 #include <map>
@@ -138,6 +139,25 @@ void for_each_omitted_default(Json& config, F f) {
   }
 }
 }  // namespace
+
+std::vector<std::string> unused_option_maps(const Json& raw, const RunSpec& spec) {
+  std::vector<std::string> out;
+  if (!raw.is_object()) return out;
+  std::set<std::string> used;
+  std::vector<std::string> schedule;
+  for (const auto& l : spec.config["layers"]) {
+    used.insert(l.get<std::string>());
+    schedule.push_back(l.get<std::string>());
+  }
+  for (const auto& [name, entry] : LayerRegistry::global().entries())
+    if (raw.contains(name) && !used.count(name))
+      out.push_back(absl::StrCat("options for layer '", name, "' are not used: this run's layers are ",
+                                 absl::StrJoin(schedule, ", ")));
+  for (const auto& [name, entry] : TaskRegistry::global().entries())
+    if (raw.contains(name) && name != spec.task)
+      out.push_back(absl::StrCat("options for task '", name, "' are not used: this run's task is ", spec.task));
+  return out;
+}
 
 Json with_omitted_defaults(const Json& config) {
   Json c = config;

@@ -38,6 +38,12 @@ struct RunSpec {
 // (e.g. d_model divisible by n_heads) and tasks run here, before anything is built or written.
 absl::StatusOr<RunSpec> resolve_run(const Json& raw);
 
+// The option maps of `raw` (as given to resolve_run) that `spec` does not use: a registered layer's options when
+// the run has no such layer, another task's options than the run's. Each entry is a sentence naming the map and
+// what the run uses, e.g. "options for layer 'attention' are not used: this run's layers are s4d, s4d". A sweep
+// file's fixed options legitimately hold such maps; a single `hippo train` reports them (never an error).
+std::vector<std::string> unused_option_maps(const Json& raw, const RunSpec& spec);
+
 // The options that resolve_run leaves out of a canonical config at their default (added after the first configs
 // were hashed, so that those configs keep their hash): train.precision "fp32", train.grad_accum 1,
 // train.mlp_ratio 4, layer_options.attention.rotary false, and for mqar task_options.test_kv_pairs [] and

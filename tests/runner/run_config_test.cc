@@ -1,6 +1,7 @@
 // Run-config resolution: defaults, canonical hashing, schedules, and every kind of bad key or value.
 #include "runner/run_config.h"
 
+#include <absl/strings/str_join.h>
 #include <gtest/gtest.h>
 
 #include <set>
@@ -176,6 +177,22 @@ TEST(RunConfig, WithOmittedDefaultsRestoresWhatTheCanonicalConfigLeavesOut) {
   EXPECT_FALSE(o["layer_options"].contains("attention"));
   EXPECT_FALSE(o["task_options"].contains("answer_in_input"));
   EXPECT_FALSE(o["task_options"].contains("test_kv_pairs"));
+}
+
+// Option maps for a layer or task the run does not have are named (hippo train prints them as notes).
+TEST(RunConfig, UnusedOptionMapsNameTheLayerOrTaskAndWhatTheRunUses) {
+  const Json raw = {{"layer", "s4d"}, {"task", "induction_head"}, {"attention", {{"n_heads", 2}}},
+                    {"s4d", {{"d_state", 8}}}, {"mqar", {{"seq_len", 64}}}, {"induction_head", {{"seq_len", 30}}}};
+  auto r = resolve_run(raw);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto unused = unused_option_maps(raw, *r);
+  ASSERT_EQ(unused.size(), 2u) << absl::StrJoin(unused, " | ");
+  EXPECT_EQ(unused[0], "options for layer 'attention' are not used: this run's layers are s4d, s4d");
+  EXPECT_EQ(unused[1], "options for task 'mqar' are not used: this run's task is induction_head");
+  const Json hybrid = {{"layers", {"h3", "attention"}}, {"task", "mqar"}, {"attention", {{"n_heads", 2}}}};
+  auto h = resolve_run(hybrid);
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_TRUE(unused_option_maps(hybrid, *h).empty());
 }
 
 TEST(RunConfig, PrecisionAndGradAccum) {

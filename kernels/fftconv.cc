@@ -84,7 +84,27 @@ torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torc
   return fftconv_ref(u, k, D, o);
 }
 
+namespace internal {
+torch::Tensor fftconv_filter_spectrum_ref(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size) {
+  TORCH_CHECK(k.dim() == 2 && D.dim() == 1 && D.size(0) == k.size(0) && k.size(1) >= 1 &&
+                  k.size(1) <= fft_size && fft_size >= 16 && (fft_size & (fft_size - 1)) == 0,
+              "fftconv_filter_spectrum: need k (H, L_k), D (H), 1 <= L_k <= fft_size, fft_size a power of two >= "
+              "16; got k ",
+              k.sizes(), ", D ", D.sizes(), ", fft_size ", fft_size);
+  const double scale = 2.0 / static_cast<double>(fft_size);
+  auto kd = k.to(torch::kFloat) * scale;
+  kd.select(1, 0).add_(D.to(torch::kFloat) * scale);
+  return torch::view_as_real(torch::fft::rfft(kd, fft_size, -1)).contiguous();
+}
+}  // namespace internal
+
 #ifndef HIPPO_WITH_CUDA
+namespace internal {
+torch::Tensor fftconv_filter_spectrum(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size) {
+  return fftconv_filter_spectrum_ref(k, D, fft_size);
+}
+}  // namespace internal
+
 // A build without CUDA: the dispatcher always takes the reference.
 bool fftconv_cuda_built() { return false; }
 bool fftconv_fused_supported(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,

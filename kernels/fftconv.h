@@ -123,6 +123,17 @@ bool fftconv_chunked_supported(const torch::Tensor& u, const torch::Tensor& k, c
                                const FftConvOptions& options = {});
 
 namespace internal {
+// The filter spectrum the fused kernels read (H3.md 2.3, the skip D folded in as the tap at lag 0): k (H, L_k)
+// and D (H) of any floating dtype and device, 1 <= L_k <= fft_size, fft_size a power of two >= 16; returns
+// rfft(k + D delta_0, fft_size) * 2/fft_size as (H, fft_size/2 + 1, 2) float32 on k's device (2/fft_size: the
+// kernels' inverse normalisation). fftconv_filter_spectrum_ref computes it with torch::fft;
+// fftconv_filter_spectrum with one CUDA kernel launch (fftconv_filter_kernel) when the kernels were built, k is
+// on a CUDA device and fft_size <= 16384, else as the reference. HIPPO_FFTCONV_FILTER=aten in the environment
+// makes fftconv_filter_spectrum take the reference (an A/B switch for benchmarks). Raises c10::Error on other
+// shapes, or naming the kernel and shape when its launch fails.
+torch::Tensor fftconv_filter_spectrum_ref(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size);
+torch::Tensor fftconv_filter_spectrum(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size);
+
 // The argument checks of fftconv_ref (shared by every path that must reject what it rejects).
 void check_fftconv_args(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                         const FftConvOptions& options);

@@ -5,7 +5,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 #include "kernels/fftconv.h"
 #include "kernels/fftconv_kernel.h"
@@ -39,16 +41,6 @@ int log2_exact(int64_t n) {
 const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 void* mut_ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
-// (rfft(k, n) + D) / (n / 2) as (H, n/2 + 1, 2) float32: D is the filter's tap at lag 0, and 1/(n/2) is the
-// inverse transform's normalisation (the kernel transforms n/2 packed complex values). Both are folded into k
-// before the transform, so the spectrum is written once (by cuFFT) and never rescaled.
-Tensor filter_spectrum(const Tensor& k, const Tensor& D, int64_t n) {
-  const double scale = 2.0 / static_cast<double>(n);
-  auto kd = k.to(torch::kFloat) * scale;
-  kd.select(1, 0).add_(D.to(torch::kFloat) * scale);
-  return torch::view_as_real(torch::fft::rfft(kd, n, -1)).contiguous();
-}
-
 // Rethrows the launcher's std::runtime_error (kernel name and shape) as c10::Error, like every tensor error.
 template <typename F>
 void launch_checked(F&& f) {
@@ -72,7 +64,7 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
                  mask = mask_opt.value_or(Tensor());
     const c10::cuda::CUDAGuard guard(u.device());
     const int64_t B = u.size(0), H = u.size(1), L = u.size(2), n = fftconv_size(L, k.size(1));
-    auto kf = filter_spectrum(k, D, n);
+    auto kf = internal::fftconv_filter_spectrum(k, D, n);
     auto y = torch::empty_like(u);
     cuda::FftConvFwdParams p;
     p.u = u.data_ptr();
@@ -160,6 +152,33 @@ bool same_device(const std::optional<Tensor>& t, const Tensor& u) { return !t ||
 }  // namespace
 
 bool fftconv_cuda_built() { return true; }
+
+namespace internal {
+Tensor fftconv_filter_spectrum(const Tensor& k, const Tensor& D, int64_t fft_size) {
+  static const bool aten = [] {
+    const char* e = std::getenv("HIPPO_FFTCONV_FILTER");
+    return e != nullptr && std::string(e) == "aten";
+  }();
+  if (aten || !k.is_cuda() || fft_size > (int64_t{1} << cuda::kMaxLogN))
+    return fftconv_filter_spectrum_ref(k, D, fft_size);
+  TORCH_CHECK(k.dim() == 2 && D.dim() == 1 && D.size(0) == k.size(0) && k.size(1) >= 1 &&
+                  k.size(1) <= fft_size && fft_size >= 16 && (fft_size & (fft_size - 1)) == 0 &&
+                  D.device() == k.device(),
+              "fftconv_filter_spectrum: need k (H, L_k), D (H) on one device, 1 <= L_k <= fft_size, fft_size a "
+              "power of two >= 16; got k ",
+              k.sizes(), " on ", k.device(), ", D ", D.sizes(), " on ", D.device(), ", fft_size ", fft_size);
+  const c10::cuda::CUDAGuard guard(k.device());
+  const auto kc = k.to(torch::kFloat).contiguous(), dc = D.to(torch::kFloat).contiguous();
+  auto kf = torch::empty({k.size(0), fft_size / 2 + 1, 2}, kc.options());
+  cuda::FftConvFilterParams p;
+  p.k = kc.data_ptr<float>();
+  p.D = dc.data_ptr<float>();
+  p.kf = kf.data_ptr<float>();
+  p.H = k.size(0), p.Lk = k.size(1), p.log_n = log2_exact(fft_size);
+  launch_checked([&] { cuda::fftconv_filter_launch(p, at::cuda::getCurrentCUDAStream().stream()); });
+  return kf;
+}
+}  // namespace internal
 
 bool fftconv_fused_supported(const Tensor& u, const Tensor& k, const Tensor& D, const FftConvOptions& o) {
   if (!u.defined() || !k.defined() || !D.defined() || !u.is_cuda()) return false;

@@ -633,6 +633,36 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
   }
 }
 
+// ---- the filter spectrum
+// ---------------------------------------------------------------------------------------
+// kf[h] = rfft(k[h] + D[h] delta_0, n) * 2/n for f = 0..M (M = n/2), one block per channel: the real filter packed
+// as M complex values (even taps real, odd imaginary), transformed, unpacked. The factor 2/n = 1/M is the forward
+// and backward kernels' inverse normalisation, folded in here once.
+template <int LOG_M, int THREADS>
+__global__ void __launch_bounds__(THREADS) fftconv_filter_kernel(FftConvFilterParams p) {
+  constexpr int M = 1 << LOG_M;
+  extern __shared__ float2 smem[];
+  const int64_t h = blockIdx.x, Lk = p.Lk;
+  const float* k = p.k + h * Lk;
+  const float d = p.D ? p.D[h] : 0.f;
+  for (int m = threadIdx.x; m < M; m += THREADS) {
+    const int64_t t = 2 * int64_t{m};
+    float2 z = make_float2(t < Lk ? k[t] : 0.f, t + 1 < Lk ? k[t + 1] : 0.f);
+    if (m == 0) z.x += d;
+    smem[pad(m)] = z;
+  }
+  fft<LOG_M, THREADS, -1>(smem, Lk <= M);
+  float2* out = reinterpret_cast<float2*>(p.kf) + h * (M + 1);
+  const float scale = 1.f / static_cast<float>(M);
+  for (int f = threadIdx.x; f <= M; f += THREADS) {
+    const float2 a = smem[pad(f & (M - 1))], b = smem[pad((M - f) & (M - 1))];
+    float s, c;
+    sincospif(-static_cast<float>(f) / M, &s, &c);
+    const float2 x = unpack(a, b, make_float2(c, s));
+    out[f] = make_float2(x.x * scale, x.y * scale);
+  }
+}
+
 // ---- launchers
 // ----------------------------------------------------------------------------------------------
 const char* elem_name(ElemType e) {
@@ -689,6 +719,19 @@ void launch_bwd(const FftConvBwdParams& p, cudaStream_t stream) {
   check(cudaGetLastError(), "fftconv_bwd_kernel", "launch", shape);
 }
 
+template <int LOG_M>
+void launch_filter(const FftConvFilterParams& p, cudaStream_t stream) {
+  constexpr int kThreads = threads_for(LOG_M);
+  const size_t smem = sizeof(float2) * padded(1 << LOG_M);
+  const std::string shape = "H=" + std::to_string(p.H) + " L_k=" + std::to_string(p.Lk) +
+                            " fft_size=" + std::to_string(int64_t{1} << p.log_n);
+  auto* kernel = fftconv_filter_kernel<LOG_M, kThreads>;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "fftconv_filter_kernel", "setting shared memory", shape);
+  kernel<<<static_cast<unsigned>(p.H), kThreads, smem, stream>>>(p);
+  check(cudaGetLastError(), "fftconv_filter_kernel", "launch", shape);
+}
+
 // Calls F<T, log_n - 1> for the compiled sizes.
 template <typename T, template <typename, int> class F, typename P>
 void by_size(const P& p, cudaStream_t s) {
@@ -720,6 +763,10 @@ void by_size(const P& p, cudaStream_t s) {
 template <typename T, int LOG_M>
 struct Fwd {
   static void run(const FftConvFwdParams& p, cudaStream_t s) { launch_fwd<T, LOG_M>(p, s); }
+};
+template <typename T, int LOG_M>
+struct Filter {
+  static void run(const FftConvFilterParams& p, cudaStream_t s) { launch_filter<LOG_M>(p, s); }
 };
 template <typename T, int LOG_M>
 struct Bwd {
@@ -761,6 +808,17 @@ void fftconv_bwd_launch(const FftConvBwdParams& p, void* stream) {
   if (p.chunks < 1 || p.chunks > p.B)
     throw std::runtime_error("fftconv_bwd_kernel: chunks must be in [1, B], got " + std::to_string(p.chunks));
   by_type<Bwd>(p, static_cast<cudaStream_t>(stream));
+}
+
+void fftconv_filter_launch(const FftConvFilterParams& p, void* stream) {
+  const std::string shape = "H=" + std::to_string(p.H) + " L_k=" + std::to_string(p.Lk) +
+                            " fft_size=" + std::to_string(int64_t{1} << p.log_n);
+  if (p.log_n < kMinLogN || p.log_n > kMaxLogN)
+    throw std::runtime_error("fftconv_filter_kernel: unsupported fft_size (compiled for 16..16384) for " + shape);
+  if (p.H < 1 || p.H > INT_MAX || p.Lk < 1 || p.Lk > (int64_t{1} << p.log_n))
+    throw std::runtime_error("fftconv_filter_kernel: need 1 <= L_k <= fft_size and 1 <= H <= 2^31 - 1, got " +
+                             shape);
+  by_size<float, Filter>(p, static_cast<cudaStream_t>(stream));
 }
 
 int device_sm_count() {

@@ -52,6 +52,20 @@ struct FftConvBwdParams {
 
 // Launch on `stream` (a cudaStream_t). Throw std::runtime_error naming the kernel and the shape when the size
 // is outside [kMinLogN, kMaxLogN], L > n, or the launch fails (cudaGetLastError after the launch).
+// The filter spectrum both kernels read (H3.md 2.3: the SSM kernel k with the skip D as its lag-0 tap).
+struct FftConvFilterParams {
+  const float* k = nullptr;  // (H, L_k) float32, contiguous
+  const float* D = nullptr;  // (H) float32, or null (no skip)
+  float* kf = nullptr;       // (H, n/2 + 1) complex64 interleaved, written: rfft(k + D delta_0, n) * 2/n
+  int64_t H = 0, Lk = 0;
+  int log_n = 0;
+};
+
+// Computes FftConvFilterParams::kf on `stream` (a cudaStream_t; null: the default stream): one block per
+// channel, float32 arithmetic. Throws std::runtime_error naming the kernel and H, L_k, fft_size when log_n is
+// outside [kMinLogN, kMaxLogN], L_k > n, or the launch fails.
+void fftconv_filter_launch(const FftConvFilterParams& p, void* stream);
+
 void fftconv_fwd_launch(const FftConvFwdParams& p, void* stream);
 void fftconv_bwd_launch(const FftConvBwdParams& p, void* stream);
 

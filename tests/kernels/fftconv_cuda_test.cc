@@ -193,6 +193,40 @@ TEST(FftConvCuda, DispatcherTakesTheFusedPathWhenSupportedElseTheReference) {
   EXPECT_FALSE(fftconv_fused_supported(in.u, in.k, in.D, mixed));
 }
 
+// The filter spectrum kernel (one launch instead of scale, tap and cuFFT) against torch::fft, over every compiled
+// FFT size, odd and one-tap filters and a filter filling the whole transform (no zero half).
+TEST(FftConvCuda, FilterSpectrumKernelMatchesTorchFft) {
+  HIPPO_REQUIRE_CUDA();
+  torch::manual_seed(7);
+  const auto dev = torch::TensorOptions().device(torch::kCUDA);
+  struct Case {
+    int64_t H, Lk, n;
+  };
+  for (const Case c : {Case{1, 1, 16}, Case{3, 16, 16}, Case{111, 31, 64}, Case{111, 1000, 2048},
+                       Case{768, 1024, 2048}, Case{5, 4095, 8192}, Case{111, 8192, 16384},
+                       Case{2, 16384, 16384}}) {
+    const auto k = torch::randn({c.H, c.Lk}, dev) / std::sqrt(static_cast<double>(c.Lk));
+    const auto D = torch::randn({c.H}, dev);
+    const auto got = internal::fftconv_filter_spectrum(k, D, c.n);
+    const auto want = internal::fftconv_filter_spectrum_ref(k.to(torch::kDouble), D.to(torch::kDouble), c.n);
+    ASSERT_EQ(got.sizes(), (std::vector<int64_t>{c.H, c.n / 2 + 1, 2}));
+    ASSERT_EQ(got.scalar_type(), torch::kFloat);
+    ASSERT_TRUE(torch::isfinite(got).all().item<bool>());
+    EXPECT_LT(rel_error(got.to(torch::kDouble), want.to(torch::kDouble)), 2e-6)
+        << "H " << c.H << " L_k " << c.Lk << " fft_size " << c.n;
+  }
+  // A double filter is read as float32, like every caller's.
+  const auto k = torch::randn({4, 100}, dev.dtype(torch::kDouble)), D = torch::randn({4}, dev.dtype(torch::kDouble));
+  EXPECT_LT(rel_error(internal::fftconv_filter_spectrum(k, D, 256).to(torch::kDouble),
+                      internal::fftconv_filter_spectrum_ref(k, D, 256).to(torch::kDouble)),
+            2e-6);
+  // Bad shapes are refused, naming the function.
+  EXPECT_THROW(internal::fftconv_filter_spectrum(torch::randn({4, 100}, dev), torch::randn({3}, dev), 256),
+               c10::Error);
+  EXPECT_THROW(internal::fftconv_filter_spectrum(torch::randn({4, 300}, dev), torch::randn({4}, dev), 256),
+               c10::Error);
+}
+
 TEST(FftConvCuda, UnsupportedCaseThrowsNamingTheKernelAndShape) {
   HIPPO_REQUIRE_CUDA();
   const Case big{1, 4, 9000, 9000, torch::kFloat, 0};

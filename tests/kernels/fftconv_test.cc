@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "tests/testing.h"
 
 namespace hippo {
@@ -45,6 +47,30 @@ INSTANTIATE_TEST_SUITE_P(Shapes, FftConvShapes,
                                            Shape{3, 4, 32, 32}, Shape{1, 4, 33, 33}, Shape{1, 8, 1000, 1000},
                                            Shape{1, 2, 1023, 1023}, Shape{2, 3, 1024, 1024}, Shape{1, 2, 1025, 1025},
                                            Shape{2, 3, 100, 7}));
+
+// The spectrum the fused kernels read, against its definition: sum_t (k[t] + D [t == 0]) exp(-2 pi i f t / n)
+// times 2/n, in float64.
+TEST(FftConv, FilterSpectrumIsTheScaledRfftOfTheFilterWithItsSkipTap) {
+  torch::manual_seed(3);
+  const int64_t H = 3, Lk = 7, n = 16;
+  const auto k = torch::randn({H, Lk}, torch::kDouble), D = torch::randn({H}, torch::kDouble);
+  const auto got = internal::fftconv_filter_spectrum(k, D, n).to(torch::kDouble);
+  ASSERT_EQ(got.sizes(), (std::vector<int64_t>{H, n / 2 + 1, 2}));
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t f = 0; f <= n / 2; ++f) {
+      double re = 0, im = 0;
+      for (int64_t t = 0; t < Lk; ++t) {
+        const double x = k[h][t].item<double>() + (t == 0 ? D[h].item<double>() : 0.0);
+        const double a = -2 * M_PI * static_cast<double>(f * t) / static_cast<double>(n);
+        re += x * std::cos(a);
+        im += x * std::sin(a);
+      }
+      EXPECT_NEAR(got[h][f][0].item<double>(), re * 2 / n, 1e-6) << h << " " << f;
+      EXPECT_NEAR(got[h][f][1].item<double>(), im * 2 / n, 1e-6) << h << " " << f;
+    }
+  EXPECT_THROW(internal::fftconv_filter_spectrum(k, D, 12), c10::Error);  // not a power of two
+  EXPECT_THROW(internal::fftconv_filter_spectrum(k, D, 4), c10::Error);   // L_k > fft_size
+}
 
 TEST(FftConv, GatesGeluAndDropoutCompose) {
   torch::manual_seed(3);

@@ -41,6 +41,16 @@ int log2_exact(int64_t n) {
 const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 void* mut_ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
+// HIPPO_FFTCONV_FILTER=aten: the filter spectrum and the filter gradient through torch::fft instead of their
+// kernels (read once; an A/B switch for benchmarks).
+bool filter_on_aten() {
+  static const bool aten = [] {
+    const char* e = std::getenv("HIPPO_FFTCONV_FILTER");
+    return e != nullptr && std::string(e) == "aten";
+  }();
+  return aten;
+}
+
 // Rethrows the launcher's std::runtime_error (kernel name and shape) as c10::Error, like every tensor error.
 template <typename F>
 void launch_checked(F&& f) {
@@ -139,9 +149,24 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     if (dk_spec.defined()) {
       // sum_b conj(W_b) DZ_b is the spectrum of the correlation of w and dz: dk at lags 0..L_k-1, dD at lag
       // 0.
-      auto corr = torch::fft::irfft(torch::view_as_complex(dk_spec).sum(0), n, -1).narrow(-1, 0, Lk);
-      if (need_k) out[1] = corr.to(ctx->saved_data["k_dtype"].toScalarType());
-      if (need_D) out[2] = corr.select(-1, 0).contiguous().to(ctx->saved_data["D_dtype"].toScalarType());
+      const auto k_dtype = ctx->saved_data["k_dtype"].toScalarType(),
+                 D_dtype = ctx->saved_data["D_dtype"].toScalarType();
+      if (filter_on_aten()) {
+        auto corr = torch::fft::irfft(torch::view_as_complex(dk_spec).sum(0), n, -1).narrow(-1, 0, Lk);
+        if (need_k) out[1] = corr.to(k_dtype);
+        if (need_D) out[2] = corr.select(-1, 0).contiguous().to(D_dtype);
+      } else {
+        const auto f32 = u.options().dtype(torch::kFloat);
+        Tensor dk = need_k ? torch::empty({H, Lk}, f32) : Tensor(), dD = need_D ? torch::empty({H}, f32) : Tensor();
+        cuda::FftConvFilterGradParams g;
+        g.dk_spec = dk_spec.data_ptr<float>();
+        g.dk = dk.defined() ? dk.data_ptr<float>() : nullptr;
+        g.dD = dD.defined() ? dD.data_ptr<float>() : nullptr;
+        g.H = H, g.Lk = Lk, g.log_n = log2_exact(n), g.chunks = static_cast<int>(chunks);
+        launch_checked([&] { cuda::fftconv_filter_grad_launch(g, at::cuda::getCurrentCUDAStream().stream()); });
+        if (need_k) out[1] = dk.to(k_dtype);
+        if (need_D) out[2] = dD.to(D_dtype);
+      }
     }
     return out;
   }
@@ -155,11 +180,7 @@ bool fftconv_cuda_built() { return true; }
 
 namespace internal {
 Tensor fftconv_filter_spectrum(const Tensor& k, const Tensor& D, int64_t fft_size) {
-  static const bool aten = [] {
-    const char* e = std::getenv("HIPPO_FFTCONV_FILTER");
-    return e != nullptr && std::string(e) == "aten";
-  }();
-  if (aten || !k.is_cuda() || fft_size > (int64_t{1} << cuda::kMaxLogN))
+  if (filter_on_aten() || !k.is_cuda() || fft_size > (int64_t{1} << cuda::kMaxLogN))
     return fftconv_filter_spectrum_ref(k, D, fft_size);
   TORCH_CHECK(k.dim() == 2 && D.dim() == 1 && D.size(0) == k.size(0) && k.size(1) >= 1 &&
                   k.size(1) <= fft_size && fft_size >= 16 && (fft_size & (fft_size - 1)) == 0 &&

@@ -390,7 +390,7 @@ __device__ __forceinline__ void spectrum_multiply(const float2* in, float2* out,
       const int g = M - f, gi = g & (M - 1);
       const float2 a = in[pad(f)], b = in[pad(gi)];
       float s, c;
-      sincospif(-static_cast<float>(f) / M, &s, &c);
+      __sincosf(-kPi * static_cast<float>(f) / M, &s, &c);  // |angle| <= pi/2
       const float2 wf = make_float2(c, s), wg = make_float2(-c, s);  // w^g = -conj(w^f)
       const float2 yf = cmul(unpack(a, b, wf), ka[ii]), yg = cmul(unpack(b, a, wg), kb[ii]);
       out[pad(f)] = repack(yf, yg, wf);
@@ -576,7 +576,7 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
         if (f > M / 2) continue;
         const int g = M - f, gi = g & (M - 1);
         float s, c;
-        sincospif(-static_cast<float>(f) / M, &s, &c);
+        __sincosf(-kPi * static_cast<float>(f) / M, &s, &c);  // |angle| <= pi/2
         const float2 wf = make_float2(c, s), wg = make_float2(-c, s);
         const float2 zf = work[pad(f)], zg = work[pad(gi)];
         const float2 dzf = unpack(zf, zg, wf), dzg = unpack(zg, zf, wg);
@@ -663,6 +663,42 @@ __global__ void __launch_bounds__(THREADS) fftconv_filter_kernel(FftConvFilterPa
   }
 }
 
+// ---- the filter gradient
+// ---------------------------------------------------------------------------------------
+// dk[h][t] = irfft(sum_c dk_spec[c][h], n)[t] for t < L_k and dD[h] = dk[h][0], one block per channel: the chunks'
+// spectra summed, repacked as M = n/2 complex values, inverse-transformed and scaled by 1/M.
+template <int LOG_M, int THREADS>
+__global__ void __launch_bounds__(THREADS) fftconv_filter_grad_kernel(FftConvFilterGradParams p) {
+  constexpr int M = 1 << LOG_M;
+  extern __shared__ float2 smem[];
+  const int64_t h = blockIdx.x;
+  const float2* spec = reinterpret_cast<const float2*>(p.dk_spec);
+  auto summed = [&](int f) {
+    float2 acc = make_float2(0.f, 0.f);
+    for (int c = 0; c < p.chunks; ++c) acc = acc + spec[(c * p.H + h) * (M + 1) + f];
+    return acc;
+  };
+  for (int f = threadIdx.x; f <= M / 2; f += THREADS) {
+    const int g = M - f, gi = g & (M - 1);
+    const float2 yf = summed(f), yg = summed(g);
+    float s, c;
+    sincospif(-static_cast<float>(f) / M, &s, &c);
+    const float2 wf = make_float2(c, s), wg = make_float2(-c, s);  // w^g = -conj(w^f)
+    smem[pad(f)] = repack(yf, yg, wf);
+    if (gi != f) smem[pad(gi)] = repack(yg, yf, wg);
+  }
+  fft<LOG_M, THREADS, 1>(smem);
+  const float scale = 1.f / static_cast<float>(M);
+  if (p.dk) {
+    float* dk = p.dk + h * p.Lk;
+    for (int64_t t = threadIdx.x; t < p.Lk; t += THREADS) {
+      const float2 z = smem[pad(static_cast<int>(t / 2))];
+      dk[t] = (t % 2 ? z.y : z.x) * scale;
+    }
+  }
+  if (p.dD && threadIdx.x == 0) p.dD[h] = smem[pad(0)].x * scale;
+}
+
 // ---- launchers
 // ----------------------------------------------------------------------------------------------
 const char* elem_name(ElemType e) {
@@ -732,6 +768,20 @@ void launch_filter(const FftConvFilterParams& p, cudaStream_t stream) {
   check(cudaGetLastError(), "fftconv_filter_kernel", "launch", shape);
 }
 
+template <int LOG_M>
+void launch_filter_grad(const FftConvFilterGradParams& p, cudaStream_t stream) {
+  constexpr int kThreads = threads_for(LOG_M);
+  const size_t smem = sizeof(float2) * padded(1 << LOG_M);
+  const std::string shape = "H=" + std::to_string(p.H) + " L_k=" + std::to_string(p.Lk) +
+                            " fft_size=" + std::to_string(int64_t{1} << p.log_n) +
+                            " chunks=" + std::to_string(p.chunks);
+  auto* kernel = fftconv_filter_grad_kernel<LOG_M, kThreads>;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "fftconv_filter_grad_kernel", "setting shared memory", shape);
+  kernel<<<static_cast<unsigned>(p.H), kThreads, smem, stream>>>(p);
+  check(cudaGetLastError(), "fftconv_filter_grad_kernel", "launch", shape);
+}
+
 // Calls F<T, log_n - 1> for the compiled sizes.
 template <typename T, template <typename, int> class F, typename P>
 void by_size(const P& p, cudaStream_t s) {
@@ -767,6 +817,10 @@ struct Fwd {
 template <typename T, int LOG_M>
 struct Filter {
   static void run(const FftConvFilterParams& p, cudaStream_t s) { launch_filter<LOG_M>(p, s); }
+};
+template <typename T, int LOG_M>
+struct FilterGrad {
+  static void run(const FftConvFilterGradParams& p, cudaStream_t s) { launch_filter_grad<LOG_M>(p, s); }
 };
 template <typename T, int LOG_M>
 struct Bwd {
@@ -819,6 +873,19 @@ void fftconv_filter_launch(const FftConvFilterParams& p, void* stream) {
     throw std::runtime_error("fftconv_filter_kernel: need 1 <= L_k <= fft_size and 1 <= H <= 2^31 - 1, got " +
                              shape);
   by_size<float, Filter>(p, static_cast<cudaStream_t>(stream));
+}
+
+void fftconv_filter_grad_launch(const FftConvFilterGradParams& p, void* stream) {
+  const std::string shape = "H=" + std::to_string(p.H) + " L_k=" + std::to_string(p.Lk) +
+                            " fft_size=" + std::to_string(int64_t{1} << p.log_n);
+  if (p.log_n < kMinLogN || p.log_n > kMaxLogN)
+    throw std::runtime_error("fftconv_filter_grad_kernel: unsupported fft_size (compiled for 16..16384) for " +
+                             shape);
+  if (p.H < 1 || p.H > INT_MAX || p.Lk < 1 || p.Lk > (int64_t{1} << p.log_n) || p.chunks < 1)
+    throw std::runtime_error(
+        "fftconv_filter_grad_kernel: need 1 <= L_k <= fft_size, 1 <= H <= 2^31 - 1, chunks >= 1, got " + shape +
+        " chunks=" + std::to_string(p.chunks));
+  by_size<float, FilterGrad>(p, static_cast<cudaStream_t>(stream));
 }
 
 int device_sm_count() {

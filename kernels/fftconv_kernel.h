@@ -66,6 +66,21 @@ struct FftConvFilterParams {
 // outside [kMinLogN, kMaxLogN], L_k > n, or the launch fails.
 void fftconv_filter_launch(const FftConvFilterParams& p, void* stream);
 
+// The filter's gradient from the backward kernel's per-chunk spectra.
+struct FftConvFilterGradParams {
+  const float* dk_spec = nullptr;  // (chunks, H, n/2 + 1) complex64 interleaved, as FftConvBwdParams::dk_spec
+  float* dk = nullptr;             // (H, L_k) float32, written, or null (not needed)
+  float* dD = nullptr;             // (H) float32, written, or null (not needed)
+  int64_t H = 0, Lk = 0;
+  int log_n = 0;
+  int chunks = 1;
+};
+
+// dk = irfft(sum over chunks of dk_spec, n)[:, :L_k] and dD = dk[:, 0] on `stream`: one block per channel, float32.
+// Throws std::runtime_error naming the kernel and H, L_k, fft_size when log_n is outside [kMinLogN, kMaxLogN],
+// L_k > n, chunks < 1, or the launch fails.
+void fftconv_filter_grad_launch(const FftConvFilterGradParams& p, void* stream);
+
 void fftconv_fwd_launch(const FftConvFwdParams& p, void* stream);
 void fftconv_bwd_launch(const FftConvBwdParams& p, void* stream);
 

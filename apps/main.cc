@@ -8,6 +8,7 @@
 
 #include "apps/cli.h"
 #include "core/build_info.h"
+#include "kernels/fftconv.h"
 #include "kernels/fftconv_blockfft.h"
 
 namespace {
@@ -43,6 +44,14 @@ int main(int argc, char** argv) {
       hippo::parse_blockfft_dispatch(env);
     } catch (const c10::Error& e) {
       std::fprintf(stderr, "hippo: error: %s (unset means off)\n", e.what_without_backtrace());
+      return kExitBadInput;
+    }
+  }
+  if (const char* env = std::getenv("HIPPO_FFTCONV_FILTER"); env && *env) {
+    try {
+      hippo::internal::parse_fftconv_filter_env(env);
+    } catch (const c10::Error& e) {
+      std::fprintf(stderr, "hippo: error: %s (unset means kernel)\n", e.what_without_backtrace());
       return kExitBadInput;
     }
   }

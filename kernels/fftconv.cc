@@ -85,6 +85,12 @@ torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torc
 }
 
 namespace internal {
+bool parse_fftconv_filter_env(const std::string& value) {
+  if (value.empty() || value == "kernel") return false;
+  if (value == "aten") return true;
+  TORCH_CHECK(false, "HIPPO_FFTCONV_FILTER: unknown value '", value, "'; accepted: kernel, aten");
+}
+
 torch::Tensor fftconv_filter_spectrum_ref(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size) {
   TORCH_CHECK(k.dim() == 2 && D.dim() == 1 && D.size(0) == k.size(0) && k.size(1) >= 1 &&
                   k.size(1) <= fft_size && fft_size >= 16 && (fft_size & (fft_size - 1)) == 0,

@@ -5,6 +5,7 @@
 #include <torch/types.h>
 
 #include <optional>
+#include <string>
 
 namespace hippo {
 
@@ -131,6 +132,9 @@ namespace internal {
 // on a CUDA device and fft_size <= 16384, else as the reference. HIPPO_FFTCONV_FILTER=aten in the environment
 // makes fftconv_filter_spectrum take the reference (an A/B switch for benchmarks). Raises c10::Error on other
 // shapes, or naming the kernel and shape when its launch fails.
+// Parses HIPPO_FFTCONV_FILTER: "kernel" or "" (the default) -> false, "aten" -> true (the torch::fft path for the
+// filter spectrum and its gradient); raises c10::Error naming the variable and the accepted values otherwise.
+bool parse_fftconv_filter_env(const std::string& value);
 torch::Tensor fftconv_filter_spectrum_ref(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size);
 torch::Tensor fftconv_filter_spectrum(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size);
 

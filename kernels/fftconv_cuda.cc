@@ -42,11 +42,11 @@ const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : n
 void* mut_ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
 // HIPPO_FFTCONV_FILTER=aten: the filter spectrum and the filter gradient through torch::fft instead of their
-// kernels (read once; an A/B switch for benchmarks).
+// kernels (read once; an A/B switch for benchmarks; a bad value raises, and `hippo` refuses it at start).
 bool filter_on_aten() {
   static const bool aten = [] {
     const char* e = std::getenv("HIPPO_FFTCONV_FILTER");
-    return e != nullptr && std::string(e) == "aten";
+    return e != nullptr && internal::parse_fftconv_filter_env(e);
   }();
   return aten;
 }

@@ -72,6 +72,13 @@ TEST(FftConv, FilterSpectrumIsTheScaledRfftOfTheFilterWithItsSkipTap) {
   EXPECT_THROW(internal::fftconv_filter_spectrum(k, D, 4), c10::Error);   // L_k > fft_size
 }
 
+TEST(FftConv, FilterEnvironmentSwitchAcceptsKernelAndAtenOnly) {
+  EXPECT_FALSE(internal::parse_fftconv_filter_env(""));
+  EXPECT_FALSE(internal::parse_fftconv_filter_env("kernel"));
+  EXPECT_TRUE(internal::parse_fftconv_filter_env("aten"));
+  EXPECT_THROW(internal::parse_fftconv_filter_env("ATEN"), c10::Error);
+}
+
 TEST(FftConv, GatesGeluAndDropoutCompose) {
   torch::manual_seed(3);
   const int64_t B = 2, H = 5, L = 37;

@@ -71,6 +71,9 @@ int bench_layer(const std::vector<std::string>& args) {
       "warmup", po::value<int>()->default_value(3), "untimed calls first")(
       "iters", po::value<int>()->default_value(20), "timed calls (at least 20); the median is reported")(
       "no-db", po::bool_switch(), "print only, write nothing")(
+      "cuda-graph", po::bool_switch(),
+      "time each call as one replay of a CUDA graph captured after the warm-up (no host dispatch or launch "
+      "gaps, as a --cuda-graph training step sees them); needs a CUDA device")(
       "count-ops", po::bool_switch(),
       "also count the ATen operator calls of one call of each variant and pass (top level and all, with the "
       "most frequent), printed after each row");
@@ -84,7 +87,7 @@ int bench_layer(const std::vector<std::string>& args) {
   const int64_t B = vm["batch"].as<int64_t>(), D = vm["d-model"].as<int64_t>(),
                 heads = vm["n-heads"].as<int64_t>(), chunk = vm["chunk-len"].as<int64_t>();
   const int warmup = vm["warmup"].as<int>(), iters = vm["iters"].as<int>();
-  const bool count_ops = vm["count-ops"].as<bool>();
+  const bool count_ops = vm["count-ops"].as<bool>(), graphed = vm["cuda-graph"].as<bool>();
   if (B < 1 || D < 1 || heads < 1 || D % heads != 0)
     return report(absl::InvalidArgumentError(absl::StrFormat(
         "--batch %d, --d-model %d, --n-heads %d: need positive values with d_model divisible by n_heads", B,
@@ -101,6 +104,10 @@ int bench_layer(const std::vector<std::string>& args) {
   if (!lens.ok()) return report(lens.status());
   auto device = parse_device(vm["device"].as<std::string>());
   if (!device.ok()) return report(device.status());
+  if (graphed && (!device->is_cuda() || !cuda_graphs_built()))
+    return report(absl::InvalidArgumentError(absl::StrCat(
+        "--cuda-graph needs a CUDA device and a build with CUDA graphs; got --device ", device->str(),
+        cuda_graphs_built() ? "" : " in a build without CUDA")));
   auto sink = open_bench_sink(vm["db"].as<std::string>(), vm["no-db"].as<bool>(), *device);
   if (!sink.ok()) return report(sink.status());
   const std::string& dev_name = sink->device_name;
@@ -115,7 +122,8 @@ int bench_layer(const std::vector<std::string>& args) {
       static_cast<long long>(chunk), static_cast<long long>(heads));
   std::printf(
       "median of %d calls after %d warm-up calls (%s); h3_reference: torch::fft over the whole sequence\n\n",
-      iters, warmup, device->is_cuda() ? "CUDA events" : "steady clock");
+      iters, warmup,
+      graphed ? "CUDA events around CUDA graph replays" : device->is_cuda() ? "CUDA events" : "steady clock");
   std::printf("| L | pass | h3 ms | h3_reference ms | attention ms | h3 vs reference | h3 vs attention |\n");
   std::printf("|---:|---|---:|---:|---:|---:|---:|\n");
   std::fflush(stdout);
@@ -156,7 +164,7 @@ int bench_layer(const std::vector<std::string>& args) {
         };
         std::vector<double> ms;
         try {
-          ms = time_calls(call, warmup, iters, *device);
+          ms = graphed ? time_graphed(call, warmup, iters, *device) : time_calls(call, warmup, iters, *device);
         } catch (const c10::Error& e) {
           // Out of memory at long L (attention's scores on LibTorch 1.13): the row is missing, the run goes
           // on.
@@ -177,7 +185,7 @@ int bench_layer(const std::vector<std::string>& args) {
                                  : variant == "h3_reference"
                                      ? fftconv_size(L, L)
                                      : fftconv_size(std::min(L, chunk), std::min(L, chunk));
-        Json row = sink->common_columns();
+        Json row = sink->common_columns(graphed ? Json{{"cuda_graph", true}} : Json::object());
         row.update(Json{{"benchmark", "layer"},
                             {"variant", variant},
                             {"pass", pass},

@@ -15,6 +15,12 @@
 
 #if defined(HIPPO_WITH_CUDA)
 #include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#if __has_include(<ATen/cuda/CUDAGraph.h>)
+#include <ATen/cuda/CUDAGraph.h>
+#define HIPPO_BENCH_GRAPHS 1
+#endif
 #endif
 
 namespace hippo::cli {
@@ -67,6 +73,58 @@ std::vector<double> time_calls(const std::function<void(int)>& call, int warmup,
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   return ms;
+}
+
+bool cuda_graphs_built() {
+#if defined(HIPPO_BENCH_GRAPHS)
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::vector<double> time_graphed(const std::function<void(int)>& call, int warmup, int iters,
+                                 const c10::Device& device) {
+  TORCH_CHECK(device.is_cuda(), "time_graphed: CUDA graphs need a CUDA device, got ", device);
+#if defined(HIPPO_BENCH_GRAPHS)
+  const c10::cuda::CUDAGuard device_guard(device);
+  auto side = c10::cuda::getStreamFromPool(false, device.index());
+  torch::cuda::synchronize();
+  {
+    const c10::cuda::CUDAStreamGuard guard(side);
+    for (int i = 0; i < std::max(warmup, 3); ++i) call(i);
+  }
+  torch::cuda::synchronize();
+  at::cuda::CUDAGraph graph;
+  {
+    const c10::cuda::CUDAStreamGuard guard(side);
+    graph.capture_begin();
+    try {
+      call(0);
+    } catch (...) {
+      try {
+        graph.capture_end();  // leaves capture mode; the graph is not used
+      } catch (...) {
+      }
+      throw;
+    }
+    graph.capture_end();
+  }
+  torch::cuda::synchronize();
+  std::vector<double> ms;
+  for (int i = 0; i < iters; ++i) {
+    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+    start.record();
+    graph.replay();
+    stop.record();
+    stop.synchronize();
+    ms.push_back(start.elapsed_time(stop));
+  }
+  return ms;
+#else
+  (void)call, (void)warmup, (void)iters;
+  TORCH_CHECK(false, "time_graphed: this hippo was built without CUDA graphs (LibTorch without CUDA)");
+#endif
 }
 
 double median(std::vector<double> v) {

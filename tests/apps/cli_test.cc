@@ -575,6 +575,30 @@ TEST(Cli, BenchLayerTimesH3BothPathsAndAttentionAndStoresRows) {
   EXPECT_EQ(db.execAndGet("SELECT max(fft_size) FROM bench WHERE variant = 'attention'").getInt(), 0);
 }
 
+// --cuda-graph: refused without a CUDA device (exit 2, nothing written); on a GPU every variant and pass is timed
+// by graph replays and its rows say so.
+TEST(Cli, BenchLayerCudaGraphNeedsAGpuAndMarksItsRows) {
+  TempDir d;
+  auto bad = run_hippo("bench layer --device cpu --cuda-graph --batch 1 --d-model 8 --n-heads 2 --seq-len 32 "
+                       "--dtype fp32 --iters 20 --db b.db",
+                       d.path());
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--cuda-graph needs a CUDA device"), std::string::npos) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(d.file("b.db")));
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: --cuda-graph is refused (checked above)";
+  auto r = run_hippo("bench layer --device cuda --cuda-graph --batch 2 --d-model 64 --n-heads 2 --seq-len 256,1024 "
+                     "--dtype bf16 --iters 20 --warmup 2 --db g.db",
+                     d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("CUDA graph replays"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("failed"), std::string::npos) << r.out << r.err;
+  SQLite::Database db(d.file("g.db"), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE benchmark = 'layer' AND median_ms > 0 AND environment "
+                          "LIKE '%\"cuda_graph\":true%'")
+                .getInt(),
+            12);
+}
+
 // --count-ops: one line per variant and pass after the table, each naming its operator count.
 TEST(Cli, BenchLayerCountOpsPrintsOneLinePerVariantAndPass) {
   TempDir d;

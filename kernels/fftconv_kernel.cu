@@ -755,31 +755,32 @@ void launch_bwd(const FftConvBwdParams& p, cudaStream_t stream) {
   check(cudaGetLastError(), "fftconv_bwd_kernel", "launch", shape);
 }
 
+// "H=.. L_k=.. fft_size=.." for the filter kernels' errors.
+template <typename P>
+std::string filter_shape(const P& p) {
+  return "H=" + std::to_string(p.H) + " L_k=" + std::to_string(p.Lk) +
+         " fft_size=" + std::to_string(int64_t{1} << p.log_n);
+}
+
+// One block of threads_for(LOG_M) threads per channel with a padded M-value shared buffer: the filter kernels.
+template <int LOG_M, typename P>
+void launch_per_channel(void (*kernel)(P), const char* name, const P& p, cudaStream_t stream) {
+  const size_t smem = sizeof(float2) * padded(1 << LOG_M);
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), name,
+        "setting shared memory", filter_shape(p));
+  kernel<<<static_cast<unsigned>(p.H), threads_for(LOG_M), smem, stream>>>(p);
+  check(cudaGetLastError(), name, "launch", filter_shape(p));
+}
+
 template <int LOG_M>
 void launch_filter(const FftConvFilterParams& p, cudaStream_t stream) {
-  constexpr int kThreads = threads_for(LOG_M);
-  const size_t smem = sizeof(float2) * padded(1 << LOG_M);
-  const std::string shape = "H=" + std::to_string(p.H) + " L_k=" + std::to_string(p.Lk) +
-                            " fft_size=" + std::to_string(int64_t{1} << p.log_n);
-  auto* kernel = fftconv_filter_kernel<LOG_M, kThreads>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-        "fftconv_filter_kernel", "setting shared memory", shape);
-  kernel<<<static_cast<unsigned>(p.H), kThreads, smem, stream>>>(p);
-  check(cudaGetLastError(), "fftconv_filter_kernel", "launch", shape);
+  launch_per_channel<LOG_M>(fftconv_filter_kernel<LOG_M, threads_for(LOG_M)>, "fftconv_filter_kernel", p, stream);
 }
 
 template <int LOG_M>
 void launch_filter_grad(const FftConvFilterGradParams& p, cudaStream_t stream) {
-  constexpr int kThreads = threads_for(LOG_M);
-  const size_t smem = sizeof(float2) * padded(1 << LOG_M);
-  const std::string shape = "H=" + std::to_string(p.H) + " L_k=" + std::to_string(p.Lk) +
-                            " fft_size=" + std::to_string(int64_t{1} << p.log_n) +
-                            " chunks=" + std::to_string(p.chunks);
-  auto* kernel = fftconv_filter_grad_kernel<LOG_M, kThreads>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-        "fftconv_filter_grad_kernel", "setting shared memory", shape);
-  kernel<<<static_cast<unsigned>(p.H), kThreads, smem, stream>>>(p);
-  check(cudaGetLastError(), "fftconv_filter_grad_kernel", "launch", shape);
+  launch_per_channel<LOG_M>(fftconv_filter_grad_kernel<LOG_M, threads_for(LOG_M)>, "fftconv_filter_grad_kernel", p,
+                            stream);
 }
 
 // Calls F<T, log_n - 1> for the compiled sizes.
@@ -865,8 +866,7 @@ void fftconv_bwd_launch(const FftConvBwdParams& p, void* stream) {
 }
 
 void fftconv_filter_launch(const FftConvFilterParams& p, void* stream) {
-  const std::string shape = "H=" + std::to_string(p.H) + " L_k=" + std::to_string(p.Lk) +
-                            " fft_size=" + std::to_string(int64_t{1} << p.log_n);
+  const std::string shape = filter_shape(p);
   if (p.log_n < kMinLogN || p.log_n > kMaxLogN)
     throw std::runtime_error("fftconv_filter_kernel: unsupported fft_size (compiled for 16..16384) for " + shape);
   if (p.H < 1 || p.H > INT_MAX || p.Lk < 1 || p.Lk > (int64_t{1} << p.log_n))
@@ -876,8 +876,7 @@ void fftconv_filter_launch(const FftConvFilterParams& p, void* stream) {
 }
 
 void fftconv_filter_grad_launch(const FftConvFilterGradParams& p, void* stream) {
-  const std::string shape = "H=" + std::to_string(p.H) + " L_k=" + std::to_string(p.Lk) +
-                            " fft_size=" + std::to_string(int64_t{1} << p.log_n);
+  const std::string shape = filter_shape(p);
   if (p.log_n < kMinLogN || p.log_n > kMaxLogN)
     throw std::runtime_error("fftconv_filter_grad_kernel: unsupported fft_size (compiled for 16..16384) for " +
                              shape);

@@ -97,8 +97,21 @@ absl::Status check_range(const OptionSpec& spec, double v, absl::string_view own
 
 absl::StatusOr<Json> check_value(const OptionSpec& spec, const Json& v, absl::string_view owner) {
   auto wrong = [&]() {
+    // 1e1 or 10.0 for an integer option: in range or not, say why a whole number is refused.
+    const auto as_integer = [](const Json& x) {
+      return x.is_number_float() && std::isfinite(x.get<double>()) && std::abs(x.get<double>()) < 9e15 &&
+                     x.get<double>() == std::floor(x.get<double>())
+                 ? absl::StrCat(" (a floating-point number: write it as the integer ",
+                                static_cast<int64_t>(x.get<double>()), ")")
+                 : std::string();
+    };
+    const bool int_type = spec.type == OptionType::kInt || spec.type == OptionType::kIntList;
+    std::string hint = int_type ? as_integer(v) : "";
+    if (int_type && hint.empty() && v.is_array())
+      for (const auto& e : v)
+        if (hint.empty()) hint = as_integer(e);
     return absl::InvalidArgumentError(absl::StrCat("option '", spec.name, "' of ", owner, " must be ",
-                                                   spec.accepted(), ", got ", describe(v)));
+                                                   spec.accepted(), ", got ", describe(v), hint));
   };
   switch (spec.type) {
     case OptionType::kInt: {

@@ -181,7 +181,10 @@ absl::StatusOr<std::string> results_table(ResultsDb& db, const TableOptions& o) 
     rows.push_back(r);
   }
   std::string what =
-      absl::StrCat(o.split, " ", o.metric, o.percent ? " (%)" : "", ", mean ± 95% interval over seeds (n runs)",
+      absl::StrCat(o.split, " ", o.metric, o.percent ? " (%)" : "",
+                   // Pivoting on the seed leaves one seed per cell: the interval is over what else the cell pools.
+                   o.rows == "seed" || o.cols == "seed" ? ", one seed per cell: mean ± 95% interval (n runs)"
+                                                        : ", mean ± 95% interval over seeds (n runs)",
                    o.best_over ? absl::StrCat(", best ", *o.best_over, " per cell by mean",
                                               higher_is_better(o.metric) ? "" : " (lowest)")
                                : "");

@@ -241,14 +241,16 @@ absl::StatusOr<RunSpec> resolve_run(const Json& raw_in) {
   }
   for (const auto& n : schedule) HIPPO_RETURN_IF_ERROR(layers.find(n, "layer").status());
 
-  // 3. Options of every layer and task named, used or not (a typo in an unused block is still a typo).
+  // 3. Options of every layer and task named, used or not (a typo in an unused block is still a typo). A layer's
+  // checks against the model width (head counts dividing d_model, ...) only for layers the run has: an unused
+  // block (a sweep's fixed attention options beside an s4d run) is not built at this width.
   Json layer_options = Json::object();
   std::set<std::string> used(schedule.begin(), schedule.end());
   for (const auto& [name, entry] : layers.entries()) {
     const Json given = raw.contains(name) ? raw[name] : Json();
     if (given.is_null() && !used.count(name)) continue;
     HIPPO_ASSIGN_OR_RETURN(Options o, resolve_options(entry.schema, given, absl::StrCat("layer '", name, "'")));
-    if (entry.validate) HIPPO_RETURN_IF_ERROR(entry.validate(o, d_model));
+    if (entry.validate && used.count(name)) HIPPO_RETURN_IF_ERROR(entry.validate(o, d_model));
     if (used.count(name)) layer_options[name] = o.json();
   }
   if (!raw.contains("task")) return absl::InvalidArgumentError("missing 'task'");

@@ -51,6 +51,11 @@ TEST(Options, WrongType) {
   expect_error(Json{{"n_heads", 2.5}}, {"'n_heads'", "int"});
   expect_error(Json{{"pos_emb", 1}}, {"'pos_emb'", "bool"});
   expect_error(Json{{"eval_seq_lens", {1, "a"}}}, {"'eval_seq_lens'", "int list"});
+  // A whole number written as a float (1e1, 10.0) is refused with the reason, not only "got 10.0".
+  expect_error(Json{{"n_heads", 10.0}}, {"'n_heads'", "got 10.0", "floating-point number: write it as the integer 10"});
+  expect_error(Json{{"eval_seq_lens", {64, 128.0}}}, {"'eval_seq_lens'", "write it as the integer 128"});
+  auto frac = resolve_options(schema(), Json{{"n_heads", 2.5}}, "layer 'attention'");
+  EXPECT_EQ(std::string(frac.status().message()).find("write it as"), std::string::npos) << frac.status();
 }
 TEST(Options, OutOfRange) {
   expect_error(Json{{"n_heads", 0}}, {"'n_heads'", "int in [1, 64]", "got 0"});

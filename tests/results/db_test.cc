@@ -252,6 +252,14 @@ TEST(Table, AnyPivotWithTheBestLearningRatePerCell) {
   auto plain = results_table(*db, o);
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_NE(plain->find("70.0 ± 36.7 (n=4) *"), std::string::npos) << *plain;  // 0.5, 0.5, 0.9, 0.9: t(3) * sd / 2
+  EXPECT_NE(plain->find("interval over seeds"), std::string::npos) << *plain;
+  // Pivoting on the seed: the caption no longer claims an interval over seeds.
+  o.rows = "seed";
+  o.cols = "d_model";
+  auto by_seed = results_table(*db, o);
+  ASSERT_TRUE(by_seed.ok()) << by_seed.status();
+  EXPECT_NE(by_seed->find("one seed per cell"), std::string::npos) << *by_seed;
+  EXPECT_EQ(by_seed->find("over seeds"), std::string::npos) << *by_seed;
 }
 
 // Keys as sweep files write them (attention.rotary, mqar.answer_in_input), options left out at their default

@@ -195,6 +195,24 @@ TEST(RunConfig, UnusedOptionMapsNameTheLayerOrTaskAndWhatTheRunUses) {
   EXPECT_TRUE(unused_option_maps(hybrid, *h).empty());
 }
 
+// A layer's checks against d_model apply to the layers the run has; an unused block is still checked for names and
+// types.
+TEST(RunConfig, WidthChecksOfAnUnusedLayerDoNotRefuseTheRun) {
+  const Json s4d = {{"layer", "s4d"}, {"task", "induction_head"}, {"d_model", 16}, {"attention", {{"n_heads", 3}}}};
+  EXPECT_TRUE(resolve_run(s4d).ok()) << resolve_run(s4d).status();
+  Json attention = s4d;
+  attention["layer"] = "attention";
+  const auto r = resolve_run(attention);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(std::string(r.status().message()).find("not divisible by n_heads 3"), std::string::npos) << r.status();
+  Json typo = s4d;
+  typo["attention"] = {{"n_head", 3}};
+  EXPECT_FALSE(resolve_run(typo).ok());
+  Json wrong_type = s4d;
+  wrong_type["attention"] = {{"n_heads", "three"}};
+  EXPECT_FALSE(resolve_run(wrong_type).ok());
+}
+
 TEST(RunConfig, PrecisionAndGradAccum) {
   // At their defaults both are left out of the canonical config: configs from before the options keep their hash.
   Json explicit_defaults = base();

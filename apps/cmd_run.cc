@@ -495,6 +495,11 @@ absl::StatusOr<SweepOutcome> execute_sweep(const po::variables_map& vm, const st
   if (child_failures)
     std::fprintf(stderr, "hippo: %d worker process(es) ended abnormally; their runs are taken over when their leases expire\n",
                  child_failures);
+  // With worker children each child printed its own line; this process was one of the workers too.
+  if (!children.empty() && gpus.empty() && !Progress::quiet())
+    std::fprintf(stderr, "hippo: worker %d (this process): trained %lld to the end, %lld diverged, %lld failed\n",
+                 static_cast<int>(getpid()), static_cast<long long>(sum->finished),
+                 static_cast<long long>(sum->diverged), static_cast<long long>(sum->failed));
   auto fin = (*db)->list_runs({name, std::string("finished")});
   auto fail = (*db)->list_runs({name, std::string("failed")});
   auto div = (*db)->list_runs({name, std::string("diverged")});

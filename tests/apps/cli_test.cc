@@ -167,6 +167,28 @@ TEST(Cli, SweepRunsTheGridThenSkipsWhatIsFinished) {
   EXPECT_NE(r.out.find("4 runs"), std::string::npos);
 }
 
+// With --workers 2 every worker process prints its own line (the sweep's own process is one of them), and their
+// counts add up to the sweep's.
+TEST(Cli, SweepWithTwoWorkersPrintsOneLinePerWorker) {
+  TempDir d;
+  testing::write_file(d.file("tiny.yaml"), kTinySweep);
+  auto r = run_hippo("sweep tiny.yaml --db out.db --workers 2", d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("hippo: 2 worker processes"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("(this process): trained "), std::string::npos) << r.err;
+  int lines = 0;
+  long total = 0;
+  for (size_t at = r.err.find("hippo: worker "); at != std::string::npos; at = r.err.find("hippo: worker ", at + 1)) {
+    ++lines;
+    const size_t t = r.err.find("trained ", at);
+    ASSERT_NE(t, std::string::npos) << r.err;
+    total += std::stol(r.err.substr(t + 8));
+  }
+  EXPECT_EQ(lines, 2) << r.err;
+  EXPECT_EQ(total, 4) << r.err;
+  EXPECT_NE(r.err.find("4 finished, 0 diverged, 0 failed of 4 runs"), std::string::npos) << r.err;
+}
+
 // --ensemble trains the seeds and learning rates of each config together: the same rows as one run at a time.
 TEST(Cli, SweepWithEnsembleStoresTheSameResultsAsOneRunAtATime) {
   TempDir d;

@@ -126,6 +126,24 @@ torch::Tensor vandermonde(const torch::Tensor& a_re, const torch::Tensor& a_im, 
   auto K = 2 * (torch::bmm(b_re, lo_re) - torch::bmm(b_im, lo_im));  // (H, P * M, R)
   return K.reshape({H, P, M * R}).narrow(2, 0, L);
 }
+
+// The same product for many rows P (the incoming states of every chunk): when P is large the two-level form's
+// (H, P, M, N2) products and its two (H, P, L) outputs cost more memory traffic than forming every power z^l once,
+// (H, 2 N2, L), and taking all rows through one batched product with it: 2 Re(a z^l) = [2 a_re, -2 a_im] .
+// [Re z^l; Im z^l]. Floats written, roughly: two-level 6 H P M N2 + 4 H P L; all powers 8 H N2 L + H P L.
+torch::Tensor vandermonde_rows(const torch::Tensor& a_re, const torch::Tensor& a_im, const torch::Tensor& lr,
+                               const torch::Tensor& li, int64_t L) {
+  const int64_t H = a_re.size(0), P = a_re.size(1), N2 = a_re.size(2);
+  const int64_t R = block_size(L), M = (L + R - 1) / R;
+  if (6 * P * M * N2 + 3 * P * L <= 8 * N2 * L) return vandermonde(a_re, a_im, lr, li, L);
+  auto [pw_re, pw_im] = powers(lr, li, R, M);
+  auto lo_re = pw_re.narrow(2, 0, R).unsqueeze(2), lo_im = pw_im.narrow(2, 0, R).unsqueeze(2);  // (H, N2, 1, R)
+  auto hi_re = pw_re.narrow(2, R, M).unsqueeze(3), hi_im = pw_im.narrow(2, R, M).unsqueeze(3);  // (H, N2, M, 1)
+  auto v_re = (hi_re * lo_re - hi_im * lo_im).reshape({H, N2, M * R}).narrow(2, 0, L);
+  auto v_im = (hi_re * lo_im + hi_im * lo_re).reshape({H, N2, M * R}).narrow(2, 0, L);
+  auto A = torch::cat({a_re, -a_im}, 2) * 2;                  // (H, P, 2 N2)
+  return torch::bmm(A, torch::cat({v_re, v_im}, 1));          // (H, P, L)
+}
 }  // namespace
 
 torch::Tensor DiagSSMImpl::kernel(int64_t L) const {
@@ -225,23 +243,29 @@ torch::Tensor DiagSSMImpl::forward_state_passing(const torch::Tensor& u, const F
   auto C_re = C_.select(2, 0), C_im = C_.select(2, 1);
   auto g_re = C_re * dA_re - C_im * dA_im, g_im = C_re * dA_im + C_im * dA_re;  // (H, N2)
   auto a_re = g_re * in_re - g_im * in_im, a_im = g_re * in_im + g_im * in_re;
+  if (fuse_output && mask.defined()) {
+    // The mask is per (b, h): it scales the coefficients (small) rather than the (B, nc - 1, H, C) terms.
+    const auto m = mask.to(pt).reshape({B, 1, H, 1});
+    a_re = a_re * m, a_im = a_im * m;
+  }
   auto arrange = [&](const torch::Tensor& t) {
     return t.permute({2, 0, 1, 3}).reshape({H, B * (nc - 1), N2});
   };
-  auto add = vandermonde(arrange(a_re), arrange(a_im), d.log_dA_re, d.log_dA_im, C)
+  auto add = vandermonde_rows(arrange(a_re), arrange(a_im), d.log_dA_re, d.log_dA_im, C)
                  .reshape({H, B, nc - 1, C})
                  .permute({1, 2, 0, 3});  // (B, nc - 1, H, C)
 
-  auto rest = y.narrow(1, 1, nc - 1).to(pt);
   auto chunks_of = [&](const torch::Tensor& t, int64_t first, int64_t n) {
     return t.reshape({B, nc, H, C}).narrow(1, first, n);
   };
   if (fuse_output) {
-    if (mask.defined()) add = add * mask.to(pt).reshape({B, 1, H, 1});
     if (qc.defined()) add = add * chunks_of(qc, 1, nc - 1).to(pt);
-    y = torch::cat({y.narrow(1, 0, 1), (rest + add).to(u.scalar_type())}, 1);
+    // In place into the chunks' outputs, in u's dtype: the sum is formed in the wider type and rounded once, as
+    // (rest.to(pt) + add).to(u's dtype) would, without the float copies of every chunk and the concatenation.
+    y.narrow(1, 1, nc - 1).add_(add);
   } else {
     // y holds conv + D w (with v) of every chunk; the activation, mask and q go over the whole sum.
+    auto rest = y.narrow(1, 1, nc - 1).to(pt);
     auto z = torch::cat({y.narrow(1, 0, 1).to(pt), rest + add}, 1);
     z = torch::gelu(z);
     if (mask.defined()) z = z * mask.to(pt).reshape({B, 1, H, 1});

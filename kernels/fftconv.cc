@@ -2,9 +2,11 @@
 // through fftconv(); the reference is the CPU path, the fallback and the specification the kernels must match.
 #include "kernels/fftconv.h"
 
-#include "kernels/fftconv_blockfft.h"
-
 #include <torch/torch.h>
+
+#include <cstdio>
+
+#include "kernels/fftconv_blockfft.h"
 
 namespace hippo {
 
@@ -88,15 +90,26 @@ namespace internal {
 bool parse_fftconv_filter_env(const std::string& value) {
   if (value.empty() || value == "kernel") return false;
   if (value == "aten") return true;
-  TORCH_CHECK(false, "HIPPO_FFTCONV_FILTER: unknown value '", value, "'; accepted: kernel, aten");
+  std::string shown;  // control characters escaped, so that the error stays one line
+  for (const char c : value) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(c));
+      shown += buf;
+    } else {
+      shown += c;
+    }
+  }
+  TORCH_CHECK(false, "HIPPO_FFTCONV_FILTER: unknown value '", shown, "'; accepted: kernel, aten");
 }
 
 torch::Tensor fftconv_filter_spectrum_ref(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size) {
-  TORCH_CHECK(k.dim() == 2 && D.dim() == 1 && D.size(0) == k.size(0) && k.size(1) >= 1 &&
-                  k.size(1) <= fft_size && fft_size >= 16 && (fft_size & (fft_size - 1)) == 0,
-              "fftconv_filter_spectrum: need k (H, L_k), D (H), 1 <= L_k <= fft_size, fft_size a power of two >= "
-              "16; got k ",
-              k.sizes(), ", D ", D.sizes(), ", fft_size ", fft_size);
+  TORCH_CHECK(k.dim() == 2 && D.dim() == 1 && k.size(0) >= 1 && D.size(0) == k.size(0) && k.size(1) >= 1 &&
+                  k.size(1) <= fft_size && fft_size >= 16 && (fft_size & (fft_size - 1)) == 0 &&
+                  D.device() == k.device(),
+              "fftconv_filter_spectrum: need k (H, L_k), D (H) on one device, H >= 1, 1 <= L_k <= fft_size, "
+              "fft_size a power of two >= 16; got k ",
+              k.sizes(), " on ", k.device(), ", D ", D.sizes(), " on ", D.device(), ", fft_size ", fft_size);
   const double scale = 2.0 / static_cast<double>(fft_size);
   auto kd = k.to(torch::kFloat) * scale;
   kd.select(1, 0).add_(D.to(torch::kFloat) * scale);

@@ -124,6 +124,9 @@ bool fftconv_chunked_supported(const torch::Tensor& u, const torch::Tensor& k, c
                                const FftConvOptions& options = {});
 
 namespace internal {
+// Parses HIPPO_FFTCONV_FILTER: "kernel" or "" (the default) -> false, "aten" -> true (the torch::fft path for the
+// filter spectrum and its gradient); raises c10::Error naming the variable and the accepted values otherwise.
+bool parse_fftconv_filter_env(const std::string& value);
 // The filter spectrum the fused kernels read (H3.md 2.3, the skip D folded in as the tap at lag 0): k (H, L_k)
 // and D (H) of any floating dtype and device, 1 <= L_k <= fft_size, fft_size a power of two >= 16; returns
 // rfft(k + D delta_0, fft_size) * 2/fft_size as (H, fft_size/2 + 1, 2) float32 on k's device (2/fft_size: the
@@ -131,10 +134,8 @@ namespace internal {
 // fftconv_filter_spectrum with one CUDA kernel launch (fftconv_filter_kernel) when the kernels were built, k is
 // on a CUDA device and fft_size <= 16384, else as the reference. HIPPO_FFTCONV_FILTER=aten in the environment
 // makes fftconv_filter_spectrum take the reference (an A/B switch for benchmarks). Raises c10::Error on other
-// shapes, or naming the kernel and shape when its launch fails.
-// Parses HIPPO_FFTCONV_FILTER: "kernel" or "" (the default) -> false, "aten" -> true (the torch::fft path for the
-// filter spectrum and its gradient); raises c10::Error naming the variable and the accepted values otherwise.
-bool parse_fftconv_filter_env(const std::string& value);
+// shapes (H < 1, L_k out of range, fft_size not a power of two >= 16, k and D on different devices), or
+// naming the kernel and shape when its launch fails.
 torch::Tensor fftconv_filter_spectrum_ref(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size);
 torch::Tensor fftconv_filter_spectrum(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size);
 

@@ -50,8 +50,6 @@ struct FftConvBwdParams {
   bool gelu = false;
 };
 
-// Launch on `stream` (a cudaStream_t). Throw std::runtime_error naming the kernel and the shape when the size
-// is outside [kMinLogN, kMaxLogN], L > n, or the launch fails (cudaGetLastError after the launch).
 // The filter spectrum both kernels read (H3.md 2.3: the SSM kernel k with the skip D as its lag-0 tap).
 struct FftConvFilterParams {
   const float* k = nullptr;  // (H, L_k) float32, contiguous
@@ -81,6 +79,8 @@ struct FftConvFilterGradParams {
 // L_k > n, chunks < 1, or the launch fails.
 void fftconv_filter_grad_launch(const FftConvFilterGradParams& p, void* stream);
 
+// Launch on `stream` (a cudaStream_t). Throw std::runtime_error naming the kernel and the shape when the size
+// is outside [kMinLogN, kMaxLogN], L > n, or the launch fails (cudaGetLastError after the launch).
 void fftconv_fwd_launch(const FftConvFwdParams& p, void* stream);
 void fftconv_bwd_launch(const FftConvBwdParams& p, void* stream);
 

@@ -70,6 +70,7 @@ TEST(FftConv, FilterSpectrumIsTheScaledRfftOfTheFilterWithItsSkipTap) {
     }
   EXPECT_THROW(internal::fftconv_filter_spectrum(k, D, 12), c10::Error);  // not a power of two
   EXPECT_THROW(internal::fftconv_filter_spectrum(k, D, 4), c10::Error);   // L_k > fft_size
+  EXPECT_THROW(internal::fftconv_filter_spectrum(torch::randn({0, 7}), torch::randn({0}), 16), c10::Error);  // H 0
 }
 
 TEST(FftConv, FilterEnvironmentSwitchAcceptsKernelAndAtenOnly) {
@@ -77,6 +78,14 @@ TEST(FftConv, FilterEnvironmentSwitchAcceptsKernelAndAtenOnly) {
   EXPECT_FALSE(internal::parse_fftconv_filter_env("kernel"));
   EXPECT_TRUE(internal::parse_fftconv_filter_env("aten"));
   EXPECT_THROW(internal::parse_fftconv_filter_env("ATEN"), c10::Error);
+  try {  // a control character is shown escaped: the error stays one line
+    internal::parse_fftconv_filter_env("aten\n");
+    FAIL() << "accepted 'aten\\n'";
+  } catch (const c10::Error& e) {
+    const std::string m = e.what_without_backtrace();
+    EXPECT_NE(m.find("unknown value 'aten\\x0a'"), std::string::npos) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+  }
 }
 
 TEST(FftConv, GatesGeluAndDropoutCompose) {

@@ -103,13 +103,17 @@ bool parse_fftconv_filter_env(const std::string& value) {
   TORCH_CHECK(false, "HIPPO_FFTCONV_FILTER: unknown value '", shown, "'; accepted: kernel, aten");
 }
 
-torch::Tensor fftconv_filter_spectrum_ref(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size) {
+void check_filter_spectrum_args(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size) {
   TORCH_CHECK(k.dim() == 2 && D.dim() == 1 && k.size(0) >= 1 && D.size(0) == k.size(0) && k.size(1) >= 1 &&
                   k.size(1) <= fft_size && fft_size >= 16 && (fft_size & (fft_size - 1)) == 0 &&
                   D.device() == k.device(),
               "fftconv_filter_spectrum: need k (H, L_k), D (H) on one device, H >= 1, 1 <= L_k <= fft_size, "
               "fft_size a power of two >= 16; got k ",
               k.sizes(), " on ", k.device(), ", D ", D.sizes(), " on ", D.device(), ", fft_size ", fft_size);
+}
+
+torch::Tensor fftconv_filter_spectrum_ref(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size) {
+  check_filter_spectrum_args(k, D, fft_size);
   const double scale = 2.0 / static_cast<double>(fft_size);
   auto kd = k.to(torch::kFloat) * scale;
   kd.select(1, 0).add_(D.to(torch::kFloat) * scale);

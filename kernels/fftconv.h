@@ -136,6 +136,8 @@ bool parse_fftconv_filter_env(const std::string& value);
 // makes fftconv_filter_spectrum take the reference (an A/B switch for benchmarks). Raises c10::Error on other
 // shapes (H < 1, L_k out of range, fft_size not a power of two >= 16, k and D on different devices), or
 // naming the kernel and shape when its launch fails.
+// The shape and device checks of both (c10::Error naming fftconv_filter_spectrum and the accepted shapes).
+void check_filter_spectrum_args(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size);
 torch::Tensor fftconv_filter_spectrum_ref(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size);
 torch::Tensor fftconv_filter_spectrum(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size);
 

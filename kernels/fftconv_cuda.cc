@@ -182,12 +182,7 @@ namespace internal {
 Tensor fftconv_filter_spectrum(const Tensor& k, const Tensor& D, int64_t fft_size) {
   if (filter_on_aten() || !k.is_cuda() || fft_size > (int64_t{1} << cuda::kMaxLogN))
     return fftconv_filter_spectrum_ref(k, D, fft_size);
-  TORCH_CHECK(k.dim() == 2 && D.dim() == 1 && k.size(0) >= 1 && D.size(0) == k.size(0) && k.size(1) >= 1 &&
-                  k.size(1) <= fft_size && fft_size >= 16 && (fft_size & (fft_size - 1)) == 0 &&
-                  D.device() == k.device(),
-              "fftconv_filter_spectrum: need k (H, L_k), D (H) on one device, H >= 1, 1 <= L_k <= fft_size, "
-              "fft_size a power of two >= 16; got k ",
-              k.sizes(), " on ", k.device(), ", D ", D.sizes(), " on ", D.device(), ", fft_size ", fft_size);
+  check_filter_spectrum_args(k, D, fft_size);
   const c10::cuda::CUDAGuard guard(k.device());
   const auto kc = k.to(torch::kFloat).contiguous(), dc = D.to(torch::kFloat).contiguous();
   auto kf = torch::empty({k.size(0), fft_size / 2 + 1, 2}, kc.options());

@@ -37,21 +37,23 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
-  // HIPPO_FFTCONV_BLOCKFFT is read on first use, deep inside a run: a bad value is bad input here, before any
-  // command writes anything (not a failed run in the database).
-  if (const char* env = std::getenv("HIPPO_FFTCONV_BLOCKFFT"); env && *env) {
+  // HIPPO_FFTCONV_BLOCKFFT and HIPPO_FFTCONV_FILTER are read on first use, deep inside a run: a bad value is bad
+  // input here, before any command writes anything (not a failed run in the database).
+  const struct {
+    const char* name;
+    void (*parse)(const char*);
+    const char* unset_means;
+  } env_switches[] = {
+      {"HIPPO_FFTCONV_BLOCKFFT", [](const char* v) { hippo::parse_blockfft_dispatch(v); }, "off"},
+      {"HIPPO_FFTCONV_FILTER", [](const char* v) { hippo::internal::parse_fftconv_filter_env(v); }, "kernel"},
+  };
+  for (const auto& sw : env_switches) {
+    const char* env = std::getenv(sw.name);
+    if (!env || !*env) continue;
     try {
-      hippo::parse_blockfft_dispatch(env);
+      sw.parse(env);
     } catch (const c10::Error& e) {
-      std::fprintf(stderr, "hippo: error: %s (unset means off)\n", e.what_without_backtrace());
-      return kExitBadInput;
-    }
-  }
-  if (const char* env = std::getenv("HIPPO_FFTCONV_FILTER"); env && *env) {
-    try {
-      hippo::internal::parse_fftconv_filter_env(env);
-    } catch (const c10::Error& e) {
-      std::fprintf(stderr, "hippo: error: %s (unset means kernel)\n", e.what_without_backtrace());
+      std::fprintf(stderr, "hippo: error: %s (unset means %s)\n", e.what_without_backtrace(), sw.unset_means);
       return kExitBadInput;
     }
   }

@@ -283,28 +283,24 @@ grid:
   EXPECT_EQ(err.find("ended abnormally"), std::string::npos) << err;
 }
 
-// Likewise a bad HIPPO_FFTCONV_FILTER (the A/B switch of the filter-spectrum kernels).
-TEST(Cli, BadFilterEnvironmentIsRefusedBeforeAnythingIsWritten) {
-  TempDir d;
-  ::setenv("HIPPO_FFTCONV_FILTER", "atn", 1);
-  auto r = run_hippo("train --layer h3 --task associative_recall --d-model 16 --epochs 1 --db out.db", d.path());
-  ::unsetenv("HIPPO_FFTCONV_FILTER");
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("HIPPO_FFTCONV_FILTER: unknown value 'atn'; accepted: kernel, aten"), std::string::npos)
-      << r.err;
-  EXPECT_FALSE(std::filesystem::exists(d.file("out.db")));
-}
-
-// A bad HIPPO_FFTCONV_BLOCKFFT is bad input before anything is written, not a failed run in the database.
-TEST(Cli, BadBlockFftEnvironmentIsRefusedBeforeAnythingIsWritten) {
-  TempDir d;
-  ::setenv("HIPPO_FFTCONV_BLOCKFFT", "garbage", 1);
-  auto r = run_hippo("train --layer h3 --task associative_recall --d-model 16 --epochs 1 --db out.db", d.path());
-  ::unsetenv("HIPPO_FFTCONV_BLOCKFFT");
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("HIPPO_FFTCONV_BLOCKFFT: unknown value 'garbage'; accepted: off, on, auto"), std::string::npos)
-      << r.err;
-  EXPECT_FALSE(std::filesystem::exists(d.file("out.db")));
+// A bad HIPPO_FFTCONV_BLOCKFFT or HIPPO_FFTCONV_FILTER is bad input before anything is written, not a failed run
+// in the database.
+TEST(Cli, BadFftConvEnvironmentIsRefusedBeforeAnythingIsWritten) {
+  struct Case {
+    const char *name, *value, *message;
+  };
+  for (const Case c : {Case{"HIPPO_FFTCONV_BLOCKFFT", "garbage",
+                            "HIPPO_FFTCONV_BLOCKFFT: unknown value 'garbage'; accepted: off, on, auto (unset means off)"},
+                       Case{"HIPPO_FFTCONV_FILTER", "atn",
+                            "HIPPO_FFTCONV_FILTER: unknown value 'atn'; accepted: kernel, aten (unset means kernel)"}}) {
+    TempDir d;
+    ::setenv(c.name, c.value, 1);
+    auto r = run_hippo("train --layer h3 --task associative_recall --d-model 16 --epochs 1 --db out.db", d.path());
+    ::unsetenv(c.name);
+    EXPECT_EQ(r.exit_code, 2) << c.name;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(d.file("out.db"))) << c.name;
+  }
 }
 
 TEST(Cli, ReproduceTable2OnATinyScheduleThenResumesWithoutTraining) {

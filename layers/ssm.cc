@@ -131,18 +131,27 @@ torch::Tensor vandermonde(const torch::Tensor& a_re, const torch::Tensor& a_im, 
 // (H, P, M, N2) products and its two (H, P, L) outputs cost more memory traffic than forming every power z^l once,
 // (H, 2 N2, L), and taking all rows through one batched product with it: 2 Re(a z^l) = [2 a_re, -2 a_im] .
 // [Re z^l; Im z^l]. Floats written, roughly: two-level 6 H P M N2 + 4 H P L; all powers 8 H N2 L + H P L.
-torch::Tensor vandermonde_rows(const torch::Tensor& a_re, const torch::Tensor& a_im, const torch::Tensor& lr,
-                               const torch::Tensor& li, int64_t L) {
-  const int64_t H = a_re.size(0), P = a_re.size(1), N2 = a_re.size(2);
+bool all_powers_pay(int64_t P, int64_t N2, int64_t L) {
   const int64_t R = block_size(L), M = (L + R - 1) / R;
-  if (6 * P * M * N2 + 3 * P * L <= 8 * N2 * L) return vandermonde(a_re, a_im, lr, li, L);
+  return 6 * P * M * N2 + 3 * P * L > 8 * N2 * L;
+}
+
+// [Re z_n^l; Im z_n^l] for l = 0..L-1, z_n = exp(lr + i li): lr, li (H, N2) -> (H, 2 N2, L), each power
+// z^(mR + r) = z^(mR) z^r from the two levels' exp, cos and sin.
+torch::Tensor all_powers(const torch::Tensor& lr, const torch::Tensor& li, int64_t L) {
+  const int64_t H = lr.size(0), N2 = lr.size(1), R = block_size(L), M = (L + R - 1) / R;
   auto [pw_re, pw_im] = powers(lr, li, R, M);
   auto lo_re = pw_re.narrow(2, 0, R).unsqueeze(2), lo_im = pw_im.narrow(2, 0, R).unsqueeze(2);  // (H, N2, 1, R)
   auto hi_re = pw_re.narrow(2, R, M).unsqueeze(3), hi_im = pw_im.narrow(2, R, M).unsqueeze(3);  // (H, N2, M, 1)
   auto v_re = (hi_re * lo_re - hi_im * lo_im).reshape({H, N2, M * R}).narrow(2, 0, L);
   auto v_im = (hi_re * lo_im + hi_im * lo_re).reshape({H, N2, M * R}).narrow(2, 0, L);
-  auto A = torch::cat({a_re, -a_im}, 2) * 2;                  // (H, P, 2 N2)
-  return torch::bmm(A, torch::cat({v_re, v_im}, 1));          // (H, P, L)
+  return torch::cat({v_re, v_im}, 1);
+}
+
+// 2 Re(sum_n a[h, p, n] z_n^l) by one batched product with V = all_powers(lr, li, L): a (re, im) each (H, P,
+// N2) -> (H, P, L).
+torch::Tensor vandermonde_all_powers(const torch::Tensor& a_re, const torch::Tensor& a_im, const torch::Tensor& V) {
+  return torch::bmm(torch::cat({a_re, -a_im}, 2) * 2, V);
 }
 }  // namespace
 
@@ -221,8 +230,24 @@ torch::Tensor DiagSSMImpl::forward_state_passing(const torch::Tensor& u, const F
 
   // The state after each chunk from a zero state, (B, nc, H, N2) re/im, in the parameters' dtype.
   auto w = vc.defined() ? uc.to(pt) * vc.to(pt) : uc;
-  auto s = state_after_of(d, w, {}).reshape({B, nc, H, N2, 2});
-  auto x_re = s.select(4, 0), x_im = s.select(4, 1);
+  // With many chunks every power z^l, l < C, is formed once, (H, 2 N2, C), and serves both products: the chunks'
+  // final states (below) and the incoming-state terms (further down). Otherwise the two-level forms.
+  const bool use_all_powers = all_powers_pay(B * (nc - 1), N2, C);
+  const auto V = use_all_powers ? all_powers(d.log_dA_re, d.log_dA_im, C) : torch::Tensor();
+  torch::Tensor x_re, x_im;
+  if (use_all_powers) {
+    // s[h, row, n] = sum_l w[row, h, l] z_n^(C-1-l): one batched product of the chunks (rows of w, read in place
+    // through a transposed view) with the powers reversed; x = dB s.
+    auto s = torch::bmm(w.to(pt).transpose(0, 1), V.flip(2).transpose(1, 2));  // (H, B * nc, 2 N2)
+    auto s_re = s.narrow(2, 0, N2), s_im = s.narrow(2, N2, N2);
+    auto dB_re = d.dB_re.unsqueeze(1), dB_im = d.dB_im.unsqueeze(1);
+    auto to_bnc = [&](const torch::Tensor& t) { return t.reshape({H, B, nc, N2}).permute({1, 2, 0, 3}); };
+    x_re = to_bnc(s_re * dB_re - s_im * dB_im);
+    x_im = to_bnc(s_re * dB_im + s_im * dB_re);
+  } else {
+    auto st = state_after_of(d, w, {}).reshape({B, nc, H, N2, 2});
+    x_re = st.select(4, 0), x_im = st.select(4, 1);
+  }
   // Inclusive scan of x_c = P x_{c-1} + s_c with P = dA^C (elementwise), Hillis-Steele: after the step of
   // offset d, x_c sums the 2d newest terms, each P^(c - c') s_c'.
   for (int64_t off = 1; off < nc; off *= 2) {
@@ -251,7 +276,8 @@ torch::Tensor DiagSSMImpl::forward_state_passing(const torch::Tensor& u, const F
   auto arrange = [&](const torch::Tensor& t) {
     return t.permute({2, 0, 1, 3}).reshape({H, B * (nc - 1), N2});
   };
-  auto add = vandermonde_rows(arrange(a_re), arrange(a_im), d.log_dA_re, d.log_dA_im, C)
+  auto add = (use_all_powers ? vandermonde_all_powers(arrange(a_re), arrange(a_im), V)
+                             : vandermonde(arrange(a_re), arrange(a_im), d.log_dA_re, d.log_dA_im, C))
                  .reshape({H, B, nc - 1, C})
                  .permute({1, 2, 0, 3});  // (B, nc - 1, H, C)
 

@@ -5,6 +5,8 @@
 #include "layers/ssm.h"
 
 #include <cmath>
+#include <tuple>
+#include <utility>
 
 #include "kernels/fftconv.h"
 #include "layers/autocast.h"
@@ -127,31 +129,45 @@ torch::Tensor vandermonde(const torch::Tensor& a_re, const torch::Tensor& a_im, 
   return K.reshape({H, P, M * R}).narrow(2, 0, L);
 }
 
-// The same product for many rows P (the incoming states of every chunk): when P is large the two-level form's
-// (H, P, M, N2) products and its two (H, P, L) outputs cost more memory traffic than forming every power z^l once,
-// (H, 2 N2, L), and taking all rows through one batched product with it: 2 Re(a z^l) = [2 a_re, -2 a_im] .
-// [Re z^l; Im z^l]. Floats written, roughly: two-level 6 H P M N2 + 4 H P L; all powers 8 H N2 L + H P L.
+// Whether P rows of Vandermonde products of length L (state passing's chunks) go through every power z^l, formed
+// once (all_powers), rather than the two-level form per row: with many rows the two-level form's (H, P, M, N2)
+// products and its (H, P, L) outputs move more memory. Floats written, roughly: two-level 6 H P M N2 + 4 H P L;
+// all powers at most 8 H N2 L + H P L (the rule was set when the powers were built by four real products).
 bool all_powers_pay(int64_t P, int64_t N2, int64_t L) {
   const int64_t R = block_size(L), M = (L + R - 1) / R;
   return 6 * P * M * N2 + 3 * P * L > 8 * N2 * L;
 }
 
-// [Re z_n^l; Im z_n^l] for l = 0..L-1, z_n = exp(lr + i li): lr, li (H, N2) -> (H, 2 N2, L), each power
-// z^(mR + r) = z^(mR) z^r from the two levels' exp, cos and sin.
-torch::Tensor all_powers(const torch::Tensor& lr, const torch::Tensor& li, int64_t L) {
-  const int64_t H = lr.size(0), N2 = lr.size(1), R = block_size(L), M = (L + R - 1) / R;
-  auto [pw_re, pw_im] = powers(lr, li, R, M);
-  auto lo_re = pw_re.narrow(2, 0, R).unsqueeze(2), lo_im = pw_im.narrow(2, 0, R).unsqueeze(2);  // (H, N2, 1, R)
-  auto hi_re = pw_re.narrow(2, R, M).unsqueeze(3), hi_im = pw_im.narrow(2, R, M).unsqueeze(3);  // (H, N2, M, 1)
-  auto v_re = (hi_re * lo_re - hi_im * lo_im).reshape({H, N2, M * R}).narrow(2, 0, L);
-  auto v_im = (hi_re * lo_im + hi_im * lo_re).reshape({H, N2, M * R}).narrow(2, 0, L);
-  return torch::cat({v_re, v_im}, 1);
+// The block size R of all_powers: the smallest divisor of L at least ceil(sqrt(L)), so that M R = L exactly and
+// the reversed powers come from the two levels reversed; L itself when there is none (then M = 1).
+int64_t exact_block_size(int64_t L) {
+  for (int64_t R = block_size(L); R < L; ++R)
+    if (L % R == 0) return R;
+  return L;
 }
 
-// 2 Re(sum_n a[h, p, n] z_n^l) by one batched product with V = all_powers(lr, li, L): a (re, im) each (H, P,
-// N2) -> (H, P, L).
+// Every power z_n^l, l = 0..L-1, z_n = exp(lr + i li), lr and li (H, N2): {forward, reversed}, each (H, L, 2 N2)
+// in lr's dtype with (Re, Im) interleaved per mode; forward[h, l] holds z^l, reversed[h, l] holds z^(L-1-l).
+// Each is one complex product of the two levels, z^(mR + r) = z^(mR) z^r (reversed: both levels' factors in
+// reverse order), written once.
+std::pair<torch::Tensor, torch::Tensor> all_powers(const torch::Tensor& lr, const torch::Tensor& li, int64_t L) {
+  const int64_t H = lr.size(0), N2 = lr.size(1), R = exact_block_size(L), M = L / R;
+  auto [pw_re, pw_im] = powers(lr, li, R, M);                // (H, N2, R + M)
+  auto pw = torch::complex(pw_re, pw_im).transpose(1, 2);   // (H, R + M, N2)
+  auto lo = pw.narrow(1, 0, R).unsqueeze(1);                 // z^r, (H, 1, R, N2)
+  auto hi = pw.narrow(1, R, M).unsqueeze(2);                 // z^(mR), (H, M, 1, N2)
+  auto interleaved = [&](const torch::Tensor& z) {
+    return torch::view_as_real(z.reshape({H, L, N2})).reshape({H, L, 2 * N2});
+  };
+  return {interleaved(hi * lo), interleaved(hi.flip(1) * lo.flip(2))};
+}
+
+// 2 Re(sum_n a[h, p, n] z_n^l) by one batched product with the powers (all_powers' forward, (H, L, 2 N2)): a (re,
+// im) each (H, P, N2) -> (H, P, L); 2 Re(a z) = 2 a_re Re z - 2 a_im Im z.
 torch::Tensor vandermonde_all_powers(const torch::Tensor& a_re, const torch::Tensor& a_im, const torch::Tensor& V) {
-  return torch::bmm(torch::cat({a_re, -a_im}, 2) * 2, V);
+  const int64_t H = a_re.size(0), P = a_re.size(1), N2 = a_re.size(2);
+  auto A = torch::stack({a_re, -a_im}, 3).reshape({H, P, 2 * N2}) * 2;
+  return torch::bmm(A, V.transpose(1, 2));
 }
 }  // namespace
 
@@ -233,13 +249,14 @@ torch::Tensor DiagSSMImpl::forward_state_passing(const torch::Tensor& u, const F
   // With many chunks every power z^l, l < C, is formed once, (H, 2 N2, C), and serves both products: the chunks'
   // final states (below) and the incoming-state terms (further down). Otherwise the two-level forms.
   const bool use_all_powers = all_powers_pay(B * (nc - 1), N2, C);
-  const auto V = use_all_powers ? all_powers(d.log_dA_re, d.log_dA_im, C) : torch::Tensor();
+  torch::Tensor V, V_rev;  // (H, C, 2 N2): z^l and z^(C-1-l), (Re, Im) interleaved
+  if (use_all_powers) std::tie(V, V_rev) = all_powers(d.log_dA_re, d.log_dA_im, C);
   torch::Tensor x_re, x_im;
   if (use_all_powers) {
     // s[h, row, n] = sum_l w[row, h, l] z_n^(C-1-l): one batched product of the chunks (rows of w, read in place
-    // through a transposed view) with the powers reversed; x = dB s.
-    auto s = torch::bmm(w.to(pt).transpose(0, 1), V.flip(2).transpose(1, 2));  // (H, B * nc, 2 N2)
-    auto s_re = s.narrow(2, 0, N2), s_im = s.narrow(2, N2, N2);
+    // through a transposed view) with the reversed powers; x = dB s.
+    auto s = torch::bmm(w.to(pt).transpose(0, 1), V_rev).reshape({H, B * nc, N2, 2});  // (H, B * nc, N2, 2)
+    auto s_re = s.select(3, 0), s_im = s.select(3, 1);
     auto dB_re = d.dB_re.unsqueeze(1), dB_im = d.dB_im.unsqueeze(1);
     auto to_bnc = [&](const torch::Tensor& t) { return t.reshape({H, B, nc, N2}).permute({1, 2, 0, 3}); };
     x_re = to_bnc(s_re * dB_re - s_im * dB_im);

@@ -151,6 +151,8 @@ TEST(StatePassing, SmallChunksRaggedLastChunkAndEveryGate) {
   check_ssm_case({1, 3, 7 * 64 + 1, 64, true, false, false, false, "bilinear"}, cpu, torch::kDouble,
                  kFloat64Tol);
   check_ssm_case({2, 3, 37, 1, true, true, false, false, "zoh"}, cpu, torch::kDouble, kFloat64Tol);
+  // A prime chunk length (all powers in one level: no divisor near its square root) and 64 (two exact levels).
+  check_ssm_case({2, 3, 200, 13, true, true, false, false, "zoh"}, cpu, torch::kDouble, kFloat64Tol);
   check_ssm_case({1, 2, 300, 100, false, true, true, true, "bilinear"}, cpu, torch::kDouble, kFloat64Tol);
 }
 

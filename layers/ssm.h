@@ -45,10 +45,12 @@ class DiagSSMImpl : public torch::nn::Module {
   // State passing (H3.md 8), exact in exact arithmetic for any L: chunks of chunk_len positions (the last one
   // zero-padded) convolve with the chunk-length kernel, all chunks in one fftconv call (so on the GPU each
   // chunk runs through the fused kernel with the gates, for chunk_len <= 8192); the state after every chunk
-  // comes from state_after in one batched call, is carried across chunks by a log-depth scan
+  // (s_c = sum_l w_l dA^(chunk_len-1-l) dB) is carried across chunks by a log-depth scan
   // (x_c = dA^chunk_len x_{c-1} + s_c), and the incoming state adds 2 Re(sum_n C_n dA_n^(t+1) x_in[n]) at
-  // each chunk position t (a Vandermonde product, as kernel()). Same contract as forward(u, gates); raises
-  // c10::Error unless chunk_len >= 1 and the gates have u's shape (dropout_mask (B, H)).
+  // each chunk position t. Both Vandermonde products run, with many chunks, as one batched matrix product each
+  // with every power dA^l of a chunk formed once (memory: two (H, chunk_len, N) float matrices besides the
+  // chunks), else as the two-level products of kernel() and state_after (docs/FLASHCONV.md). Same contract as
+  // forward(u, gates); raises c10::Error unless chunk_len >= 1 and the gates have u's shape (dropout_mask (B, H)).
   torch::Tensor forward_state_passing(const torch::Tensor& u, const FftConvOptions& gates,
                                       int64_t chunk_len) const;
   // Chunk length of forward(): positions per chunk when L exceeds it. Default kDefaultChunkLen (8192, the

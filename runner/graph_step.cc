@@ -35,17 +35,17 @@ torch::Tensor train_step_on_device(const BatchLoss& loss_fn, DeviceAdamW& opt,
   return loss.detach();
 }
 
-// The graph of one batch size: its static inputs and outputs per member, and the eager warm-up steps taken at that
-// size before the capture.
-struct SizeGraph {
-  int warmed = 0;
-  std::vector<torch::Tensor> sx, sy, sm, sloss;
-#ifdef HIPPO_HAVE_CUDA_GRAPHS
-  std::unique_ptr<at::cuda::CUDAGraph> graph;
-#endif
-};
-
 struct GraphTrainStep::Impl {
+  // The graph of one batch size: its static inputs and outputs per member, and the eager warm-up steps taken at
+  // that size before the capture.
+  struct SizeGraph {
+    int warmed = 0;
+    std::vector<torch::Tensor> sx, sy, sm, sloss;
+#ifdef HIPPO_HAVE_CUDA_GRAPHS
+    std::unique_ptr<at::cuda::CUDAGraph> graph;
+#endif
+  };
+
   std::vector<GraphMember> members;
   int64_t batch = 0;
   int warmup = 0;
@@ -153,7 +153,7 @@ std::vector<torch::Tensor> GraphTrainStep::step(const std::vector<std::array<tor
     return out;
   }
 #ifdef HIPPO_HAVE_CUDA_GRAPHS
-  SizeGraph& g = s.sizes[size];
+  Impl::SizeGraph& g = s.sizes[size];
   if (g.graph) {
     for (size_t i = 0; i < n; ++i) {
       if (!batches[i][0].defined()) continue;

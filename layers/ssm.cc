@@ -246,13 +246,13 @@ torch::Tensor DiagSSMImpl::forward_state_passing(const torch::Tensor& u, const F
 
   // The state after each chunk from a zero state, (B, nc, H, N2) re/im, in the parameters' dtype.
   auto w = vc.defined() ? uc.to(pt) * vc.to(pt) : uc;
-  // With many chunks every power z^l, l < C, is formed once, (H, 2 N2, C), and serves both products: the chunks'
-  // final states (below) and the incoming-state terms (further down). Otherwise the two-level forms.
+  // With many chunks every power z^l and z^(C-1-l), l < C, is formed once and serves a product over all chunks:
+  // the chunks' final states (below) and the incoming-state terms (further down). Otherwise the two-level forms.
   const bool use_all_powers = all_powers_pay(B * (nc - 1), N2, C);
   torch::Tensor V, V_rev;  // (H, C, 2 N2): z^l and z^(C-1-l), (Re, Im) interleaved
-  if (use_all_powers) std::tie(V, V_rev) = all_powers(d.log_dA_re, d.log_dA_im, C);
   torch::Tensor x_re, x_im;
   if (use_all_powers) {
+    std::tie(V, V_rev) = all_powers(d.log_dA_re, d.log_dA_im, C);
     // s[h, row, n] = sum_l w[row, h, l] z_n^(C-1-l): one batched product of the chunks (rows of w, read in place
     // through a transposed view) with the reversed powers; x = dB s.
     auto s = torch::bmm(w.to(pt).transpose(0, 1), V_rev).reshape({H, B * nc, N2, 2});  // (H, B * nc, N2, 2)

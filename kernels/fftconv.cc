@@ -62,7 +62,7 @@ torch::Tensor fftconv_ref(const torch::Tensor& u, const torch::Tensor& k, const 
   auto k_f = torch::fft::rfft(k.to(ct), n, -1);
   auto y = torch::fft::irfft(w_f * k_f, n, -1).narrow(-1, 0, L);
   y = y + w * D.to(ct).unsqueeze(-1);
-  if (o.gelu) y = torch::gelu(y);
+  if (o.gelu) y = internal::gelu_exact(y);
   if (o.dropout_mask) y = y * o.dropout_mask->to(ct).unsqueeze(-1);
   if (o.q) y = y * o.q->to(ct);
   return y.to(u.scalar_type());
@@ -101,6 +101,12 @@ bool parse_fftconv_filter_env(const std::string& value) {
     }
   }
   TORCH_CHECK(false, "HIPPO_FFTCONV_FILTER: unknown value '", shown, "'; accepted: kernel, aten");
+}
+
+torch::Tensor gelu_exact(const torch::Tensor& x) {
+  auto y = torch::gelu(x);
+  if (y.requires_grad()) y.register_hook([](const torch::Tensor& g) { return g.contiguous(); });
+  return y;
 }
 
 void check_filter_spectrum_args(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size) {

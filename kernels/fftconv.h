@@ -141,6 +141,12 @@ void check_filter_spectrum_args(const torch::Tensor& k, const torch::Tensor& D, 
 torch::Tensor fftconv_filter_spectrum_ref(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size);
 torch::Tensor fftconv_filter_spectrum(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size);
 
+// torch::gelu (the exact erf form, the operator's optional activation) whose backward receives a contiguous
+// gradient: LibTorch 1.13's CPU gelu_backward returns wrong values (inf, NaN) in float32 when the incoming
+// gradient's strides differ from its input's, as when a caller permutes the result; a hook on the output makes the
+// gradient contiguous first (free when it already is). x: any shape, floating dtype; returns gelu(x) in x's dtype.
+torch::Tensor gelu_exact(const torch::Tensor& x);
+
 // The argument checks of fftconv_ref (shared by every path that must reject what it rejects).
 void check_fftconv_args(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                         const FftConvOptions& options);

@@ -275,7 +275,7 @@ Tensor fftconv_blockfft(const Tensor& u, const Tensor& k, const Tensor& D, const
                  .reshape({N, m * n1})
                  .narrow(1, 0, L)
                  .view({B, H, L});
-  if (o.gelu) y = torch::gelu(y);
+  if (o.gelu) y = internal::gelu_exact(y);
   if (o.dropout_mask) y = y * o.dropout_mask->to(ct).unsqueeze(-1);
   if (o.q) y = y * o.q->to(ct);
   return y.to(dtype);

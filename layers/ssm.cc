@@ -310,7 +310,7 @@ torch::Tensor DiagSSMImpl::forward_state_passing(const torch::Tensor& u, const F
     // y holds conv + D w (with v) of every chunk; the activation, mask and q go over the whole sum.
     auto rest = y.narrow(1, 1, nc - 1).to(pt);
     auto z = torch::cat({y.narrow(1, 0, 1).to(pt), rest + add}, 1);
-    z = torch::gelu(z);
+    z = internal::gelu_exact(z);
     if (mask.defined()) z = z * mask.to(pt).reshape({B, 1, H, 1});
     if (qc.defined()) z = z * chunks_of(qc, 0, nc).to(pt);
     y = z.to(u.scalar_type());

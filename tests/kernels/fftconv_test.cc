@@ -88,6 +88,25 @@ TEST(FftConv, FilterEnvironmentSwitchAcceptsKernelAndAtenOnly) {
   }
 }
 
+// float32 GELU gradients when the caller permutes the output (as the mixers do, (B, H, L) -> (B, L, H)): LibTorch
+// 1.13's CPU gelu_backward gave inf/NaN there; internal::gelu_exact hands it a contiguous gradient.
+TEST(FftConv, GeluGradientsInFloat32WithAPermutedOutput) {
+  torch::manual_seed(11);
+  const int64_t B = 2, H = 6, L = 100;
+  auto u64 = torch::randn({B, H, L}, torch::kDouble), k64 = torch::randn({H, L}, torch::kDouble) / 10;
+  auto D64 = torch::randn({H}, torch::kDouble), w = torch::randn({B, L, H}, torch::kDouble);
+  auto grads = [&](torch::ScalarType t) {
+    auto u = u64.to(t).requires_grad_(true), k = k64.to(t).requires_grad_(true), D = D64.to(t).requires_grad_(true);
+    FftConvOptions o;
+    o.gelu = true;
+    auto y = fftconv_ref(u, k, D, o).transpose(1, 2);
+    return torch::autograd::grad({(y.to(torch::kDouble) * w).sum()}, {u, k, D});
+  };
+  const auto g32 = grads(torch::kFloat), g64 = grads(torch::kDouble);
+  for (size_t i = 0; i < g32.size(); ++i)
+    EXPECT_LT(testing::rel_error(g32[i].to(torch::kDouble), g64[i]), 1e-4) << "gradient " << i;
+}
+
 TEST(FftConv, GatesGeluAndDropoutCompose) {
   torch::manual_seed(3);
   const int64_t B = 2, H = 5, L = 37;

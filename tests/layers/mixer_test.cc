@@ -180,6 +180,28 @@ TEST_P(EveryMixer, GradientsMatchFiniteDifferences) {
   EXPECT_TRUE(testing::grad_check(f, inputs, 2, 1e-6, 1e-5)) << GetParam().label;
 }
 
+// float32 gradients agree with float64 ones (the same parameter values, widened): catches a float32-only path that
+// is wrong, such as LibTorch 1.13's CPU gelu_backward, which returns garbage in float32 when the incoming gradient's
+// strides differ from its input's.
+TEST_P(EveryMixer, Float32GradientsMatchFloat64) {
+  auto m32 = build(GetParam(), 8, torch::kFloat), m64 = build(GetParam(), 8, torch::kDouble);
+  auto x64 = torch::randn({2, 33, 8}, torch::kDouble).requires_grad_(true);
+  auto x32 = x64.detach().to(torch::kFloat).requires_grad_(true);
+  auto w = torch::randn({2, 33, 8}, torch::kDouble);
+  auto grads = [&](Mixer& m, const torch::Tensor& x) {
+    std::vector<torch::Tensor> in = {x};
+    for (auto& p : m->parameters()) in.push_back(p);
+    return torch::autograd::grad({(m->forward(x).to(torch::kDouble) * w).sum()}, in, {}, false, false, true);
+  };
+  const auto g32 = grads(m32, x32), g64 = grads(m64, x64);
+  ASSERT_EQ(g32.size(), g64.size());
+  for (size_t i = 0; i < g32.size(); ++i) {
+    ASSERT_EQ(g32[i].defined(), g64[i].defined()) << GetParam().label << " gradient " << i;
+    if (!g64[i].defined()) continue;
+    EXPECT_LT(testing::rel_error(g32[i].to(torch::kDouble), g64[i]), 1e-4) << GetParam().label << " gradient " << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Registry, EveryMixer, ::testing::ValuesIn(variants()),
                          [](const auto& info) { return info.param.label; });
 

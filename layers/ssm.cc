@@ -153,7 +153,7 @@ int64_t exact_block_size(int64_t L) {
 std::pair<torch::Tensor, torch::Tensor> all_powers(const torch::Tensor& lr, const torch::Tensor& li, int64_t L) {
   const int64_t H = lr.size(0), N2 = lr.size(1), R = exact_block_size(L), M = L / R;
   auto [pw_re, pw_im] = powers(lr, li, R, M);                // (H, N2, R + M)
-  auto pw = torch::complex(pw_re, pw_im).transpose(1, 2);   // (H, R + M, N2)
+  auto pw = torch::complex(pw_re, pw_im).transpose(1, 2).contiguous();  // (H, R + M, N2)
   auto lo = pw.narrow(1, 0, R).unsqueeze(1);                 // z^r, (H, 1, R, N2)
   auto hi = pw.narrow(1, R, M).unsqueeze(2);                 // z^(mR), (H, M, 1, N2)
   auto interleaved = [&](const torch::Tensor& z) {
@@ -210,6 +210,7 @@ torch::Tensor to_chunks(const torch::Tensor& t, int64_t nc, int64_t C) {
 
 torch::Tensor DiagSSMImpl::forward_state_passing(const torch::Tensor& u, const FftConvOptions& gates,
                                                  int64_t C) const {
+  NoAutocastScope fp32;
   TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "diag SSM: u must be (B, H=", channels_, ", L), got ",
               u.sizes());
   TORCH_CHECK(C >= 1, "diag SSM state passing: chunk_len must be >= 1, got ", C);
@@ -246,8 +247,9 @@ torch::Tensor DiagSSMImpl::forward_state_passing(const torch::Tensor& u, const F
 
   // The state after each chunk from a zero state, (B, nc, H, N2) re/im, in the parameters' dtype.
   auto w = vc.defined() ? uc.to(pt) * vc.to(pt) : uc;
-  // With many chunks every power z^l and z^(C-1-l), l < C, is formed once and serves a product over all chunks:
-  // the chunks' final states (below) and the incoming-state terms (further down). Otherwise the two-level forms.
+  // With many chunk rows (all_powers_pay on B (nc - 1) rows) every power z^l and z^(C-1-l), l < C, is formed once
+  // and serves a product over all chunks: the chunks' final states (below) and the incoming-state terms (further
+  // down). Otherwise the two-level forms.
   const bool use_all_powers = all_powers_pay(B * (nc - 1), N2, C);
   torch::Tensor V, V_rev;  // (H, C, 2 N2): z^l and z^(C-1-l), (Re, Im) interleaved
   torch::Tensor x_re, x_im;

@@ -47,7 +47,7 @@ class DiagSSMImpl : public torch::nn::Module {
   // chunk runs through the fused kernel with the gates, for chunk_len <= 8192); the state after every chunk
   // (s_c = sum_l w_l dA^(chunk_len-1-l) dB) is carried across chunks by a log-depth scan
   // (x_c = dA^chunk_len x_{c-1} + s_c), and the incoming state adds 2 Re(sum_n C_n dA_n^(t+1) x_in[n]) at
-  // each chunk position t. Both Vandermonde products run, with many chunks, as one batched matrix product each
+  // each chunk position t. Both Vandermonde products run, with many chunk rows, as one batched matrix product each
   // with every power dA^l of a chunk formed once (memory: two (H, chunk_len, N) float matrices besides the
   // chunks), else as the two-level products of kernel() and state_after (docs/FLASHCONV.md). Same contract as
   // forward(u, gates); raises c10::Error unless chunk_len >= 1 and the gates have u's shape (dropout_mask (B, H)).

@@ -92,6 +92,17 @@ inline double rel_error(const torch::Tensor& a, const torch::Tensor& b) {
   return ((A - B).norm() / B.norm().clamp_min(1e-300)).item<double>();
 }
 
+// Gradients `low` (e.g. float32) against `ref` (float64, same parameter values): same count, same ones defined,
+// each within relative error `tol` (rel_error). `what` names the case in failure messages.
+inline void expect_gradients_close(const std::vector<torch::Tensor>& low, const std::vector<torch::Tensor>& ref,
+                                   double tol, const std::string& what) {
+  ASSERT_EQ(low.size(), ref.size()) << what;
+  for (size_t i = 0; i < low.size(); ++i) {
+    ASSERT_EQ(low[i].defined(), ref[i].defined()) << what << " gradient " << i;
+    if (ref[i].defined()) EXPECT_LT(rel_error(low[i], ref[i]), tol) << what << " gradient " << i;
+  }
+}
+
 // Central finite differences in float64 on `samples` random elements of each input, against autograd.
 // f maps the inputs to a scalar. Inputs must be float64 leaf tensors with requires_grad.
 inline ::testing::AssertionResult grad_check(const std::function<torch::Tensor(const std::vector<torch::Tensor>&)>& f,

@@ -102,9 +102,7 @@ TEST(FftConv, GeluGradientsInFloat32WithAPermutedOutput) {
     auto y = fftconv_ref(u, k, D, o).transpose(1, 2);
     return torch::autograd::grad({(y.to(torch::kDouble) * w).sum()}, {u, k, D});
   };
-  const auto g32 = grads(torch::kFloat), g64 = grads(torch::kDouble);
-  for (size_t i = 0; i < g32.size(); ++i)
-    EXPECT_LT(testing::rel_error(g32[i].to(torch::kDouble), g64[i]), 1e-4) << "gradient " << i;
+  testing::expect_gradients_close(grads(torch::kFloat), grads(torch::kDouble), 1e-4, "fftconv_ref with GELU");
 }
 
 TEST(FftConv, GatesGeluAndDropoutCompose) {

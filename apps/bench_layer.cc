@@ -4,6 +4,8 @@
 // forward and forward+backward; ms, speed-ups, rows in the bench table (benchmark 'layer'). Issue 6.
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_format.h>
+#include <absl/strings/str_join.h>
+#include <absl/strings/str_split.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -74,6 +76,9 @@ int bench_layer(const std::vector<std::string>& args) {
       "cuda-graph", po::bool_switch(),
       "time each call as one replay of a CUDA graph captured after the warm-up (no host dispatch or launch "
       "gaps, as a --cuda-graph training step sees them); needs a CUDA device")(
+      "variants", po::value<std::string>()->default_value("h3,h3_reference,attention"),
+      "comma-separated subset of h3, h3_reference, attention to time (rows need h3_reference for their "
+      "speedup column: without it, pass --no-db; a profiler run over h3 alone is the use)")(
       "count-ops", po::bool_switch(),
       "also count the ATen operator calls of one call of each variant and pass (top level and all, with the "
       "most frequent), printed after each row");
@@ -98,6 +103,18 @@ int bench_layer(const std::vector<std::string>& args) {
     return report(absl::InvalidArgumentError(
         absl::StrCat("--warmup must be >= 0 and --iters >= 20 (a median of fewer is noise), got ", warmup,
                      " and ", iters)));
+  std::vector<std::string> variants;
+  for (absl::string_view v : absl::StrSplit(vm["variants"].as<std::string>(), ',')) {
+    if (std::find(std::begin(kVariants), std::end(kVariants), v) == std::end(kVariants))
+      return report(absl::InvalidArgumentError(absl::StrCat(
+          "--variants: unknown variant '", v, "'; accepted: ", absl::StrJoin(kVariants, ", "))));
+    if (std::find(variants.begin(), variants.end(), v) == variants.end()) variants.emplace_back(v);
+  }
+  const bool no_db = vm["no-db"].as<bool>();
+  if (!no_db && std::find(variants.begin(), variants.end(), "h3_reference") == variants.end())
+    return report(absl::InvalidArgumentError(
+        "--variants without h3_reference: the rows' speedup column is the reference's time over theirs; add "
+        "h3_reference or pass --no-db"));
   auto dtype = parse_dtype(vm["dtype"].as<std::string>());
   if (!dtype.ok()) return report(dtype.status());
   auto lens = parse_lengths(vm["seq-len"].as<std::string>());
@@ -108,7 +125,7 @@ int bench_layer(const std::vector<std::string>& args) {
     return report(absl::InvalidArgumentError(absl::StrCat(
         "--cuda-graph needs a CUDA device and a build with CUDA graphs; got --device ", device->str(),
         cuda_graphs_built() ? "" : " in a build without CUDA")));
-  auto sink = open_bench_sink(vm["db"].as<std::string>(), vm["no-db"].as<bool>(), *device);
+  auto sink = open_bench_sink(vm["db"].as<std::string>(), no_db, *device);
   if (!sink.ok()) return report(sink.status());
   const std::string& dev_name = sink->device_name;
   const double copy_gbs = copy_bandwidth(warmup, iters, *device);
@@ -148,7 +165,7 @@ int bench_layer(const std::vector<std::string>& args) {
     for (const bool backward : {false, true}) {
       const char* pass = backward ? "forward+backward" : "forward";
       std::map<std::string, double> med;
-      for (const std::string variant : kVariants) {
+      for (const std::string& variant : variants) {
         auto& m = mixers[variant];
         std::vector<torch::Tensor> wrt = {x};
         for (const auto& p : m->parameters()) wrt.push_back(p);
@@ -204,11 +221,24 @@ int bench_layer(const std::vector<std::string>& args) {
         rows.push_back(row);
       }
       // speedup: the H3 reference path's median over this row's (the bench table's meaning of the column).
+      // Without the reference's time (it failed) this row's others cannot say their speedup: they are printed,
+      // not stored.
       const bool have_ref = med.count("h3_reference") > 0;
-      for (auto& r : rows)
-        if (r["seq_len"] == L && r["pass"] == pass && have_ref)
-          r["speedup"] = med["h3_reference"] / r["median_ms"].get<double>();
+      for (auto it = rows.begin(); it != rows.end();) {
+        if ((*it)["seq_len"] != L || (*it)["pass"] != pass) {
+          ++it;
+        } else if (have_ref) {
+          (*it)["speedup"] = med["h3_reference"] / (*it)["median_ms"].get<double>();
+          ++it;
+        } else {
+          if (!no_db)
+            std::fprintf(stderr, "hippo bench layer: L=%lld %s: %s not stored (no h3_reference time for its speedup)\n",
+                         static_cast<long long>(L), pass, (*it)["variant"].get<std::string>().c_str());
+          it = rows.erase(it);
+        }
+      }
       auto cell = [&](const std::string& v) {
+        if (std::find(variants.begin(), variants.end(), v) == variants.end()) return std::string("-");
         return med.count(v) ? absl::StrFormat("%.3f", med[v]) : std::string("failed");
       };
       auto ratio = [&](const std::string& a, const std::string& b) {

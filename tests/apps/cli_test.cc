@@ -631,6 +631,27 @@ TEST(Cli, BenchLayerCountOpsPrintsOneLinePerVariantAndPass) {
   EXPECT_NE(r.out.find("top-level ops"), std::string::npos) << r.out;
 }
 
+// --variants: a subset is timed (the others print '-'); without h3_reference the rows cannot carry their speedup,
+// so it needs --no-db; an unknown name is refused with the accepted ones. Nothing is written by any of these.
+TEST(Cli, BenchLayerVariantsSubset) {
+  TempDir d;
+  const std::string base = "bench layer --device cpu --batch 1 --d-model 8 --n-heads 2 --seq-len 32 --dtype fp32 "
+                           "--iters 20 --warmup 0 --db v.db ";
+  auto r = run_hippo(base + "--variants h3 --no-db", d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| 32 | forward | "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" | - | - | - | - |"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("failed"), std::string::npos) << r.out;
+  auto no_ref = run_hippo(base + "--variants h3,attention", d.path());
+  EXPECT_EQ(no_ref.exit_code, 2);
+  EXPECT_NE(no_ref.err.find("add h3_reference or pass --no-db"), std::string::npos) << no_ref.err;
+  auto bad = run_hippo(base + "--variants h3,mamba", d.path());
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("unknown variant 'mamba'; accepted: h3, h3_reference, attention"), std::string::npos)
+      << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(d.file("v.db")));
+}
+
 // bench generate on the CPU at a tiny size: both models per (batch, prompt), rows in the bench table with the
 // Transformer as the reference (speedup 1) and the hybrid's speedup its tokens/s over the Transformer's.
 TEST(Cli, BenchGenerateStoresOneRowPerModelAndShape) {

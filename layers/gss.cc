@@ -1,6 +1,8 @@
 // Mixer "gss".
 #include "layers/gss.h"
 
+#include "kernels/transpose.h"
+
 namespace hippo {
 
 namespace {
@@ -24,7 +26,7 @@ GSSImpl::GSSImpl(const MixerArgs& a) : RecurrentMixerImpl(a.options) {
 torch::Tensor GSSImpl::forward(const torch::Tensor& x) {
   auto u = torch::gelu(u_proj_->forward(x));
   auto v = norm_in_param_dtype(norm_, torch::gelu(v_proj_->forward(x)));
-  v = ssm_->forward(v.transpose(1, 2)).transpose(1, 2);
+  v = transpose_contiguous(ssm_->forward(transpose_contiguous(v)));
   return out_proj_->forward(g_proj_->forward(v) * u);
 }
 

@@ -3,6 +3,7 @@
 #include "layers/h3.h"
 
 #include "kernels/fftconv.h"
+#include "kernels/transpose.h"
 #include "layers/autocast.h"
 
 namespace hippo {
@@ -45,17 +46,18 @@ torch::Tensor H3Impl::contract(const torch::Tensor& q, const torch::Tensor& y) c
 }
 
 torch::Tensor H3Impl::forward(const torch::Tensor& x) {
-  auto q = q_proj_->forward(x).transpose(1, 2);  // (B, D, L)
-  auto k = shift_->forward(k_proj_->forward(x).transpose(1, 2));
-  auto v = v_proj_->forward(x).transpose(1, 2);
+  // (B, L, D) -> (B, D, L), the FFT convolution's rows, by the tiled transpose on the GPU (kernels/transpose.h).
+  auto q = transpose_contiguous(q_proj_->forward(x));
+  auto k = shift_->forward(transpose_contiguous(k_proj_->forward(x)));
+  auto v = transpose_contiguous(v_proj_->forward(x));
   return mix(x, q, k, v);
 }
 
 torch::Tensor H3Impl::forward_with_state(const torch::Tensor& x, MixerState& state) {
-  auto q = q_proj_->forward(x).transpose(1, 2);
-  auto k_in = k_proj_->forward(x).transpose(1, 2);
+  auto q = transpose_contiguous(q_proj_->forward(x));
+  auto k_in = transpose_contiguous(k_proj_->forward(x));
   auto k = shift_->forward(k_in);
-  auto v = v_proj_->forward(x).transpose(1, 2);
+  auto v = transpose_contiguous(v_proj_->forward(x));
   state = {shift_->state_after(k_in), diag_->state_after(head_dim_ == 1 ? k * v : outer(k, v))};
   return mix(x, q, k, v);
 }
@@ -72,7 +74,7 @@ torch::Tensor H3Impl::mix(const torch::Tensor& x, const torch::Tensor& q, const 
   } else {
     y = contract(q, diag_->forward(outer(k, v)));
   }
-  return out_proj_->forward(y.transpose(1, 2));
+  return out_proj_->forward(transpose_contiguous(y));
 }
 
 MixerState H3Impl::initial_state(int64_t batch) const { return {shift_->initial_state(batch), diag_->initial_state(batch)}; }

@@ -1,6 +1,8 @@
 // S4D block and its registration as mixer "s4d".
 #include "layers/s4d.h"
 
+#include "kernels/transpose.h"
+
 namespace hippo {
 
 S4DImpl::S4DImpl(const MixerArgs& a) : RecurrentMixerImpl(a.options) {
@@ -10,7 +12,7 @@ S4DImpl::S4DImpl(const MixerArgs& a) : RecurrentMixerImpl(a.options) {
 }
 
 torch::Tensor S4DImpl::forward(const torch::Tensor& x) {
-  auto y = ssm_->forward(x.transpose(1, 2)).transpose(1, 2);
+  auto y = transpose_contiguous(ssm_->forward(transpose_contiguous(x)));
   y = dropout_->forward(torch::gelu(y));
   return torch::glu(out_proj_->forward(y), -1);
 }

@@ -1,6 +1,8 @@
 // Mixers "shift_ssm" and "diag_ssm".
 #include "layers/ssm_mixer.h"
 
+#include "kernels/transpose.h"
+
 namespace hippo {
 
 ShiftSSMMixerImpl::ShiftSSMMixerImpl(const MixerArgs& a) : RecurrentMixerImpl(a.options) {
@@ -8,7 +10,7 @@ ShiftSSMMixerImpl::ShiftSSMMixerImpl(const MixerArgs& a) : RecurrentMixerImpl(a.
   out_proj_ = register_module("out_proj", torch::nn::Linear(a.d_model, a.d_model));
 }
 torch::Tensor ShiftSSMMixerImpl::forward(const torch::Tensor& x) {
-  return out_proj_->forward(ssm_->forward(x.transpose(1, 2)).transpose(1, 2));
+  return out_proj_->forward(transpose_contiguous(ssm_->forward(transpose_contiguous(x))));
 }
 MixerState ShiftSSMMixerImpl::initial_state(int64_t batch) const { return {ssm_->initial_state(batch)}; }
 torch::Tensor ShiftSSMMixerImpl::step(const torch::Tensor& x_t, MixerState& state) {
@@ -21,7 +23,7 @@ DiagSSMMixerImpl::DiagSSMMixerImpl(const MixerArgs& a) : RecurrentMixerImpl(a.op
   out_proj_ = register_module("out_proj", torch::nn::Linear(a.d_model, a.d_model));
 }
 torch::Tensor DiagSSMMixerImpl::forward(const torch::Tensor& x) {
-  return out_proj_->forward(ssm_->forward(x.transpose(1, 2)).transpose(1, 2));
+  return out_proj_->forward(transpose_contiguous(ssm_->forward(transpose_contiguous(x))));
 }
 MixerState DiagSSMMixerImpl::initial_state(int64_t batch) const { return {ssm_->initial_state(batch)}; }
 torch::Tensor DiagSSMMixerImpl::step(const torch::Tensor& x_t, MixerState& state) {

@@ -1,0 +1,81 @@
+// The tiled transpose of the last two dimensions (kernels/transpose_kernel.h). A (B, L, D) activation becomes the
+// (B, D, L) rows the FFT convolution reads, and back; ATen's strided copy does this with scattered writes (about
+// 0.6 TB/s on an H200 for a bf16 (4, 2048, 768) tensor, measured with ncu). CUDA runtime only.
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "kernels/transpose_kernel.h"
+
+namespace hippo::cuda {
+namespace {
+
+constexpr int kTile = 32, kRowsPerPass = 8;
+
+// One 32 x 32 tile per block and step (grid-stride over row tiles and batches): the block reads rows of the tile
+// (consecutive c: coalesced), writes columns (consecutive r: coalesced). Shared slots are at least 4 bytes wide and
+// the row padded by one, so that the column reads hit 32 different banks.
+template <typename W>
+__global__ void __launch_bounds__(kTile * kRowsPerPass) transpose_kernel(const W* __restrict__ in, W* __restrict__ out,
+                                                                         int64_t B, int64_t R, int64_t C) {
+  using Slot = std::conditional_t<(sizeof(W) < 4), uint32_t, W>;
+  __shared__ Slot tile[kTile][kTile + 1];
+  const int64_t tiles_r = (R + kTile - 1) / kTile, c0 = static_cast<int64_t>(blockIdx.x) * kTile;
+  for (int64_t b = blockIdx.z; b < B; b += gridDim.z) {
+    const W* src = in + b * R * C;
+    W* dst = out + b * R * C;
+    for (int64_t tr = blockIdx.y; tr < tiles_r; tr += gridDim.y) {
+      const int64_t r0 = tr * kTile;
+      for (int j = threadIdx.y; j < kTile; j += kRowsPerPass) {
+        const int64_t r = r0 + j, c = c0 + threadIdx.x;
+        if (r < R && c < C) tile[j][threadIdx.x] = static_cast<Slot>(src[r * C + c]);
+      }
+      __syncthreads();
+      for (int j = threadIdx.y; j < kTile; j += kRowsPerPass) {
+        const int64_t c = c0 + j, r = r0 + threadIdx.x;
+        if (r < R && c < C) dst[c * R + r] = static_cast<W>(tile[threadIdx.x][j]);
+      }
+      __syncthreads();  // the next step overwrites the tile
+    }
+  }
+}
+
+template <typename W>
+void launch(const TransposeParams& p, cudaStream_t stream, const std::string& shape) {
+  const int64_t tiles_c = (p.C + kTile - 1) / kTile, tiles_r = (p.R + kTile - 1) / kTile;
+  if (tiles_c > INT_MAX) throw std::runtime_error("transpose_kernel: too many column tiles for one grid: " + shape);
+  const dim3 grid(static_cast<unsigned>(tiles_c), static_cast<unsigned>(tiles_r < 65535 ? tiles_r : 65535),
+                  static_cast<unsigned>(p.B < 65535 ? p.B : 65535));
+  transpose_kernel<W><<<grid, dim3(kTile, kRowsPerPass), 0, stream>>>(static_cast<const W*>(p.in),
+                                                                      static_cast<W*>(p.out), p.B, p.R, p.C);
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("transpose_kernel: launch failed (") + cudaGetErrorString(err) + ") for " +
+                             shape);
+}
+
+}  // namespace
+
+void transpose_launch(const TransposeParams& p, void* stream) {
+  const std::string shape = "B=" + std::to_string(p.B) + " R=" + std::to_string(p.R) + " C=" + std::to_string(p.C) +
+                            " elem_bytes=" + std::to_string(p.elem_bytes);
+  if (p.B < 0 || p.R < 0 || p.C < 0) throw std::runtime_error("transpose_kernel: negative size: " + shape);
+  if (p.B == 0 || p.R == 0 || p.C == 0) return;
+  auto s = static_cast<cudaStream_t>(stream);
+  switch (p.elem_bytes) {
+    case 2:
+      return launch<uint16_t>(p, s, shape);
+    case 4:
+      return launch<uint32_t>(p, s, shape);
+    case 8:
+      return launch<uint64_t>(p, s, shape);
+    default:
+      throw std::runtime_error("transpose_kernel: elem_bytes must be 2, 4 or 8: " + shape);
+  }
+}
+
+}  // namespace hippo::cuda

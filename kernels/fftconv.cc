@@ -87,10 +87,8 @@ torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torc
 }
 
 namespace internal {
-bool parse_fftconv_filter_env(const std::string& value) {
-  if (value.empty() || value == "kernel") return false;
-  if (value == "aten") return true;
-  std::string shown;  // control characters escaped, so that the error stays one line
+std::string printable(const std::string& value) {
+  std::string shown;
   for (const char c : value) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
       char buf[8];
@@ -100,7 +98,13 @@ bool parse_fftconv_filter_env(const std::string& value) {
       shown += c;
     }
   }
-  TORCH_CHECK(false, "HIPPO_FFTCONV_FILTER: unknown value '", shown, "'; accepted: kernel, aten");
+  return shown;
+}
+
+bool parse_fftconv_filter_env(const std::string& value) {
+  if (value.empty() || value == "kernel") return false;
+  if (value == "aten") return true;
+  TORCH_CHECK(false, "HIPPO_FFTCONV_FILTER: unknown value '", printable(value), "'; accepted: kernel, aten");
 }
 
 torch::Tensor gelu_exact(const torch::Tensor& x) {

@@ -41,7 +41,8 @@ torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torc
 
 // While an instance lives, fftconv() takes the reference path on this thread (to compare the two paths
 // through whole layers, and for benchmarks). Nests. Layers whose filter comes from a diagonal SSM also run
-// the whole sequence in one pass (no state passing, layers/ssm.h) while it lives: the single-pass reference.
+// the whole sequence in one pass (no state passing, layers/ssm.h) and build their kernel by its ATen expression
+// (not the fused kernels of kernels/diag_ssm.h) while it lives: the single-pass reference.
 class FftConvReferenceScope {
  public:
   FftConvReferenceScope();
@@ -124,6 +125,8 @@ bool fftconv_chunked_supported(const torch::Tensor& u, const torch::Tensor& k, c
                                const FftConvOptions& options = {});
 
 namespace internal {
+// value with control characters written as \xNN, so that an error message quoting it stays one line.
+std::string printable(const std::string& value);
 // Parses HIPPO_FFTCONV_FILTER: "kernel" or "" (the default) -> false, "aten" -> true (the torch::fft path for the
 // filter spectrum and its gradient); raises c10::Error naming the variable and the accepted values otherwise.
 bool parse_fftconv_filter_env(const std::string& value);

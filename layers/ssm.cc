@@ -8,6 +8,7 @@
 #include <tuple>
 #include <utility>
 
+#include "kernels/diag_ssm.h"
 #include "kernels/fftconv.h"
 #include "layers/autocast.h"
 
@@ -174,6 +175,11 @@ torch::Tensor vandermonde_all_powers(const torch::Tensor& a_re, const torch::Ten
 torch::Tensor DiagSSMImpl::kernel(int64_t L) const {
   NoAutocastScope fp32;
   TORCH_CHECK(L >= 1, "diag SSM kernel: L must be >= 1, got ", L);
+  // On a GPU the fused kernels (one launch forward, two backward, for the ~60 and ~130 of the expression below);
+  // the expression is the reference, and the path of FftConvReferenceScope.
+  if (!FftConvReferenceScope::active() && L <= int64_t{65535} * 1024 &&
+      diag_ssm_kernel_fused_supported(log_dt_, log_A_real_, A_imag_, B_, C_))
+    return diag_ssm_kernel_fused(log_dt_, log_A_real_, A_imag_, B_, C_, L, discretization_ == "bilinear");
   return kernel_of(discretize(), L);
 }
 

@@ -31,7 +31,9 @@ class DiagSSMImpl : public torch::nn::Module {
   DiagSSMImpl(int64_t channels, const Options& options);
 
   // The convolution kernel K[h, l] = 2 Re(sum_n C_n dB_n dA_n^l), l = 0..L-1: (H, L) in the parameters'
-  // dtype (float32 unless the module was converted). H3.md 2.1.
+  // dtype (float32 unless the module was converted). H3.md 2.1. With float32 parameters on a GPU through the
+  // fused kernels of kernels/diag_ssm.h (unless HIPPO_SSM_KERNEL=aten or an FftConvReferenceScope lives), else
+  // the ATen expression (discretize(), then a two-level Vandermonde product).
   torch::Tensor kernel(int64_t L) const;
 
   // u: (B, H, L) -> y = causal_conv(u, K) + D*u, (B, H, L) in u's dtype, through kernels/fftconv; with gates

@@ -1,0 +1,250 @@
+// Fused kernel generation of the diagonal SSM (H3.md 2.1 and 3; layers/ssm.h): the discretisation of every mode and
+// the Vandermonde product K[h, l] = 2 Re(sum_n C'_n exp(l w_n)) (w = log dA, C' = C dB) in one launch, and the
+// backward in two, where the ATen expression takes about 60 small launches forward and 130 backward (ncu, H3 layer,
+// B4 D768 L2K on an H200). Positions are split as l = 32 m + r: a block owns 1024 positions (32 values of m) of one
+// channel and, per group of 32 modes, tabulates z^r and z^(32 m) in shared memory (one exp and one sincos each),
+// so that each (l, n) term is one complex multiply-add. Backward: per block and mode the sums
+// S0 = sum_l dK_l z^l and S1 = sum_l dK_l l z^l over its positions; a second kernel adds the blocks' sums in a fixed
+// order (deterministic) and applies the chain rule of kernels/diag_ssm_math.h. float32 throughout; exponents
+// l up to L in float32, as the ATen path. CUDA runtime only.
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/diag_ssm_kernel.h"
+#include "kernels/diag_ssm_math.h"
+
+namespace hippo::cuda {
+namespace {
+
+using ssm_math::Cx;
+using ssm_math::Mode;
+
+constexpr int kR = 32;        // l = 32 m + r
+constexpr int kM = 32;        // values of m per block: kR * kM = kDiagSsmTile positions
+constexpr int kModes = 32;    // modes per group (one warp's lanes in the backward)
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+static_assert(kR * kM == kDiagSsmTile, "tile size");
+
+__device__ __forceinline__ Mode<float> load_mode(const DiagSsmParams& p, int64_t h, int64_t n) {
+  const int64_t i = h * p.N2 + n;
+  Mode<float> m;
+  m.dt = expf(p.log_dt[h]);
+  m.log_A_real = p.log_A_real[i];
+  m.A_imag = p.A_imag[i];
+  m.B = {p.B[2 * i], p.B[2 * i + 1]};
+  m.C = {p.C[2 * i], p.C[2 * i + 1]};
+  return m;
+}
+
+// exp(e w) for a mode's w: e (a position or a multiple of 32) in float32, as torch::arange would give it.
+__device__ __forceinline__ float2 power(float2 w, int64_t e) {
+  const float x = static_cast<float>(e);
+  float s, c;
+  sincosf(x * w.y, &s, &c);
+  const float mag = expf(x * w.x);
+  return make_float2(mag * c, mag * s);
+}
+
+__device__ __forceinline__ float2 cmul(float2 a, float2 b) {
+  return make_float2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
+}
+
+// Block (h, tile): K[h, l] for l in [1024 tile, 1024 (tile + 1)) and l < L. Thread t owns r = t % 32 and
+// m = t / 32 + 8 i, i < 4.
+__global__ void __launch_bounds__(kThreads) diag_ssm_fwd_kernel(DiagSsmParams p, float* __restrict__ K) {
+  __shared__ float2 lo[kModes][kR];  // z_j^r, r fastest (the lanes)
+  __shared__ float2 ch[kM][kModes];  // C'_j z_j^(32 m), read as a broadcast
+  __shared__ float2 w_s[kModes], cp_s[kModes];
+  const int64_t h = blockIdx.x, m0 = static_cast<int64_t>(blockIdx.y) * kM;
+  const int t = threadIdx.x, r = t % kR, mq = t / kR;
+  float acc[kM / kWarps] = {};
+  for (int64_t n0 = 0; n0 < p.N2; n0 += kModes) {
+    if (t < kModes) {
+      float2 w = make_float2(0.f, 0.f), cp = make_float2(0.f, 0.f);  // past N2: a mode with C' = 0
+      if (n0 + t < p.N2) {
+        Cx<float> W, CP;
+        ssm_math::discretize(load_mode(p, h, n0 + t), p.bilinear, W, CP);
+        w = make_float2(W.re, W.im);
+        cp = make_float2(CP.re, CP.im);
+      }
+      w_s[t] = w;
+      cp_s[t] = cp;
+    }
+    __syncthreads();
+    for (int i = t; i < kModes * kR; i += kThreads) {
+      lo[i / kR][i % kR] = power(w_s[i / kR], i % kR);
+      ch[i / kModes][i % kModes] = cmul(cp_s[i % kModes], power(w_s[i % kModes], (m0 + i / kModes) * kR));
+    }
+    __syncthreads();
+#pragma unroll 4
+    for (int j = 0; j < kModes; ++j) {
+      const float2 z = lo[j][r];
+#pragma unroll
+      for (int i = 0; i < kM / kWarps; ++i) {
+        const float2 c = ch[mq + kWarps * i][j];
+        acc[i] += c.x * z.x - c.y * z.y;
+      }
+    }
+    __syncthreads();  // the next group rewrites the tables
+  }
+#pragma unroll
+  for (int i = 0; i < kM / kWarps; ++i) {
+    const int64_t l = (m0 + mq + kWarps * i) * kR + r;
+    if (l < p.L) K[h * p.L + l] = 2.f * acc[i];
+  }
+}
+
+// Block (h, tile): for every mode n, S0 = sum dK_l z_n^l and S1 = sum dK_l l z_n^l over the block's positions,
+// written to partial[h, tile, n, :] = (Re S0, Im S0, Re S1, Im S1). Thread t owns mode n0 + t % 32 and
+// m = t / 32 + 8 i; sum_l = sum_m z^(32 m) sum_r dK z^r, and l z^l = z^(32 m) (32 m z^r + r z^r).
+__global__ void __launch_bounds__(kThreads)
+    diag_ssm_bwd_partial_kernel(DiagSsmParams p, const float* __restrict__ dK, float* __restrict__ partial) {
+  __shared__ float dk_s[kM][kR];
+  __shared__ float2 lo[kR][kModes];  // z_j^r, mode fastest (the lanes)
+  __shared__ float2 hi[kM][kModes];  // z_j^(32 m)
+  __shared__ float2 w_s[kModes];
+  __shared__ float4 red[kWarps][kModes];
+  const int64_t h = blockIdx.x, tile = blockIdx.y, tiles = gridDim.y, m0 = tile * kM;
+  const int t = threadIdx.x, j = t % kModes, ms = t / kModes;
+  for (int i = t; i < kM * kR; i += kThreads) {
+    const int64_t l = m0 * kR + i;
+    dk_s[i / kR][i % kR] = l < p.L ? dK[h * p.L + l] : 0.f;
+  }
+  for (int64_t n0 = 0; n0 < p.N2; n0 += kModes) {
+    if (t < kModes) {
+      float2 w = make_float2(0.f, 0.f);
+      if (n0 + t < p.N2) {
+        Cx<float> W, CP;
+        ssm_math::discretize(load_mode(p, h, n0 + t), p.bilinear, W, CP);
+        w = make_float2(W.re, W.im);
+      }
+      w_s[t] = w;
+    }
+    __syncthreads();
+    for (int i = t; i < kR * kModes; i += kThreads) {
+      const int a = i / kModes, jj = i % kModes;  // a: r for lo, m for hi
+      lo[a][jj] = power(w_s[jj], a);
+      hi[a][jj] = power(w_s[jj], (m0 + a) * kR);
+    }
+    __syncthreads();
+    float2 s0 = make_float2(0.f, 0.f), s1 = make_float2(0.f, 0.f);
+    for (int mi = ms; mi < kM; mi += kWarps) {
+      float2 P = make_float2(0.f, 0.f), Q = make_float2(0.f, 0.f);
+#pragma unroll 8
+      for (int r = 0; r < kR; ++r) {
+        const float d = dk_s[mi][r], dr = d * static_cast<float>(r);
+        const float2 z = lo[r][j];
+        P.x += d * z.x;
+        P.y += d * z.y;
+        Q.x += dr * z.x;
+        Q.y += dr * z.y;
+      }
+      const float2 hz = hi[mi][j];
+      const float base = static_cast<float>((m0 + mi) * kR);
+      const float2 a = cmul(hz, P), b = cmul(hz, make_float2(base * P.x + Q.x, base * P.y + Q.y));
+      s0.x += a.x;
+      s0.y += a.y;
+      s1.x += b.x;
+      s1.y += b.y;
+    }
+    red[ms][j] = make_float4(s0.x, s0.y, s1.x, s1.y);
+    __syncthreads();
+    if (t < kModes && n0 + t < p.N2) {
+      float4 s = red[0][t];
+      for (int k = 1; k < kWarps; ++k) {
+        s.x += red[k][t].x;
+        s.y += red[k][t].y;
+        s.z += red[k][t].z;
+        s.w += red[k][t].w;
+      }
+      reinterpret_cast<float4*>(partial)[(h * tiles + tile) * p.N2 + n0 + t] = s;
+    }
+    __syncthreads();  // the next group rewrites the tables and red
+  }
+}
+
+// Block h: the sums over tiles (in order), then per mode G_C' = 2 conj(S0) and G_w = 2 conj(C' S1) (the gradients
+// of K[l] = 2 Re(C' exp(l w))) through discretize_backward; dl/d log_dt = dt sum_n dl/d dt, by a fixed tree.
+__global__ void __launch_bounds__(128)
+    diag_ssm_bwd_params_kernel(DiagSsmParams p, const float* __restrict__ partial, int64_t tiles, DiagSsmGrads g) {
+  __shared__ float red[128];
+  const int64_t h = blockIdx.x;
+  float gdt = 0.f;
+  for (int64_t n = threadIdx.x; n < p.N2; n += blockDim.x) {
+    float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int64_t k = 0; k < tiles; ++k) {
+      const float4 v = reinterpret_cast<const float4*>(partial)[(h * tiles + k) * p.N2 + n];
+      s.x += v.x;
+      s.y += v.y;
+      s.z += v.z;
+      s.w += v.w;
+    }
+    const Mode<float> m = load_mode(p, h, n);
+    Cx<float> w, cp;
+    ssm_math::discretize(m, p.bilinear, w, cp);
+    const Cx<float> G_Cp{2.f * s.x, -2.f * s.y};
+    const Cx<float> cs1 = cp * Cx<float>{s.z, s.w};
+    const Cx<float> G_w{2.f * cs1.re, -2.f * cs1.im};
+    Mode<float> d;
+    ssm_math::discretize_backward(m, p.bilinear, G_w, G_Cp, d);
+    const int64_t i = h * p.N2 + n;
+    g.log_A_real[i] = d.log_A_real;
+    g.A_imag[i] = d.A_imag;
+    g.B[2 * i] = d.B.re;
+    g.B[2 * i + 1] = d.B.im;
+    g.C[2 * i] = d.C.re;
+    g.C[2 * i + 1] = d.C.im;
+    gdt += d.dt;
+  }
+  red[threadIdx.x] = gdt;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s /= 2) {
+    if (static_cast<int>(threadIdx.x) < s) red[threadIdx.x] += red[threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) g.log_dt[h] = red[0] * expf(p.log_dt[h]);
+}
+
+std::string shape_of(const DiagSsmParams& p) {
+  return "H=" + std::to_string(p.H) + " N2=" + std::to_string(p.N2) + " L=" + std::to_string(p.L);
+}
+
+void check_sizes(const DiagSsmParams& p, const char* kernel) {
+  if (p.H < 1 || p.N2 < 1 || p.L < 1 || p.H > INT_MAX || diag_ssm_tiles(p.L) > 65535)
+    throw std::runtime_error(std::string(kernel) +
+                             ": need H, N2, L >= 1, H <= 2^31 - 1 and L <= 65535 * 1024, got " + shape_of(p));
+}
+
+void check_launch(const char* kernel, const DiagSsmParams& p) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string(kernel) + ": launch failed (" + cudaGetErrorString(err) + ") for " +
+                             shape_of(p));
+}
+
+}  // namespace
+
+void diag_ssm_kernel_launch(const DiagSsmParams& p, float* K, void* stream) {
+  check_sizes(p, "diag_ssm_fwd_kernel");
+  const dim3 grid(static_cast<unsigned>(p.H), static_cast<unsigned>(diag_ssm_tiles(p.L)));
+  diag_ssm_fwd_kernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p, K);
+  check_launch("diag_ssm_fwd_kernel", p);
+}
+
+void diag_ssm_kernel_backward_launch(const DiagSsmParams& p, const float* dK, const DiagSsmGrads& g, void* stream) {
+  check_sizes(p, "diag_ssm_bwd_partial_kernel");
+  const int64_t tiles = diag_ssm_tiles(p.L);
+  auto s = static_cast<cudaStream_t>(stream);
+  diag_ssm_bwd_partial_kernel<<<dim3(static_cast<unsigned>(p.H), static_cast<unsigned>(tiles)), kThreads, 0, s>>>(
+      p, dK, g.partial);
+  check_launch("diag_ssm_bwd_partial_kernel", p);
+  diag_ssm_bwd_params_kernel<<<static_cast<unsigned>(p.H), 128, 0, s>>>(p, g.partial, tiles, g);
+  check_launch("diag_ssm_bwd_params_kernel", p);
+}
+
+}  // namespace hippo::cuda

@@ -42,7 +42,7 @@ torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torc
 // While an instance lives, fftconv() takes the reference path on this thread (to compare the two paths
 // through whole layers, and for benchmarks). Nests. Layers whose filter comes from a diagonal SSM also run
 // the whole sequence in one pass (no state passing, layers/ssm.h) and build their kernel by its ATen expression
-// (not the fused kernels of kernels/diag_ssm.h) while it lives: the single-pass reference.
+// (not the fused kernels of kernels/ssm_fused.h) while it lives: the single-pass reference.
 class FftConvReferenceScope {
  public:
   FftConvReferenceScope();

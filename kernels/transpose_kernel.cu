@@ -44,6 +44,59 @@ __global__ void __launch_bounds__(kTile * kRowsPerPass) transpose_kernel(const W
   }
 }
 
+// 2-byte elements with R and C even: 64 x 64 tiles moved as pairs (4-byte loads and stores, so that a warp reads
+// and writes 128 contiguous bytes), 8 rows or columns of pairs per thread. Rows of the tile hold 65 elements: the
+// pair reads of the write phase (rows 2 lane and 2 lane + 1 of one column) then fall on 32 different banks.
+constexpr int kTile2 = 64, kRow2 = kTile2 + 1;
+__global__ void __launch_bounds__(kTile * kRowsPerPass)
+    transpose_pairs_kernel(const uint32_t* __restrict__ in, uint32_t* __restrict__ out, int64_t B, int64_t R,
+                           int64_t C) {
+  __shared__ uint16_t tile[kTile2 * kRow2];
+  const int64_t tiles_r = (R + kTile2 - 1) / kTile2, c0 = static_cast<int64_t>(blockIdx.x) * kTile2;
+  const int64_t Cp = C / 2, Rp = R / 2;  // pairs per input row and per output row
+  for (int64_t b = blockIdx.z; b < B; b += gridDim.z) {
+    const uint32_t* src = in + b * R * Cp;
+    uint32_t* dst = out + b * C * Rp;
+    for (int64_t tr = blockIdx.y; tr < tiles_r; tr += gridDim.y) {
+      const int64_t r0 = tr * kTile2;
+      for (int j = threadIdx.y; j < kTile2; j += kRowsPerPass) {
+        const int64_t r = r0 + j, c = c0 + 2 * threadIdx.x;
+        if (r < R && c < C) {
+          const uint32_t v = src[r * Cp + c / 2];
+          tile[j * kRow2 + 2 * threadIdx.x] = static_cast<uint16_t>(v & 0xffffu);
+          tile[j * kRow2 + 2 * threadIdx.x + 1] = static_cast<uint16_t>(v >> 16);
+        }
+      }
+      __syncthreads();
+      for (int j = threadIdx.y; j < kTile2; j += kRowsPerPass) {
+        const int64_t c = c0 + j, r = r0 + 2 * threadIdx.x;
+        if (r < R && c < C) {
+          const uint32_t lo = tile[2 * threadIdx.x * kRow2 + j], hi = tile[(2 * threadIdx.x + 1) * kRow2 + j];
+          dst[c * Rp + r / 2] = lo | (hi << 16);
+        }
+      }
+      __syncthreads();  // the next step overwrites the tile
+    }
+  }
+}
+
+void check_launch(const std::string& shape) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("transpose_kernel: launch failed (") + cudaGetErrorString(err) + ") for " +
+                             shape);
+}
+
+void launch_pairs(const TransposeParams& p, cudaStream_t stream, const std::string& shape) {
+  const int64_t tiles_c = (p.C + kTile2 - 1) / kTile2, tiles_r = (p.R + kTile2 - 1) / kTile2;
+  if (tiles_c > INT_MAX) throw std::runtime_error("transpose_kernel: too many column tiles for one grid: " + shape);
+  const dim3 grid(static_cast<unsigned>(tiles_c), static_cast<unsigned>(tiles_r < 65535 ? tiles_r : 65535),
+                  static_cast<unsigned>(p.B < 65535 ? p.B : 65535));
+  transpose_pairs_kernel<<<grid, dim3(kTile, kRowsPerPass), 0, stream>>>(
+      static_cast<const uint32_t*>(p.in), static_cast<uint32_t*>(p.out), p.B, p.R, p.C);
+  check_launch(shape);
+}
+
 template <typename W>
 void launch(const TransposeParams& p, cudaStream_t stream, const std::string& shape) {
   const int64_t tiles_c = (p.C + kTile - 1) / kTile, tiles_r = (p.R + kTile - 1) / kTile;
@@ -52,10 +105,7 @@ void launch(const TransposeParams& p, cudaStream_t stream, const std::string& sh
                   static_cast<unsigned>(p.B < 65535 ? p.B : 65535));
   transpose_kernel<W><<<grid, dim3(kTile, kRowsPerPass), 0, stream>>>(static_cast<const W*>(p.in),
                                                                       static_cast<W*>(p.out), p.B, p.R, p.C);
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("transpose_kernel: launch failed (") + cudaGetErrorString(err) + ") for " +
-                             shape);
+  check_launch(shape);
 }
 
 }  // namespace
@@ -68,6 +118,10 @@ void transpose_launch(const TransposeParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   switch (p.elem_bytes) {
     case 2:
+      // Pairs need even rows in both layouts and 4-byte aligned pointers.
+      if (p.R % 2 == 0 && p.C % 2 == 0 && reinterpret_cast<uintptr_t>(p.in) % 4 == 0 &&
+          reinterpret_cast<uintptr_t>(p.out) % 4 == 0)
+        return launch_pairs(p, s, shape);
       return launch<uint16_t>(p, s, shape);
     case 4:
       return launch<uint32_t>(p, s, shape);

@@ -16,7 +16,8 @@ struct TransposeParams {
 };
 
 // Launch on `stream` (a cudaStream_t; null: the default stream): 32 x 32 tiles through shared memory, so that both
-// the reads and the writes are coalesced. Throws std::runtime_error naming the kernel and B, R, C when elem_bytes
+// the reads and the writes are coalesced; 2-byte elements with R and C even and 4-byte aligned pointers as pairs
+// in 64 x 64 tiles. Throws std::runtime_error naming the kernel and B, R, C when elem_bytes
 // is not 2, 4 or 8, a size is negative, C needs more than 2^31 - 1 tiles, or the launch fails. Nothing is launched
 // when B, R or C is 0.
 void transpose_launch(const TransposeParams& p, void* stream);

@@ -8,7 +8,7 @@
 #include <tuple>
 #include <utility>
 
-#include "kernels/diag_ssm.h"
+#include "kernels/ssm_fused.h"
 #include "kernels/fftconv.h"
 #include "layers/autocast.h"
 
@@ -411,6 +411,8 @@ ShiftSSMImpl::ShiftSSMImpl(int64_t channels, int64_t d_state) : channels_(channe
 
 torch::Tensor ShiftSSMImpl::kernel() const {
   NoAutocastScope fp32;
+  // On a GPU one launch (one backward) for the expression's unfold, product and sum (and unfold_backward).
+  if (!FftConvReferenceScope::active() && shift_ssm_kernel_fused_supported(B_, C_)) return shift_ssm_kernel_fused(B_, C_);
   // k[h, j] = sum_i B[h, i] C[h, i + j] in one expression (a per-tap host loop was 2 ops per tap forward and
   // about ten backward): windows[h, j, i] = C[h, i + j], C zero-padded past N (an unfold view, no copy).
   const int64_t N = d_state_;

@@ -32,7 +32,7 @@ class DiagSSMImpl : public torch::nn::Module {
 
   // The convolution kernel K[h, l] = 2 Re(sum_n C_n dB_n dA_n^l), l = 0..L-1: (H, L) in the parameters'
   // dtype (float32 unless the module was converted). H3.md 2.1. With float32 parameters on a GPU through the
-  // fused kernels of kernels/diag_ssm.h (unless HIPPO_SSM_KERNEL=aten or an FftConvReferenceScope lives), else
+  // fused kernels of kernels/ssm_fused.h (unless HIPPO_SSM_KERNEL=aten or an FftConvReferenceScope lives), else
   // the ATen expression (discretize(), then a two-level Vandermonde product).
   torch::Tensor kernel(int64_t L) const;
 
@@ -111,7 +111,9 @@ class ShiftSSMImpl : public torch::nn::Module {
  public:
   ShiftSSMImpl(int64_t channels, int64_t d_state);
 
-  // (H, N) in the parameters' dtype.
+  // The taps k[h, j] = sum_{i + j < N} B[h, i] C[h, i + j] (K[j] = C A^j B, A the shift matrix; H3.md 2.2): (H, N)
+  // in the parameters' dtype. With float32 parameters on a GPU through the fused kernel of kernels/ssm_fused.h
+  // (unless HIPPO_SSM_KERNEL=aten or an FftConvReferenceScope lives), else an ATen expression.
   torch::Tensor kernel() const;
   // u: (B, H, L) -> causal_conv(u, k) + D*u, (B, H, L) in u's dtype (taps beyond L are irrelevant and dropped).
   torch::Tensor forward(const torch::Tensor& u) const;

@@ -62,13 +62,16 @@ TEST(Transpose, RejectsTensorsThatAreNot3D) {
     if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device present";                          \
   } while (0)
 
-// Every element size (2, 4, 8 bytes), sizes that leave partial 32 x 32 tiles, a batch past the grid's 65535 in z and
-// a row count past 65535 tiles in y (both loops stride), an H3-sized activation, and a strided input.
+// Every element size (2, 4, 8 bytes), sizes that leave partial 32 x 32 (and 64 x 64) tiles, a batch past the grid's
+// 65535 in z and a row count past 65535 tiles in y (both loops stride, in both 2-byte kernels: pairs when R and C
+// are even, single elements otherwise), an H3-sized activation, a strided input, and a contiguous 2-byte input
+// that starts 2 bytes off a 4-byte boundary (single elements).
 TEST(TransposeCuda, KernelMatchesAtenBitForBit) {
   HIPPO_REQUIRE_CUDA_TRANSPOSE();
   torch::manual_seed(1);
-  const std::vector<std::vector<int64_t>> shapes = {{1, 1, 1},      {3, 31, 33},        {2, 1000, 768}, {4, 2048, 768},
-                                                    {70000, 2, 3}, {1, 2100000, 2},    {2, 33, 1},     {1, 1, 100}};
+  const std::vector<std::vector<int64_t>> shapes = {
+      {1, 1, 1},     {3, 31, 33},     {2, 1000, 768},  {4, 2048, 768}, {70000, 2, 3}, {70000, 2, 4},
+      {1, 2100000, 2}, {1, 4200000, 2}, {2, 33, 1},    {1, 1, 100},    {2, 100, 130}, {3, 66, 2}};
   for (auto dtype : {torch::kFloat, torch::kDouble, torch::kBFloat16, torch::kHalf}) {
     for (const auto& shape : shapes) {
       auto x = torch::randn(shape, torch::device(torch::kCUDA)).to(dtype);
@@ -80,6 +83,10 @@ TEST(TransposeCuda, KernelMatchesAtenBitForBit) {
     auto slice = big.slice(1, 1, 40, 3);
     EXPECT_TRUE(torch::equal(transpose_contiguous(slice), slice.transpose(1, 2).contiguous())) << dtype;
   }
+  auto flat = torch::randn({1 + 2 * 64 * 6}, torch::device(torch::kCUDA)).to(torch::kBFloat16);
+  auto off = flat.narrow(0, 1, 2 * 64 * 6).view({2, 64, 6});
+  ASSERT_TRUE(off.is_contiguous());
+  EXPECT_TRUE(torch::equal(transpose_contiguous(off), off.transpose(1, 2).contiguous()));
   // An 8-byte integer tensor takes the kernel as well; a 1-byte one takes ATen's copy.
   auto i64 = torch::randint(0, 1000, {2, 45, 77}, torch::device(torch::kCUDA).dtype(torch::kLong));
   EXPECT_TRUE(torch::equal(transpose_contiguous(i64), i64.transpose(1, 2).contiguous()));

@@ -1,11 +1,13 @@
-// Fused kernel generation of the diagonal SSM (H3.md 2.1 and 3; layers/ssm.h): the discretisation of every mode and
+// Fused kernel generation of the SSMs (kernels/ssm_kernel.h). The shift SSM's taps are a correlation of B and C per
+// channel, one block each (the ATen expression: an unfold view, a product, a sum; its backward an unfold_backward).
+// The diagonal SSM (H3.md 2.1 and 3; layers/ssm.h): the discretisation of every mode and
 // the Vandermonde product K[h, l] = 2 Re(sum_n C'_n exp(l w_n)) (w = log dA, C' = C dB) in one launch, and the
 // backward in two, where the ATen expression takes about 60 small launches forward and 130 backward (ncu, H3 layer,
 // B4 D768 L2K on an H200). Positions are split as l = 32 m + r: a block owns 1024 positions (32 values of m) of one
 // channel and, per group of 32 modes, tabulates z^r and z^(32 m) in shared memory (one exp and one sincos each),
 // so that each (l, n) term is one complex multiply-add. Backward: per block and mode the sums
 // S0 = sum_l dK_l z^l and S1 = sum_l dK_l l z^l over its positions; a second kernel adds the blocks' sums in a fixed
-// order (deterministic) and applies the chain rule of kernels/diag_ssm_math.h. float32 throughout; exponents
+// order (deterministic) and applies the chain rule of kernels/ssm_math.h. float32 throughout; exponents
 // l up to L in float32, as the ATen path. CUDA runtime only.
 #include <cuda_runtime.h>
 
@@ -14,8 +16,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/diag_ssm_kernel.h"
-#include "kernels/diag_ssm_math.h"
+#include "kernels/ssm_kernel.h"
+#include "kernels/ssm_math.h"
 
 namespace hippo::cuda {
 namespace {
@@ -210,6 +212,45 @@ __global__ void __launch_bounds__(128)
   if (threadIdx.x == 0) g.log_dt[h] = red[0] * expf(p.log_dt[h]);
 }
 
+// Shift SSM, block h; shared: B and C rows (and dk in the backward), N floats each.
+__global__ void __launch_bounds__(kThreads) shift_ssm_fwd_kernel(const float* __restrict__ B, const float* __restrict__ C,
+                                                                 int64_t N, float* __restrict__ k) {
+  extern __shared__ float sh[];
+  float *b = sh, *c = sh + N;
+  const int64_t h = blockIdx.x;
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
+    b[i] = B[h * N + i];
+    c[i] = C[h * N + i];
+  }
+  __syncthreads();
+  for (int64_t j = threadIdx.x; j < N; j += blockDim.x) {
+    float s = 0.f;
+    for (int64_t i = 0; i + j < N; ++i) s += b[i] * c[i + j];
+    k[h * N + j] = s;
+  }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    shift_ssm_bwd_kernel(const float* __restrict__ B, const float* __restrict__ C, const float* __restrict__ dk,
+                         int64_t N, float* __restrict__ gB, float* __restrict__ gC) {
+  extern __shared__ float sh[];
+  float *b = sh, *c = sh + N, *d = sh + 2 * N;
+  const int64_t h = blockIdx.x;
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
+    b[i] = B[h * N + i];
+    c[i] = C[h * N + i];
+    d[i] = dk[h * N + i];
+  }
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
+    float sb = 0.f, sc = 0.f;
+    for (int64_t j = 0; i + j < N; ++j) sb += d[j] * c[i + j];  // gB[i]
+    for (int64_t j = 0; j <= i; ++j) sc += d[j] * b[i - j];     // gC[i]
+    gB[h * N + i] = sb;
+    gC[h * N + i] = sc;
+  }
+}
+
 std::string shape_of(const DiagSsmParams& p) {
   return "H=" + std::to_string(p.H) + " N2=" + std::to_string(p.N2) + " L=" + std::to_string(p.L);
 }
@@ -227,7 +268,37 @@ void check_launch(const char* kernel, const DiagSsmParams& p) {
                              shape_of(p));
 }
 
+void check_shift(const char* kernel, int64_t H, int64_t N) {
+  if (H < 1 || H > INT_MAX || N < 1 || N > 4096)
+    throw std::runtime_error(std::string(kernel) + ": need 1 <= H <= 2^31 - 1 and 1 <= N <= 4096, got H=" +
+                             std::to_string(H) + " N=" + std::to_string(N));
+}
+
+void check_shift_launch(const char* kernel, int64_t H, int64_t N) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string(kernel) + ": launch failed (" + cudaGetErrorString(err) + ") for H=" +
+                             std::to_string(H) + " N=" + std::to_string(N));
+}
+
 }  // namespace
+
+void shift_ssm_kernel_launch(const float* B, const float* C, int64_t H, int64_t N, float* k, void* stream) {
+  check_shift("shift_ssm_fwd_kernel", H, N);
+  const int threads = N < kThreads ? static_cast<int>((N + 31) / 32 * 32) : kThreads;
+  shift_ssm_fwd_kernel<<<static_cast<unsigned>(H), threads, 2 * N * sizeof(float), static_cast<cudaStream_t>(stream)>>>(
+      B, C, N, k);
+  check_shift_launch("shift_ssm_fwd_kernel", H, N);
+}
+
+void shift_ssm_kernel_backward_launch(const float* B, const float* C, const float* dk, int64_t H, int64_t N,
+                                      float* gB, float* gC, void* stream) {
+  check_shift("shift_ssm_bwd_kernel", H, N);
+  const int threads = N < kThreads ? static_cast<int>((N + 31) / 32 * 32) : kThreads;
+  shift_ssm_bwd_kernel<<<static_cast<unsigned>(H), threads, 3 * N * sizeof(float), static_cast<cudaStream_t>(stream)>>>(
+      B, C, dk, N, gB, gC);
+  check_shift_launch("shift_ssm_bwd_kernel", H, N);
+}
 
 void diag_ssm_kernel_launch(const DiagSsmParams& p, float* K, void* stream) {
   check_sizes(p, "diag_ssm_fwd_kernel");

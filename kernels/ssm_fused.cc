@@ -1,6 +1,6 @@
-// Glue of the fused diagonal-SSM kernel generation (kernels/diag_ssm.h): argument checks, the env switch and, with
-// the CUDA kernels, the autograd Function around the launchers of kernels/diag_ssm_kernel.cu.
-#include "kernels/diag_ssm.h"
+// Glue of the fused diagonal-SSM kernel generation (kernels/ssm_fused.h): argument checks, the env switch and, with
+// the CUDA kernels, the autograd Function around the launchers of kernels/ssm_kernel.cu.
+#include "kernels/ssm_fused.h"
 
 #include <torch/torch.h>
 
@@ -13,7 +13,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
-#include "kernels/diag_ssm_kernel.h"
+#include "kernels/ssm_kernel.h"
 #endif
 
 namespace hippo {
@@ -103,9 +103,59 @@ struct DiagSsmKernelFunction : public torch::autograd::Function<DiagSsmKernelFun
     return {g_dt, g_lar, g_aim, g_B, g_C, Tensor(), Tensor()};
   }
 };
+
+struct ShiftSsmKernelFunction : public torch::autograd::Function<ShiftSsmKernelFunction> {
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& B, const Tensor& C) {
+    const auto Bc = B.contiguous(), Cc = C.contiguous();
+    ctx->save_for_backward({Bc, Cc});
+    const c10::cuda::CUDAGuard guard(B.device());
+    auto k = torch::empty_like(Bc);
+    launch_checked([&] {
+      cuda::shift_ssm_kernel_launch(Bc.data_ptr<float>(), Cc.data_ptr<float>(), Bc.size(0), Bc.size(1),
+                                    k.data_ptr<float>(), at::cuda::getCurrentCUDAStream());
+    });
+    return k;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const c10::cuda::CUDAGuard guard(s[0].device());
+    const auto dk = grads[0].to(torch::kFloat).contiguous();
+    auto gB = torch::empty_like(s[0]), gC = torch::empty_like(s[1]);
+    launch_checked([&] {
+      cuda::shift_ssm_kernel_backward_launch(s[0].data_ptr<float>(), s[1].data_ptr<float>(), dk.data_ptr<float>(),
+                                             s[0].size(0), s[0].size(1), gB.data_ptr<float>(), gC.data_ptr<float>(),
+                                             at::cuda::getCurrentCUDAStream());
+    });
+    return {gB, gC};
+  }
+};
 #endif
 
 }  // namespace
+
+bool shift_ssm_kernel_fused_supported(const torch::Tensor& B, const torch::Tensor& C) {
+#ifdef HIPPO_WITH_CUDA
+  if (ssm_kernel_on_aten()) return false;
+  return B.defined() && C.defined() && B.device().is_cuda() && C.device() == B.device() &&
+         B.scalar_type() == torch::kFloat && C.scalar_type() == torch::kFloat && B.dim() == 2 &&
+         B.sizes() == C.sizes() && B.size(0) >= 1 && B.size(1) >= 1 && B.size(1) <= 4096;
+#else
+  (void)B, (void)C;
+  return false;
+#endif
+}
+
+torch::Tensor shift_ssm_kernel_fused(const torch::Tensor& B, const torch::Tensor& C) {
+  TORCH_CHECK(shift_ssm_kernel_fused_supported(B, C),
+              "shift_ssm_kernel_fused: needs the CUDA kernels, float32 B and C of one shape (H, N), 1 <= N <= 4096, "
+              "on one CUDA device, and HIPPO_SSM_KERNEL unset or 'fused'");
+#ifdef HIPPO_WITH_CUDA
+  return ShiftSsmKernelFunction::apply(B, C);
+#else
+  TORCH_CHECK(false, "shift_ssm_kernel_fused: this build has no CUDA kernels");
+#endif
+}
 
 bool diag_ssm_kernel_fused_supported(const torch::Tensor& log_dt, const torch::Tensor& log_A_real,
                                      const torch::Tensor& A_imag, const torch::Tensor& B, const torch::Tensor& C) {

@@ -1,4 +1,4 @@
-// Plain parameter structs and launchers of the fused diagonal-SSM kernel generation (kernels/diag_ssm_kernel.cu):
+// Plain parameter structs and launchers of the fused diagonal-SSM kernel generation (kernels/ssm_kernel.cu):
 // the discretisation and the Vandermonde product K[h, l] = 2 Re(sum_n C'_n dA_n^l) of DiagSSMImpl::kernel in one
 // launch, and its backward in two. No LibTorch and no CUDA headers; every tensor is float32, contiguous, row-major.
 #pragma once
@@ -38,5 +38,13 @@ struct DiagSsmGrads {
   float* C = nullptr;
 };
 void diag_ssm_kernel_backward_launch(const DiagSsmParams& p, const float* dK, const DiagSsmGrads& g, void* stream);
+
+// The shift SSM (H3.md 2.2: A the shift matrix, so that K[j] = C A^j B): B, C (H, N) -> k (H, N), k[h, j] =
+// sum_{i + j < N} B[h, i] C[h, i + j]; one block per channel. Backward from dk (H, N): gB[h, i] =
+// sum_j dk[h, j] C[h, i + j], gC[h, m] = sum_{j <= m} dk[h, j] B[h, m - j]. Throws std::runtime_error naming the
+// kernel and H, N when H < 1, H > 2^31 - 1, N < 1 or N > 4096, or when a launch fails.
+void shift_ssm_kernel_launch(const float* B, const float* C, int64_t H, int64_t N, float* k, void* stream);
+void shift_ssm_kernel_backward_launch(const float* B, const float* C, const float* dk, int64_t H, int64_t N,
+                                      float* gB, float* gC, void* stream);
 
 }  // namespace hippo::cuda

@@ -1,16 +1,17 @@
-// The fused diagonal-SSM kernel generation (kernels/diag_ssm.h). On the CPU: the per-mode arithmetic the CUDA
-// kernels share (kernels/diag_ssm_math.h) against DiagSSMImpl::discretize and its autograd gradients in float64,
+// The fused diagonal-SSM kernel generation (kernels/ssm_fused.h). On the CPU: the per-mode arithmetic the CUDA
+// kernels share (kernels/ssm_math.h) against DiagSSMImpl::discretize and its autograd gradients in float64,
 // both discretisations, a clamped Re A included; the env switch; the refusal off the GPU. On a GPU: the fused K and
 // its five parameter gradients against the ATen expression in float64, with an error at most twice the float32
-// expression's, over channel counts, mode counts past and inside a group of 32, and lengths across tile edges.
+// expression's, over channel counts, mode counts past and inside a group of 32, and lengths across tile edges; the
+// shift SSM's taps and their gradients the same way.
 // GPU tests skip, with the reason, without a CUDA device or without the CUDA kernels.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <string>
 
-#include "kernels/diag_ssm.h"
-#include "kernels/diag_ssm_math.h"
+#include "kernels/ssm_fused.h"
+#include "kernels/ssm_math.h"
 #include "kernels/fftconv.h"
 #include "layers/ssm.h"
 #include "tests/testing.h"
@@ -101,6 +102,18 @@ TEST(DiagSsmKernel, EnvSwitchAcceptsFusedAndAtenOnly) {
   }
 }
 
+TEST(ShiftSsmKernel, NotSupportedOnTheCpuAndRefusedThere) {
+  ShiftSSM ssm(3, 8);
+  EXPECT_FALSE(shift_ssm_kernel_fused_supported(ssm->B_, ssm->C_));
+  try {
+    shift_ssm_kernel_fused(ssm->B_, ssm->C_);
+    ADD_FAILURE() << "no error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("shift_ssm_kernel_fused: needs the CUDA kernels"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(DiagSsmKernel, NotSupportedOnTheCpuAndRefusedThere) {
   auto ssm = perturbed_ssm(2, 4, "bilinear", 1);
   EXPECT_FALSE(diag_ssm_kernel_fused_supported(ssm->log_dt_, ssm->log_A_real_, ssm->A_imag_, ssm->B_, ssm->C_));
@@ -146,8 +159,8 @@ TEST(DiagSsmKernelCuda, FusedKernelAndGradientsMatchTheExpression) {
           auto G = torch::randn({H, L}, torch::device(torch::kCUDA).dtype(torch::kDouble));
           auto fused = kernel_and_grads(*ssm, L, G, false);
           auto plain = kernel_and_grads(*ssm, L, G, true);
-          auto ssm64 = std::dynamic_pointer_cast<DiagSSMImpl>(ssm->clone());
-          ssm64->to(torch::kDouble);
+          auto ssm64 = perturbed_ssm(H, 2 * N2, disc, 100 + L + N2);  // the same values
+          ssm64->to(torch::kCUDA, torch::kDouble);
           auto ref = kernel_and_grads(*ssm64, L, G, true);
           const std::string at = disc + " H=" + std::to_string(H) + " N2=" + std::to_string(N2) +
                                  " L=" + std::to_string(L);
@@ -165,6 +178,43 @@ TEST(DiagSsmKernelCuda, FusedKernelAndGradientsMatchTheExpression) {
     }
   }
   EXPECT_GT(cases, 40);
+}
+
+TEST(ShiftSsmKernelCuda, FusedTapsAndGradientsMatchTheExpression) {
+  HIPPO_REQUIRE_CUDA_SSM();
+  for (const int64_t H : {1, 111}) {
+    for (const int64_t N : {1, 4, 64, 65, 300, 4096}) {
+      torch::manual_seed(N + H);
+      auto make = [&] {
+        torch::manual_seed(N + H);
+        ShiftSSM s(H, N);
+        torch::NoGradGuard no_grad;
+        s->B_.copy_(torch::randn_like(s->B_));  // B away from e_1, so that every tap of B matters
+        return s;
+      };
+      auto ssm = make(), ssm64 = make();
+      ssm->to(torch::kCUDA);
+      ssm64->to(torch::kCUDA, torch::kDouble);
+      ASSERT_TRUE(shift_ssm_kernel_fused_supported(ssm->B_, ssm->C_));
+      auto G = torch::randn({H, N}, torch::device(torch::kCUDA).dtype(torch::kDouble));
+      auto run = [&](ShiftSSMImpl& s, bool reference) {
+        std::optional<FftConvReferenceScope> scope;
+        if (reference) scope.emplace();
+        auto k = s.kernel();
+        auto g = torch::autograd::grad({(k * G.to(k.scalar_type())).sum()}, {s.B_, s.C_});
+        g.insert(g.begin(), k.detach());
+        return g;
+      };
+      auto fused = run(*ssm, false), plain = run(*ssm, true), ref = run(*ssm64, true);
+      const char* names[] = {"k", "B", "C"};
+      for (size_t i = 0; i < fused.size(); ++i) {
+        ASSERT_EQ(fused[i].scalar_type(), torch::kFloat);
+        const double e_fused = testing::rel_error(fused[i], ref[i]), e_plain = testing::rel_error(plain[i], ref[i]);
+        EXPECT_LE(e_fused, 2 * e_plain + 1e-6) << "H=" << H << " N=" << N << " " << names[i] << ": fused "
+                                               << e_fused << ", float32 expression " << e_plain;
+      }
+    }
+  }
 }
 
 // The whole layer path: DiagSSM::forward (no state passing) on a GPU takes the fused kernels and agrees with the

@@ -1,6 +1,6 @@
 // Per-mode arithmetic of the diagonal SSM's discretisation (H3.md 2.1 and 3: bilinear for H3, zero-order hold for
-// S4D), forward and backward, shared by the fused CUDA kernels (kernels/diag_ssm_kernel.cu) and the CPU tests that
-// check the hand-written gradient against autograd (tests/kernels/diag_ssm_kernel_test.cc). Plain C++ that nvcc
+// S4D), forward and backward, shared by the fused CUDA kernels (kernels/ssm_kernel.cu) and the CPU tests that
+// check the hand-written gradient against autograd (tests/kernels/ssm_fused_test.cc). Plain C++ that nvcc
 // also compiles for the device: no LibTorch, no std:: calls on the device.
 #pragma once
 

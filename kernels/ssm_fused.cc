@@ -87,11 +87,11 @@ struct DiagSsmKernelFunction : public torch::autograd::Function<DiagSsmKernelFun
     const c10::cuda::CUDAGuard guard(s[1].device());
     const auto dK = grads[0].to(torch::kFloat).contiguous();
     const auto p = params_of(s[0], s[1], s[2], s[3], s[4], L, bilinear);
-    auto partial = torch::empty({p.H, cuda::diag_ssm_tiles(L), p.N2, 4}, s[1].options());
+    auto partial = torch::empty({p.H, cuda::diag_ssm_tiles(L), p.N2, 4}, s[1].options().dtype(torch::kDouble));
     auto g_dt = torch::empty_like(s[0]), g_lar = torch::empty_like(s[1]), g_aim = torch::empty_like(s[2]),
          g_B = torch::empty_like(s[3]), g_C = torch::empty_like(s[4]);
     cuda::DiagSsmGrads g;
-    g.partial = partial.data_ptr<float>();
+    g.partial = partial.data_ptr<double>();
     g.log_dt = g_dt.data_ptr<float>();
     g.log_A_real = g_lar.data_ptr<float>();
     g.A_imag = g_aim.data_ptr<float>();

@@ -101,16 +101,38 @@ __global__ void __launch_bounds__(kThreads) diag_ssm_fwd_kernel(DiagSsmParams p,
   }
 }
 
+// The mode's parameters in float64 (the backward's arithmetic).
+__device__ __forceinline__ Mode<double> load_mode_f64(const DiagSsmParams& p, int64_t h, int64_t n) {
+  const int64_t i = h * p.N2 + n;
+  Mode<double> m;
+  m.dt = exp(static_cast<double>(p.log_dt[h]));
+  m.log_A_real = p.log_A_real[i];
+  m.A_imag = p.A_imag[i];
+  m.B = {p.B[2 * i], p.B[2 * i + 1]};
+  m.C = {p.C[2 * i], p.C[2 * i + 1]};
+  return m;
+}
+
+__device__ __forceinline__ double2 power_f64(double2 w, int64_t e) {
+  const double x = static_cast<double>(e);
+  double s, c;
+  sincos(x * w.y, &s, &c);
+  const double mag = exp(x * w.x);
+  return make_double2(mag * c, mag * s);
+}
+
 // Block (h, tile): for every mode n, S0 = sum dK_l z_n^l and S1 = sum dK_l l z_n^l over the block's positions,
 // written to partial[h, tile, n, :] = (Re S0, Im S0, Re S1, Im S1). Thread t owns mode n0 + t % 32 and
-// m = t / 32 + 8 i; sum_l = sum_m z^(32 m) sum_r dK z^r, and l z^l = z^(32 m) (32 m z^r + r z^r).
+// m = t / 32 + 8 i; sum_l = sum_m z^(32 m) sum_r dK z^r, and l z^l = z^(32 m) (32 m z^r + r z^r). In float64
+// (w, the power tables, the sums): the float32 form lost up to 48 times the float32 ATen expression's accuracy
+// in the gradients of log_dt, log_A_real and A_imag (measured on the H200 against float64, H = 1, N2 = 70).
 __global__ void __launch_bounds__(kThreads)
-    diag_ssm_bwd_partial_kernel(DiagSsmParams p, const float* __restrict__ dK, float* __restrict__ partial) {
+    diag_ssm_bwd_partial_kernel(DiagSsmParams p, const float* __restrict__ dK, double* __restrict__ partial) {
   __shared__ float dk_s[kM][kR];
-  __shared__ float2 lo[kR][kModes];  // z_j^r, mode fastest (the lanes)
-  __shared__ float2 hi[kM][kModes];  // z_j^(32 m)
-  __shared__ float2 w_s[kModes];
-  __shared__ float4 red[kWarps][kModes];
+  __shared__ double2 lo[kR][kModes];  // z_j^r, mode fastest (the lanes)
+  __shared__ double2 hi[kM][kModes];  // z_j^(32 m)
+  __shared__ double2 w_s[kModes];
+  __shared__ double red[4][kWarps][kModes];
   const int64_t h = blockIdx.x, tile = blockIdx.y, tiles = gridDim.y, m0 = tile * kM;
   const int t = threadIdx.x, j = t % kModes, ms = t / kModes;
   for (int i = t; i < kM * kR; i += kThreads) {
@@ -119,88 +141,85 @@ __global__ void __launch_bounds__(kThreads)
   }
   for (int64_t n0 = 0; n0 < p.N2; n0 += kModes) {
     if (t < kModes) {
-      float2 w = make_float2(0.f, 0.f);
+      double2 w = make_double2(0.0, 0.0);
       if (n0 + t < p.N2) {
-        Cx<float> W, CP;
-        ssm_math::discretize(load_mode(p, h, n0 + t), p.bilinear, W, CP);
-        w = make_float2(W.re, W.im);
+        Cx<double> W, CP;
+        ssm_math::discretize(load_mode_f64(p, h, n0 + t), p.bilinear, W, CP);
+        w = make_double2(W.re, W.im);
       }
       w_s[t] = w;
     }
     __syncthreads();
     for (int i = t; i < kR * kModes; i += kThreads) {
       const int a = i / kModes, jj = i % kModes;  // a: r for lo, m for hi
-      lo[a][jj] = power(w_s[jj], a);
-      hi[a][jj] = power(w_s[jj], (m0 + a) * kR);
+      lo[a][jj] = power_f64(w_s[jj], a);
+      hi[a][jj] = power_f64(w_s[jj], (m0 + a) * kR);
     }
     __syncthreads();
-    float2 s0 = make_float2(0.f, 0.f), s1 = make_float2(0.f, 0.f);
+    double s0x = 0, s0y = 0, s1x = 0, s1y = 0;
     for (int mi = ms; mi < kM; mi += kWarps) {
-      float2 P = make_float2(0.f, 0.f), Q = make_float2(0.f, 0.f);
+      double px = 0, py = 0, qx = 0, qy = 0;
 #pragma unroll 8
       for (int r = 0; r < kR; ++r) {
-        const float d = dk_s[mi][r], dr = d * static_cast<float>(r);
-        const float2 z = lo[r][j];
-        P.x += d * z.x;
-        P.y += d * z.y;
-        Q.x += dr * z.x;
-        Q.y += dr * z.y;
+        const double d = dk_s[mi][r], dr = d * r;
+        const double2 z = lo[r][j];
+        px += d * z.x;
+        py += d * z.y;
+        qx += dr * z.x;
+        qy += dr * z.y;
       }
-      const float2 hz = hi[mi][j];
-      const float base = static_cast<float>((m0 + mi) * kR);
-      const float2 a = cmul(hz, P), b = cmul(hz, make_float2(base * P.x + Q.x, base * P.y + Q.y));
-      s0.x += a.x;
-      s0.y += a.y;
-      s1.x += b.x;
-      s1.y += b.y;
+      const double2 hz = hi[mi][j];
+      const double base = static_cast<double>((m0 + mi) * kR);
+      const double bx = base * px + qx, by = base * py + qy;
+      s0x += hz.x * px - hz.y * py;
+      s0y += hz.x * py + hz.y * px;
+      s1x += hz.x * bx - hz.y * by;
+      s1y += hz.x * by + hz.y * bx;
     }
-    red[ms][j] = make_float4(s0.x, s0.y, s1.x, s1.y);
+    red[0][ms][j] = s0x;
+    red[1][ms][j] = s0y;
+    red[2][ms][j] = s1x;
+    red[3][ms][j] = s1y;
     __syncthreads();
     if (t < kModes && n0 + t < p.N2) {
-      float4 s = red[0][t];
-      for (int k = 1; k < kWarps; ++k) {
-        s.x += red[k][t].x;
-        s.y += red[k][t].y;
-        s.z += red[k][t].z;
-        s.w += red[k][t].w;
+      double* out = partial + ((h * tiles + tile) * p.N2 + n0 + t) * 4;
+      for (int c = 0; c < 4; ++c) {
+        double v = 0;
+        for (int k = 0; k < kWarps; ++k) v += red[c][k][t];
+        out[c] = v;
       }
-      reinterpret_cast<float4*>(partial)[(h * tiles + tile) * p.N2 + n0 + t] = s;
     }
     __syncthreads();  // the next group rewrites the tables and red
   }
 }
 
 // Block h: the sums over tiles (in order), then per mode G_C' = 2 conj(S0) and G_w = 2 conj(C' S1) (the gradients
-// of K[l] = 2 Re(C' exp(l w))) through discretize_backward; dl/d log_dt = dt sum_n dl/d dt, by a fixed tree.
+// of K[l] = 2 Re(C' exp(l w))) through discretize_backward; dl/d log_dt = dt sum_n dl/d dt, by a fixed tree. In
+// float64, rounded to float32 once at the end.
 __global__ void __launch_bounds__(128)
-    diag_ssm_bwd_params_kernel(DiagSsmParams p, const float* __restrict__ partial, int64_t tiles, DiagSsmGrads g) {
-  __shared__ float red[128];
+    diag_ssm_bwd_params_kernel(DiagSsmParams p, const double* __restrict__ partial, int64_t tiles, DiagSsmGrads g) {
+  __shared__ double red[128];
   const int64_t h = blockIdx.x;
-  float gdt = 0.f;
+  double gdt = 0;
   for (int64_t n = threadIdx.x; n < p.N2; n += blockDim.x) {
-    float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
-    for (int64_t k = 0; k < tiles; ++k) {
-      const float4 v = reinterpret_cast<const float4*>(partial)[(h * tiles + k) * p.N2 + n];
-      s.x += v.x;
-      s.y += v.y;
-      s.z += v.z;
-      s.w += v.w;
-    }
-    const Mode<float> m = load_mode(p, h, n);
-    Cx<float> w, cp;
+    double s[4] = {0, 0, 0, 0};
+    for (int64_t k = 0; k < tiles; ++k)
+      for (int c = 0; c < 4; ++c) s[c] += partial[((h * tiles + k) * p.N2 + n) * 4 + c];
+    const Mode<double> m = load_mode_f64(p, h, n);
+    Cx<double> w, cp;
     ssm_math::discretize(m, p.bilinear, w, cp);
-    const Cx<float> G_Cp{2.f * s.x, -2.f * s.y};
-    const Cx<float> cs1 = cp * Cx<float>{s.z, s.w};
-    const Cx<float> G_w{2.f * cs1.re, -2.f * cs1.im};
-    Mode<float> d;
+    const Cx<double> G_Cp{2 * s[0], -2 * s[1]};
+    const Cx<double> cs1 = cp * Cx<double>{s[2], s[3]};
+    const Cx<double> G_w{2 * cs1.re, -2 * cs1.im};
+    Mode<double> d;
     ssm_math::discretize_backward(m, p.bilinear, G_w, G_Cp, d);
     const int64_t i = h * p.N2 + n;
-    g.log_A_real[i] = d.log_A_real;
-    g.A_imag[i] = d.A_imag;
-    g.B[2 * i] = d.B.re;
-    g.B[2 * i + 1] = d.B.im;
-    g.C[2 * i] = d.C.re;
-    g.C[2 * i + 1] = d.C.im;
+    g.log_A_real[i] = static_cast<float>(d.log_A_real);
+    g.A_imag[i] = static_cast<float>(d.A_imag);
+    g.B[2 * i] = static_cast<float>(d.B.re);
+    g.B[2 * i + 1] = static_cast<float>(d.B.im);
+    g.C[2 * i] = static_cast<float>(d.C.re);
+    g.C[2 * i + 1] = static_cast<float>(d.C.im);
     gdt += d.dt;
   }
   red[threadIdx.x] = gdt;
@@ -209,7 +228,7 @@ __global__ void __launch_bounds__(128)
     if (static_cast<int>(threadIdx.x) < s) red[threadIdx.x] += red[threadIdx.x + s];
     __syncthreads();
   }
-  if (threadIdx.x == 0) g.log_dt[h] = red[0] * expf(p.log_dt[h]);
+  if (threadIdx.x == 0) g.log_dt[h] = static_cast<float>(red[0] * exp(static_cast<double>(p.log_dt[h])));
 }
 
 // Shift SSM, block h; shared: B and C rows (and dk in the backward), N floats each.

@@ -33,7 +33,7 @@ torch::Tensor rotary(const torch::Tensor& x, int64_t offset) {
 
 std::array<torch::Tensor, 3> AttentionImpl::project(const torch::Tensor& x, int64_t offset) {
   const int64_t B = x.size(0), L = x.size(1);
-  auto qkv = qkv_->forward(x).view({B, L, 3, n_heads_, head_dim_}).permute({2, 0, 3, 1, 4});
+  auto qkv = linear(qkv_, x).view({B, L, 3, n_heads_, head_dim_}).permute({2, 0, 3, 1, 4});
   if (!rotary_) return {qkv[0], qkv[1], qkv[2]};
   return {rotary(qkv[0], offset), rotary(qkv[1], offset), qkv[2]};
 }
@@ -63,7 +63,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), L = x.size(1);
   auto [q, k, v] = project(x);
   auto y = attend(q, k, v, dropout_, is_training());
-  return out_proj_->forward(y.transpose(1, 2).reshape({B, L, d_model_}));
+  return linear(out_proj_, y.transpose(1, 2).reshape({B, L, d_model_}));
 }
 
 // Decoding state: {keys, values, length}. Keys and values are (B, n_heads, capacity, head_dim) buffers whose first
@@ -100,7 +100,7 @@ torch::Tensor AttentionImpl::step(const torch::Tensor& x_t, MixerState& state) {
   state[1].narrow(2, len, 1).copy_(v);
   state[2].fill_(len + 1);
   auto y = attend(q, state[0].narrow(2, 0, len + 1), state[1].narrow(2, 0, len + 1), 0.0, false);
-  return out_proj_->forward(y.transpose(1, 2).reshape({B, d_model_}));
+  return linear(out_proj_, y.transpose(1, 2).reshape({B, d_model_}));
 }
 
 MixerState AttentionImpl::state_after(const torch::Tensor& x) {
@@ -113,7 +113,7 @@ torch::Tensor AttentionImpl::forward_with_state(const torch::Tensor& x, MixerSta
   auto [q, k, v] = project(x);
   state = make_cache(k, v, L + kCacheHeadroom);
   auto y = attend(q, k, v, dropout_, is_training());
-  return out_proj_->forward(y.transpose(1, 2).reshape({B, L, d_model_}));
+  return linear(out_proj_, y.transpose(1, 2).reshape({B, L, d_model_}));
 }
 
 namespace {

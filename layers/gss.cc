@@ -24,22 +24,22 @@ GSSImpl::GSSImpl(const MixerArgs& a) : RecurrentMixerImpl(a.options) {
 }
 
 torch::Tensor GSSImpl::forward(const torch::Tensor& x) {
-  auto u = torch::gelu(u_proj_->forward(x));
-  auto v = norm_in_param_dtype(norm_, torch::gelu(v_proj_->forward(x)));
+  auto u = torch::gelu(linear(u_proj_, x));
+  auto v = norm_in_param_dtype(norm_, torch::gelu(linear(v_proj_, x)));
   v = transpose_contiguous(ssm_->forward(transpose_contiguous(v)));
-  return out_proj_->forward(g_proj_->forward(v) * u);
+  return linear(out_proj_, linear(g_proj_, v) * u);
 }
 
 MixerState GSSImpl::initial_state(int64_t batch) const { return {ssm_->initial_state(batch)}; }
 
 torch::Tensor GSSImpl::step(const torch::Tensor& x_t, MixerState& state) {
-  auto u = torch::gelu(u_proj_->forward(x_t));
-  auto v = ssm_->step(norm_in_param_dtype(norm_, torch::gelu(v_proj_->forward(x_t))), state.at(0));
-  return out_proj_->forward(g_proj_->forward(v) * u);
+  auto u = torch::gelu(linear(u_proj_, x_t));
+  auto v = ssm_->step(norm_in_param_dtype(norm_, torch::gelu(linear(v_proj_, x_t))), state.at(0));
+  return linear(out_proj_, linear(g_proj_, v) * u);
 }
 
 MixerState GSSImpl::state_after(const torch::Tensor& x) {
-  auto v = norm_in_param_dtype(norm_, torch::gelu(v_proj_->forward(x)));
+  auto v = norm_in_param_dtype(norm_, torch::gelu(linear(v_proj_, x)));
   return {ssm_->state_after(v.transpose(1, 2))};
 }
 

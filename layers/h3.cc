@@ -47,17 +47,17 @@ torch::Tensor H3Impl::contract(const torch::Tensor& q, const torch::Tensor& y) c
 
 torch::Tensor H3Impl::forward(const torch::Tensor& x) {
   // (B, L, D) -> (B, D, L), the FFT convolution's rows, by the tiled transpose on the GPU (kernels/transpose.h).
-  auto q = transpose_contiguous(q_proj_->forward(x));
-  auto k = shift_->forward(transpose_contiguous(k_proj_->forward(x)));
-  auto v = transpose_contiguous(v_proj_->forward(x));
+  auto q = transpose_contiguous(linear(q_proj_, x));
+  auto k = shift_->forward(transpose_contiguous(linear(k_proj_, x)));
+  auto v = transpose_contiguous(linear(v_proj_, x));
   return mix(x, q, k, v);
 }
 
 torch::Tensor H3Impl::forward_with_state(const torch::Tensor& x, MixerState& state) {
-  auto q = transpose_contiguous(q_proj_->forward(x));
-  auto k_in = transpose_contiguous(k_proj_->forward(x));
+  auto q = transpose_contiguous(linear(q_proj_, x));
+  auto k_in = transpose_contiguous(linear(k_proj_, x));
   auto k = shift_->forward(k_in);
-  auto v = transpose_contiguous(v_proj_->forward(x));
+  auto v = transpose_contiguous(linear(v_proj_, x));
   state = {shift_->state_after(k_in), diag_->state_after(head_dim_ == 1 ? k * v : outer(k, v))};
   return mix(x, q, k, v);
 }
@@ -74,23 +74,23 @@ torch::Tensor H3Impl::mix(const torch::Tensor& x, const torch::Tensor& q, const 
   } else {
     y = contract(q, diag_->forward(outer(k, v)));
   }
-  return out_proj_->forward(transpose_contiguous(y));
+  return linear(out_proj_, transpose_contiguous(y));
 }
 
 MixerState H3Impl::initial_state(int64_t batch) const { return {shift_->initial_state(batch), diag_->initial_state(batch)}; }
 
 torch::Tensor H3Impl::step(const torch::Tensor& x_t, MixerState& state) {
-  auto q = q_proj_->forward(x_t);
-  auto k = shift_->step(k_proj_->forward(x_t), state.at(0));
-  auto v = v_proj_->forward(x_t);
+  auto q = linear(q_proj_, x_t);
+  auto k = shift_->step(linear(k_proj_, x_t), state.at(0));
+  auto v = linear(v_proj_, x_t);
   auto y = diag_->step(head_dim_ == 1 ? k * v : outer(k, v), state.at(1));
-  return out_proj_->forward(head_dim_ == 1 ? q * y : contract(q, y));
+  return linear(out_proj_, head_dim_ == 1 ? q * y : contract(q, y));
 }
 
 MixerState H3Impl::state_after(const torch::Tensor& x) {
-  auto k_in = k_proj_->forward(x).transpose(1, 2);
+  auto k_in = linear(k_proj_, x).transpose(1, 2);
   auto k = shift_->forward(k_in);
-  auto v = v_proj_->forward(x).transpose(1, 2);
+  auto v = linear(v_proj_, x).transpose(1, 2);
   return {shift_->state_after(k_in), diag_->state_after(head_dim_ == 1 ? k * v : outer(k, v))};
 }
 

@@ -32,7 +32,7 @@ BlockImpl::BlockImpl(const ModelConfig& c, int64_t layer_idx) {
 }
 
 torch::Tensor BlockImpl::mlp(const torch::Tensor& x) {
-  return fc2_->forward(torch::gelu(fc1_->forward(x), "tanh"));
+  return linear(fc2_, torch::gelu(linear(fc1_, x), "tanh"));
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x) {

@@ -14,14 +14,14 @@ S4DImpl::S4DImpl(const MixerArgs& a) : RecurrentMixerImpl(a.options) {
 torch::Tensor S4DImpl::forward(const torch::Tensor& x) {
   auto y = transpose_contiguous(ssm_->forward(transpose_contiguous(x)));
   y = dropout_->forward(torch::gelu(y));
-  return torch::glu(out_proj_->forward(y), -1);
+  return torch::glu(linear(out_proj_, y), -1);
 }
 
 MixerState S4DImpl::initial_state(int64_t batch) const { return {ssm_->initial_state(batch)}; }
 
 torch::Tensor S4DImpl::step(const torch::Tensor& x_t, MixerState& state) {
   auto y = torch::gelu(ssm_->step(x_t, state.at(0)));
-  return torch::glu(out_proj_->forward(y), -1);
+  return torch::glu(linear(out_proj_, y), -1);
 }
 
 MixerState S4DImpl::state_after(const torch::Tensor& x) { return {ssm_->state_after(x.transpose(1, 2))}; }

@@ -10,11 +10,11 @@ ShiftSSMMixerImpl::ShiftSSMMixerImpl(const MixerArgs& a) : RecurrentMixerImpl(a.
   out_proj_ = register_module("out_proj", torch::nn::Linear(a.d_model, a.d_model));
 }
 torch::Tensor ShiftSSMMixerImpl::forward(const torch::Tensor& x) {
-  return out_proj_->forward(transpose_contiguous(ssm_->forward(transpose_contiguous(x))));
+  return linear(out_proj_, transpose_contiguous(ssm_->forward(transpose_contiguous(x))));
 }
 MixerState ShiftSSMMixerImpl::initial_state(int64_t batch) const { return {ssm_->initial_state(batch)}; }
 torch::Tensor ShiftSSMMixerImpl::step(const torch::Tensor& x_t, MixerState& state) {
-  return out_proj_->forward(ssm_->step(x_t, state.at(0)));
+  return linear(out_proj_, ssm_->step(x_t, state.at(0)));
 }
 MixerState ShiftSSMMixerImpl::state_after(const torch::Tensor& x) { return {ssm_->state_after(x.transpose(1, 2))}; }
 
@@ -23,11 +23,11 @@ DiagSSMMixerImpl::DiagSSMMixerImpl(const MixerArgs& a) : RecurrentMixerImpl(a.op
   out_proj_ = register_module("out_proj", torch::nn::Linear(a.d_model, a.d_model));
 }
 torch::Tensor DiagSSMMixerImpl::forward(const torch::Tensor& x) {
-  return out_proj_->forward(transpose_contiguous(ssm_->forward(transpose_contiguous(x))));
+  return linear(out_proj_, transpose_contiguous(ssm_->forward(transpose_contiguous(x))));
 }
 MixerState DiagSSMMixerImpl::initial_state(int64_t batch) const { return {ssm_->initial_state(batch)}; }
 torch::Tensor DiagSSMMixerImpl::step(const torch::Tensor& x_t, MixerState& state) {
-  return out_proj_->forward(ssm_->step(x_t, state.at(0)));
+  return linear(out_proj_, ssm_->step(x_t, state.at(0)));
 }
 MixerState DiagSSMMixerImpl::state_after(const torch::Tensor& x) { return {ssm_->state_after(x.transpose(1, 2))}; }
 

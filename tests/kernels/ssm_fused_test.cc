@@ -217,24 +217,33 @@ TEST(ShiftSsmKernelCuda, FusedTapsAndGradientsMatchTheExpression) {
   }
 }
 
-// The whole layer path: DiagSSM::forward (no state passing) on a GPU takes the fused kernels and agrees with the
-// reference path's output and gradients.
+// The whole layer path: DiagSSM::forward (no state passing) on a GPU takes the fused kernels; its output and every
+// gradient are within twice the reference path's float32 error of a float64 run (plus 1e-5). Not against the float32
+// reference path directly: the fused backward works in float64, and against the float32 reference path the
+// gradients of log_dt and A_imag differed by 4.7e-4 and 4.3e-4 on the H200 (while the test above held the kernel's
+// gradients within twice the float32 expression's error of float64); which path carries that difference was not
+// measured here. This form of the test was not yet run on a GPU.
 TEST(DiagSsmKernelCuda, DiagSsmForwardUsesItAndAgrees) {
   HIPPO_REQUIRE_CUDA_SSM();
-  auto ssm = perturbed_ssm(64, 64, "bilinear", 3);
+  auto ssm = perturbed_ssm(64, 64, "bilinear", 3), ssm64 = perturbed_ssm(64, 64, "bilinear", 3);
   ssm->to(torch::kCUDA);
+  ssm64->to(torch::kCUDA, torch::kDouble);
+  ASSERT_TRUE(diag_ssm_kernel_fused_supported(ssm->log_dt_, ssm->log_A_real_, ssm->A_imag_, ssm->B_, ssm->C_));
   auto u = torch::randn({2, 64, 3000}, torch::device(torch::kCUDA));
-  auto params = ssm->parameters();
-  auto run = [&](bool reference) {
+  auto run = [&](DiagSSMImpl& s, const torch::Tensor& x, bool reference) {
     std::optional<FftConvReferenceScope> scope;
     if (reference) scope.emplace();
-    auto y = ssm->forward(u);
-    auto g = torch::autograd::grad({y.square().sum()}, params);
+    auto y = s.forward(x);
+    auto g = torch::autograd::grad({y.square().sum()}, s.parameters());
     g.insert(g.begin(), y.detach());
     return g;
   };
-  auto fused = run(false), ref = run(true);
-  for (size_t i = 0; i < fused.size(); ++i) EXPECT_LT(testing::rel_error(fused[i], ref[i]), 1e-4) << i;
+  auto fused = run(*ssm, u, false), plain = run(*ssm, u, true), ref = run(*ssm64, u.to(torch::kDouble), true);
+  for (size_t i = 0; i < fused.size(); ++i) {
+    const double e_fused = testing::rel_error(fused[i], ref[i]), e_plain = testing::rel_error(plain[i], ref[i]);
+    EXPECT_LE(e_fused, 2 * e_plain + 1e-5) << "tensor " << i << " (0: y, then the parameters in registration order): "
+                                           << "fused " << e_fused << ", reference path " << e_plain;
+  }
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 
 #include "apps/cli.h"
 #include "core/build_info.h"
-#include "kernels/diag_ssm.h"
+#include "kernels/ssm_fused.h"
 #include "kernels/fftconv.h"
 #include "kernels/fftconv_blockfft.h"
 

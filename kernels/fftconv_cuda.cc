@@ -11,6 +11,7 @@
 
 #include "kernels/fftconv.h"
 #include "kernels/fftconv_kernel.h"
+#include "kernels/launch_checked.h"
 
 namespace hippo {
 namespace {
@@ -51,15 +52,7 @@ bool filter_on_aten() {
   return aten;
 }
 
-// Rethrows the launcher's std::runtime_error (kernel name and shape) as c10::Error, like every tensor error.
-template <typename F>
-void launch_checked(F&& f) {
-  try {
-    f();
-  } catch (const std::runtime_error& e) {
-    TORCH_CHECK(false, e.what());
-  }
-}
+using internal::launch_checked;
 
 // Optional inputs are c10::optional rather than undefined tensors: LibTorch 2.x refuses undefined tensors as
 // inputs of a custom Function. Which gradients are needed is read off requires_grad in forward, because the

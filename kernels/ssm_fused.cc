@@ -5,7 +5,6 @@
 #include <torch/torch.h>
 
 #include <cstdlib>
-#include <stdexcept>
 
 #include "kernels/fftconv.h"
 
@@ -13,6 +12,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include "kernels/launch_checked.h"
 #include "kernels/ssm_kernel.h"
 #endif
 
@@ -54,15 +54,7 @@ cuda::DiagSsmParams params_of(const Tensor& log_dt, const Tensor& lar, const Ten
   return p;
 }
 
-// Rethrows the launcher's std::runtime_error (kernel name and shape) as c10::Error.
-template <typename F>
-void launch_checked(F&& f) {
-  try {
-    f();
-  } catch (const std::runtime_error& e) {
-    TORCH_CHECK(false, e.what());
-  }
-}
+using internal::launch_checked;
 
 struct DiagSsmKernelFunction : public torch::autograd::Function<DiagSsmKernelFunction> {
   static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& log_dt, const Tensor& lar,

@@ -32,10 +32,12 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 static_assert(kR * kM == kDiagSsmTile, "tile size");
 
-__device__ __forceinline__ Mode<float> load_mode(const DiagSsmParams& p, int64_t h, int64_t n) {
+// Mode n of channel h in T (float32 for the forward, float64 for the backward's arithmetic).
+template <typename T>
+__device__ __forceinline__ Mode<T> load_mode(const DiagSsmParams& p, int64_t h, int64_t n) {
   const int64_t i = h * p.N2 + n;
-  Mode<float> m;
-  m.dt = expf(p.log_dt[h]);
+  Mode<T> m;
+  m.dt = ssm_math::m_exp(static_cast<T>(p.log_dt[h]));
   m.log_A_real = p.log_A_real[i];
   m.A_imag = p.A_imag[i];
   m.B = {p.B[2 * i], p.B[2 * i + 1]};
@@ -70,7 +72,7 @@ __global__ void __launch_bounds__(kThreads) diag_ssm_fwd_kernel(DiagSsmParams p,
       float2 w = make_float2(0.f, 0.f), cp = make_float2(0.f, 0.f);  // past N2: a mode with C' = 0
       if (n0 + t < p.N2) {
         Cx<float> W, CP;
-        ssm_math::discretize(load_mode(p, h, n0 + t), p.bilinear, W, CP);
+        ssm_math::discretize(load_mode<float>(p, h, n0 + t), p.bilinear, W, CP);
         w = make_float2(W.re, W.im);
         cp = make_float2(CP.re, CP.im);
       }
@@ -99,18 +101,6 @@ __global__ void __launch_bounds__(kThreads) diag_ssm_fwd_kernel(DiagSsmParams p,
     const int64_t l = (m0 + mq + kWarps * i) * kR + r;
     if (l < p.L) K[h * p.L + l] = 2.f * acc[i];
   }
-}
-
-// The mode's parameters in float64 (the backward's arithmetic).
-__device__ __forceinline__ Mode<double> load_mode_f64(const DiagSsmParams& p, int64_t h, int64_t n) {
-  const int64_t i = h * p.N2 + n;
-  Mode<double> m;
-  m.dt = exp(static_cast<double>(p.log_dt[h]));
-  m.log_A_real = p.log_A_real[i];
-  m.A_imag = p.A_imag[i];
-  m.B = {p.B[2 * i], p.B[2 * i + 1]};
-  m.C = {p.C[2 * i], p.C[2 * i + 1]};
-  return m;
 }
 
 __device__ __forceinline__ double2 power_f64(double2 w, int64_t e) {
@@ -144,7 +134,7 @@ __global__ void __launch_bounds__(kThreads)
       double2 w = make_double2(0.0, 0.0);
       if (n0 + t < p.N2) {
         Cx<double> W, CP;
-        ssm_math::discretize(load_mode_f64(p, h, n0 + t), p.bilinear, W, CP);
+        ssm_math::discretize(load_mode<double>(p, h, n0 + t), p.bilinear, W, CP);
         w = make_double2(W.re, W.im);
       }
       w_s[t] = w;
@@ -205,7 +195,7 @@ __global__ void __launch_bounds__(128)
     double s[4] = {0, 0, 0, 0};
     for (int64_t k = 0; k < tiles; ++k)
       for (int c = 0; c < 4; ++c) s[c] += partial[((h * tiles + k) * p.N2 + n) * 4 + c];
-    const Mode<double> m = load_mode_f64(p, h, n);
+    const Mode<double> m = load_mode<double>(p, h, n);
     Cx<double> w, cp;
     ssm_math::discretize(m, p.bilinear, w, cp);
     const Cx<double> G_Cp{2 * s[0], -2 * s[1]};

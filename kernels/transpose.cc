@@ -8,8 +8,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
-#include <stdexcept>
-
+#include "kernels/launch_checked.h"
 #include "kernels/transpose_kernel.h"
 #endif
 
@@ -28,11 +27,7 @@ torch::Tensor transpose_on_gpu(const torch::Tensor& x) {
   p.R = xc.size(1);
   p.C = xc.size(2);
   p.elem_bytes = static_cast<int>(xc.element_size());
-  try {
-    cuda::transpose_launch(p, at::cuda::getCurrentCUDAStream());
-  } catch (const std::runtime_error& e) {
-    TORCH_CHECK(false, e.what());
-  }
+  internal::launch_checked([&] { cuda::transpose_launch(p, at::cuda::getCurrentCUDAStream()); });
   return out;
 }
 

@@ -2,6 +2,7 @@
 // state passing past the chunk length) and through the reference path (FftConvReferenceScope: torch::fft, one
 // pass over the whole sequence), against the attention layer (scaled_dot_product_attention on LibTorch 2.x),
 // forward and forward+backward; ms, speed-ups, rows in the bench table (benchmark 'layer'). Issue 6.
+#include <absl/strings/ascii.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_format.h>
 #include <absl/strings/str_join.h>
@@ -104,12 +105,17 @@ int bench_layer(const std::vector<std::string>& args) {
         absl::StrCat("--warmup must be >= 0 and --iters >= 20 (a median of fewer is noise), got ", warmup,
                      " and ", iters)));
   std::vector<std::string> variants;
-  for (absl::string_view v : absl::StrSplit(vm["variants"].as<std::string>(), ',')) {
+  for (absl::string_view v :
+       absl::StrSplit(vm["variants"].as<std::string>(), ',', absl::SkipWhitespace())) {
+    v = absl::StripAsciiWhitespace(v);
     if (std::find(std::begin(kVariants), std::end(kVariants), v) == std::end(kVariants))
       return report(absl::InvalidArgumentError(absl::StrCat(
           "--variants: unknown variant '", v, "'; accepted: ", absl::StrJoin(kVariants, ", "))));
     if (std::find(variants.begin(), variants.end(), v) == variants.end()) variants.emplace_back(v);
   }
+  if (variants.empty())
+    return report(absl::InvalidArgumentError(
+        absl::StrCat("--variants: no variant named; accepted: ", absl::StrJoin(kVariants, ", "))));
   const bool no_db = vm["no-db"].as<bool>();
   if (!no_db && std::find(variants.begin(), variants.end(), "h3_reference") == variants.end())
     return report(absl::InvalidArgumentError(

@@ -1,5 +1,5 @@
-// Glue of the fused diagonal-SSM kernel generation (kernels/ssm_fused.h): argument checks, the env switch and, with
-// the CUDA kernels, the autograd Function around the launchers of kernels/ssm_kernel.cu.
+// Glue of the fused SSM kernel generation (kernels/ssm_fused.h): argument checks, the env switch and, with the CUDA
+// kernels, the autograd Functions around the launchers of kernels/ssm_kernel.cu.
 #include "kernels/ssm_fused.h"
 
 #include <torch/torch.h>
@@ -73,6 +73,9 @@ struct DiagSsmKernelFunction : public torch::autograd::Function<DiagSsmKernelFun
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
+    TORCH_CHECK(!torch::GradMode::is_enabled(),
+                "diag_ssm_kernel_fused: no second derivative (create_graph) through the fused kernels; set "
+                "HIPPO_SSM_KERNEL=aten for the differentiable ATen expression");
     const auto s = ctx->get_saved_variables();
     const int64_t L = ctx->saved_data["L"].toInt();
     const bool bilinear = ctx->saved_data["bilinear"].toBool();
@@ -110,6 +113,9 @@ struct ShiftSsmKernelFunction : public torch::autograd::Function<ShiftSsmKernelF
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
+    TORCH_CHECK(!torch::GradMode::is_enabled(),
+                "shift_ssm_kernel_fused: no second derivative (create_graph) through the fused kernel; set "
+                "HIPPO_SSM_KERNEL=aten for the differentiable ATen expression");
     const auto s = ctx->get_saved_variables();
     const c10::cuda::CUDAGuard guard(s[0].device());
     const auto dk = grads[0].to(torch::kFloat).contiguous();

@@ -11,27 +11,31 @@
 namespace hippo {
 
 // Whether diag_ssm_kernel_fused runs for these parameters: the CUDA kernels were built, every tensor is float32 on
-// one CUDA device with the shapes below, and HIPPO_SSM_KERNEL is not "aten". False (never a throw) otherwise.
+// one CUDA device with the shapes below, and HIPPO_SSM_KERNEL is not "aten". False otherwise; raises c10::Error
+// (naming the variable and its accepted values) only when HIPPO_SSM_KERNEL holds another value (read on first use).
 bool diag_ssm_kernel_fused_supported(const torch::Tensor& log_dt, const torch::Tensor& log_A_real,
                                      const torch::Tensor& A_imag, const torch::Tensor& B, const torch::Tensor& C);
 
 // K (H, L) float32 on the parameters' device: K[h, l] = 2 Re(sum_n C'_n exp(l w_n)) with w = log dA and C' = C dB
 // of the bilinear (H3) or zero-order-hold (S4D) discretisation, Re A = -max(exp(log_A_real), 1e-4), dt =
-// exp(log_dt): the same function as DiagSSMImpl::kernel_of(discretize(), L), float32 throughout. log_dt (H),
+// exp(log_dt): the same function as DiagSSMImpl::kernel_of(discretize(), L), computed in float32. log_dt (H),
 // log_A_real (H, N2), A_imag (H, N2), B (H, N2, 2) and C (H, N2, 2) as (re, im), float32, CUDA. Gradients flow to
-// all five (not twice differentiable). Raises c10::Error when the arguments are not supported (see above), L < 1 or
-// L > 65535 * 1024, or naming the kernel and shape when a launch fails.
+// all five, computed in float64 and returned in float32; the backward's scratch is H (L / 1024) N2 4 float64 values
+// (N2 / 128 times the size of K). Not twice differentiable: a backward with create_graph raises. Raises c10::Error
+// when the arguments are not supported (see above), L < 1 or L > 65535 * 1024, or naming the kernel and shape when
+// a launch fails.
 torch::Tensor diag_ssm_kernel_fused(const torch::Tensor& log_dt, const torch::Tensor& log_A_real,
                                     const torch::Tensor& A_imag, const torch::Tensor& B, const torch::Tensor& C,
                                     int64_t L, bool bilinear);
 
 // Whether shift_ssm_kernel_fused runs: the CUDA kernels were built, B and C are float32 (H, N) with
-// 1 <= N <= 4096 on one CUDA device, and HIPPO_SSM_KERNEL is not "aten". False (never a throw) otherwise.
+// 1 <= N <= 4096 on one CUDA device, and HIPPO_SSM_KERNEL is not "aten". False otherwise (a bad HIPPO_SSM_KERNEL
+// value raises, as above).
 bool shift_ssm_kernel_fused_supported(const torch::Tensor& B, const torch::Tensor& C);
 
 // The shift SSM's taps k (H, N) float32, k[h, j] = sum_{i + j < N} B[h, i] C[h, i + j] (K[j] = C A^j B with A the
 // shift matrix, H3.md 2.2): the same function as ShiftSSMImpl::kernel's expression. B, C (H, N) float32, CUDA.
-// Gradients flow to both (not twice differentiable). Raises c10::Error when not supported (see above), or naming
+// Gradients flow to both; a backward with create_graph raises. Raises c10::Error when not supported (see above), or naming
 // the kernel and shape when a launch fails.
 torch::Tensor shift_ssm_kernel_fused(const torch::Tensor& B, const torch::Tensor& C);
 

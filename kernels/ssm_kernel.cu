@@ -1,14 +1,15 @@
 // Fused kernel generation of the SSMs (kernels/ssm_kernel.h). The shift SSM's taps are a correlation of B and C per
 // channel, one block each (the ATen expression: an unfold view, a product, a sum; its backward an unfold_backward).
-// The diagonal SSM (H3.md 2.1 and 3; layers/ssm.h): the discretisation of every mode and
-// the Vandermonde product K[h, l] = 2 Re(sum_n C'_n exp(l w_n)) (w = log dA, C' = C dB) in one launch, and the
-// backward in two, where the ATen expression takes about 60 small launches forward and 130 backward (ncu, H3 layer,
-// B4 D768 L2K on an H200). Positions are split as l = 32 m + r: a block owns 1024 positions (32 values of m) of one
-// channel and, per group of 32 modes, tabulates z^r and z^(32 m) in shared memory (one exp and one sincos each),
-// so that each (l, n) term is one complex multiply-add. Backward: per block and mode the sums
-// S0 = sum_l dK_l z^l and S1 = sum_l dK_l l z^l over its positions; a second kernel adds the blocks' sums in a fixed
-// order (deterministic) and applies the chain rule of kernels/ssm_math.h. float32 throughout; exponents
-// l up to L in float32, as the ATen path. CUDA runtime only.
+// The diagonal SSM (H3.md 2.1 and 3; layers/ssm.h): the discretisation of every mode and the Vandermonde product
+// K[h, l] = 2 Re(sum_n C'_n exp(l w_n)) (w = log dA, C' = C dB) in one launch, and the backward in two. Before,
+// the ATen expressions of both SSMs and the small elementwise ops around them took 63 launches of one H3 forward
+// (58 of them the diagonal SSM's kernel) and 232 of its forward+backward (ncu, B4 D768 L2K, H200). Positions are
+// split as l = 32 m + r: a block owns 1024 positions (32 values of m) of one channel and, per group of 32 modes,
+// tabulates z^r and z^(32 m) in shared memory (one exp and one sincos each), so that each (l, n) term is one complex
+// multiply-add. Backward: per block and mode the sums S0 = sum_l dK_l z^l and S1 = sum_l dK_l l z^l over its
+// positions; a second kernel adds the blocks' sums in a fixed order (deterministic) and applies the chain rule of
+// kernels/ssm_math.h. The forward in float32 (exponents l up to L in float32, as the ATen path); the backward in
+// float64 (w, tables, sums and chain rule), its gradients rounded to float32 once. CUDA runtime only.
 #include <cuda_runtime.h>
 
 #include <climits>

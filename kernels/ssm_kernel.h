@@ -1,6 +1,8 @@
-// Plain parameter structs and launchers of the fused diagonal-SSM kernel generation (kernels/ssm_kernel.cu):
-// the discretisation and the Vandermonde product K[h, l] = 2 Re(sum_n C'_n dA_n^l) of DiagSSMImpl::kernel in one
-// launch, and its backward in two. No LibTorch and no CUDA headers; every tensor is float32, contiguous, row-major.
+// Plain parameter structs and launchers of the fused SSM kernel generation (kernels/ssm_kernel.cu): the diagonal
+// SSM's discretisation and Vandermonde product K[h, l] = 2 Re(sum_n C'_n dA_n^l) (DiagSSMImpl::kernel) in one
+// launch and its backward in two; the shift SSM's taps k[h, j] = sum_i B[h, i] C[h, i + j] (ShiftSSMImpl::kernel)
+// in one launch and its backward in one. No LibTorch and no CUDA headers; every tensor is contiguous, row-major and
+// float32, but the diagonal backward's float64 scratch.
 #pragma once
 
 #include <cstdint>

@@ -18,7 +18,7 @@ constexpr int kTile = 32, kRowsPerPass = 8;
 
 // One 32 x 32 tile per block and step (grid-stride over row tiles and batches): the block reads rows of the tile
 // (consecutive c: coalesced), writes columns (consecutive r: coalesced). Shared slots are at least 4 bytes wide and
-// the row padded by one, so that the column reads hit 32 different banks.
+// the row padded by one, so that the column reads of 4-byte slots hit 32 different banks (8-byte slots: two ways).
 template <typename W>
 __global__ void __launch_bounds__(kTile * kRowsPerPass) transpose_kernel(const W* __restrict__ in, W* __restrict__ out,
                                                                          int64_t B, int64_t R, int64_t C) {

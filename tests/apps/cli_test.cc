@@ -645,6 +645,11 @@ TEST(Cli, BenchLayerVariantsSubset) {
   auto no_ref = run_hippo(base + "--variants h3,attention", d.path());
   EXPECT_EQ(no_ref.exit_code, 2);
   EXPECT_NE(no_ref.err.find("add h3_reference or pass --no-db"), std::string::npos) << no_ref.err;
+  auto spaced = run_hippo(base + "--variants ' h3 , h3_reference' --no-db", d.path());
+  EXPECT_EQ(spaced.exit_code, 0) << spaced.err;
+  auto none = run_hippo(base + "--variants ' , ' --no-db", d.path());
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("--variants: no variant named"), std::string::npos) << none.err;
   auto bad = run_hippo(base + "--variants h3,mamba", d.path());
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("unknown variant 'mamba'; accepted: h3, h3_reference, attention"), std::string::npos)

@@ -217,8 +217,9 @@ TEST(ShiftSsmKernelCuda, FusedTapsAndGradientsMatchTheExpression) {
   }
 }
 
-// The whole layer path: DiagSSM::forward (no state passing) on a GPU takes the fused kernels; its output and every
-// gradient are within twice the reference path's float32 error of a float64 run (plus 1e-5). Not against the float32
+// The whole layer path: DiagSSM::forward (no state passing) on a GPU takes the fused kernels (the kernel's grad_fn
+// is the fused Function; under the reference scope it is not); its output and every gradient are within twice the
+// reference path's float32 error of a float64 run (plus 1e-6). Not against the float32
 // reference path directly: the fused backward works in float64, and against the float32 reference path the
 // gradients of log_dt and A_imag differed by 4.7e-4 and 4.3e-4 on the H200 (while the test above held the kernel's
 // gradients within twice the float32 expression's error of float64); which path carries that difference was not
@@ -229,6 +230,15 @@ TEST(DiagSsmKernelCuda, DiagSsmForwardUsesItAndAgrees) {
   ssm->to(torch::kCUDA);
   ssm64->to(torch::kCUDA, torch::kDouble);
   ASSERT_TRUE(diag_ssm_kernel_fused_supported(ssm->log_dt_, ssm->log_A_real_, ssm->A_imag_, ssm->B_, ssm->C_));
+  {
+    auto K = ssm->kernel(3000);
+    ASSERT_NE(K.grad_fn(), nullptr);
+    EXPECT_NE(K.grad_fn()->name().find("DiagSsmKernelFunction"), std::string::npos) << K.grad_fn()->name();
+    FftConvReferenceScope reference;
+    auto K_ref = ssm->kernel(3000);
+    ASSERT_NE(K_ref.grad_fn(), nullptr);
+    EXPECT_EQ(K_ref.grad_fn()->name().find("DiagSsmKernelFunction"), std::string::npos) << K_ref.grad_fn()->name();
+  }
   auto u = torch::randn({2, 64, 3000}, torch::device(torch::kCUDA));
   auto run = [&](DiagSSMImpl& s, const torch::Tensor& x, bool reference) {
     std::optional<FftConvReferenceScope> scope;
@@ -241,7 +251,7 @@ TEST(DiagSsmKernelCuda, DiagSsmForwardUsesItAndAgrees) {
   auto fused = run(*ssm, u, false), plain = run(*ssm, u, true), ref = run(*ssm64, u.to(torch::kDouble), true);
   for (size_t i = 0; i < fused.size(); ++i) {
     const double e_fused = testing::rel_error(fused[i], ref[i]), e_plain = testing::rel_error(plain[i], ref[i]);
-    EXPECT_LE(e_fused, 2 * e_plain + 1e-5) << "tensor " << i << " (0: y, then the parameters in registration order): "
+    EXPECT_LE(e_fused, 2 * e_plain + 1e-6) << "tensor " << i << " (0: y, then the parameters in registration order): "
                                            << "fused " << e_fused << ", reference path " << e_plain;
   }
 }

@@ -63,9 +63,10 @@ TEST(Transpose, RejectsTensorsThatAreNot3D) {
   } while (0)
 
 // Every element size (2, 4, 8 bytes), sizes that leave partial 32 x 32 (and 64 x 64) tiles, a batch past the grid's
-// 65535 in z and a row count past 65535 tiles in y (both loops stride, in both 2-byte kernels: pairs when R and C
-// are even, single elements otherwise), an H3-sized activation, a strided input, and a contiguous 2-byte input
-// that starts 2 bytes off a 4-byte boundary (single elements).
+// 65535 in z (both 2-byte kernels: pairs when R and C are even, single elements otherwise) and a row count past
+// 65535 tiles in y (the pairs kernel, and the single-element kernel for 4 and 8 bytes), an H3-sized activation, a
+// strided input, and a contiguous 2-byte input that starts 2 bytes off a 4-byte boundary (single elements). Shapes
+// with R or C of 1 are returned as views and never reach a kernel.
 TEST(TransposeCuda, KernelMatchesAtenBitForBit) {
   HIPPO_REQUIRE_CUDA_TRANSPOSE();
   torch::manual_seed(1);

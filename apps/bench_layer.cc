@@ -159,7 +159,8 @@ int bench_layer(const std::vector<std::string>& args) {
     std::map<std::string, Mixer> mixers;
     try {
       mixers["h3"] = build("h3", Json{{"head_dim", 1}}, D, L, *dtype, *device, chunk);
-      mixers["attention"] = build("attention", Json{{"n_heads", heads}}, D, L, *dtype, *device, chunk);
+      if (std::find(variants.begin(), variants.end(), "attention") != variants.end())
+        mixers["attention"] = build("attention", Json{{"n_heads", heads}}, D, L, *dtype, *device, chunk);
     } catch (const std::exception& e) {
       return report(
           absl::InvalidArgumentError(absl::StrCat("hippo bench layer: cannot build the layers: ", e.what())));

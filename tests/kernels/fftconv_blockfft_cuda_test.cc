@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "kernels/fftconv_blockfft.h"
+#include "tests/kernels/cuda_required.h"
 #include "tests/kernels/fftconv_inputs.h"
 #include "tests/testing.h"
 
@@ -17,12 +18,6 @@ namespace hippo {
 namespace {
 using testing::rel_error;
 using torch::Tensor;
-
-#define HIPPO_REQUIRE_CUDA_DEVICE()                                                                        \
-  do {                                                                                                     \
-    if (!fftconv_cuda_built()) GTEST_SKIP() << "this build has no CUDA (LibTorch without CUDA)";           \
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device present";                            \
-  } while (0)
 
 enum OptionBits { kV = 1, kQ = 2, kGelu = 4, kMask = 8 };
 constexpr int kOptionSets[] = {0, kV, kQ | kGelu, kMask, kV | kQ | kGelu | kMask};
@@ -64,7 +59,7 @@ using testing::all_finite;
 class BlockFftCudaForward : public ::testing::TestWithParam<int64_t> {};
 
 TEST_P(BlockFftCudaForward, MatchesFloat64Reference) {
-  HIPPO_REQUIRE_CUDA_DEVICE();
+  HIPPO_REQUIRE_CUDA();
   const int64_t L = GetParam();
   const torch::ScalarType dtypes[] = {torch::kFloat, torch::kHalf, torch::kBFloat16};
   const int64_t shapes[][2] = {{1, 111}, {3, 768}, {3, 111}, {1, 768}};  // (B, H)
@@ -113,7 +108,7 @@ class BlockFftCudaBackward : public ::testing::TestWithParam<int64_t> {};
 using testing::grads_of;
 
 TEST_P(BlockFftCudaBackward, GradientsMatchAutogradThroughReference) {
-  HIPPO_REQUIRE_CUDA_DEVICE();
+  HIPPO_REQUIRE_CUDA();
   const int64_t L = GetParam();
   const Case cases[] = {{3, 111, L, L, torch::kFloat, kV | kQ | kGelu | kMask},
                         {1, 768, L, std::max<int64_t>(1, L / 2), torch::kFloat, kV | kQ},
@@ -153,7 +148,7 @@ INSTANTIATE_TEST_SUITE_P(Lengths, BlockFftCudaBackward,
                          ::testing::Values(1, 2, 31, 1000, 1023, 1024, 1025, 4096, 8192));
 
 TEST(BlockFftCuda, AutotuneDispatchRecordsAndStaysCorrect) {
-  HIPPO_REQUIRE_CUDA_DEVICE();
+  HIPPO_REQUIRE_CUDA();
   const BlockFftDispatch saved = blockfft_dispatch();
   set_blockfft_dispatch(BlockFftDispatch::kAuto);
   clear_blockfft_autotune();
@@ -175,7 +170,7 @@ TEST(BlockFftCuda, AutotuneDispatchRecordsAndStaysCorrect) {
 }
 
 TEST(BlockFftCuda, NonContiguousInputs) {
-  HIPPO_REQUIRE_CUDA_DEVICE();
+  HIPPO_REQUIRE_CUDA();
   torch::manual_seed(10);
   const auto f = torch::TensorOptions().device(torch::kCUDA);
   auto base = torch::randn({2, 1001, 64}, f).to(torch::kBFloat16);

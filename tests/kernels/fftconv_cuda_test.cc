@@ -11,6 +11,7 @@
 
 #include "kernels/fftconv.h"
 #include "layers/mixer.h"
+#include "tests/kernels/cuda_required.h"
 #include "tests/kernels/fftconv_inputs.h"
 #include "tests/testing.h"
 
@@ -18,12 +19,6 @@ namespace hippo {
 namespace {
 using testing::rel_error;
 using torch::Tensor;
-
-#define HIPPO_REQUIRE_CUDA()                                                                             \
-  do {                                                                                                   \
-    if (!fftconv_cuda_built()) GTEST_SKIP() << "this build has no CUDA kernels (LibTorch without CUDA)"; \
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device present";                          \
-  } while (0)
 
 enum OptionBits { kV = 1, kQ = 2, kGelu = 4, kMask = 8 };
 // Option sets cycled over the cases so that every option meets every length: none, each alone, all together.

@@ -14,6 +14,7 @@
 #include "kernels/ssm_math.h"
 #include "kernels/fftconv.h"
 #include "layers/ssm.h"
+#include "tests/kernels/cuda_required.h"
 #include "tests/testing.h"
 
 namespace hippo {
@@ -126,12 +127,6 @@ TEST(DiagSsmKernel, NotSupportedOnTheCpuAndRefusedThere) {
   }
 }
 
-#define HIPPO_REQUIRE_CUDA_SSM()                                                                         \
-  do {                                                                                                   \
-    if (!fftconv_cuda_built()) GTEST_SKIP() << "this build has no CUDA kernels (LibTorch without CUDA)"; \
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device present";                          \
-  } while (0)
-
 // K and its gradients for one loss sum(K * G): {K, g_log_dt, g_log_A_real, g_A_imag, g_B, g_C}. `reference`:
 // through the ATen expression (FftConvReferenceScope), else the default path (the fused kernels on a GPU).
 std::vector<torch::Tensor> kernel_and_grads(DiagSSMImpl& s, int64_t L, const torch::Tensor& G, bool reference) {
@@ -145,7 +140,7 @@ std::vector<torch::Tensor> kernel_and_grads(DiagSSMImpl& s, int64_t L, const tor
 }
 
 TEST(DiagSsmKernelCuda, FusedKernelAndGradientsMatchTheExpression) {
-  HIPPO_REQUIRE_CUDA_SSM();
+  HIPPO_REQUIRE_CUDA();
   int cases = 0;
   for (const std::string disc : {"bilinear", "zoh"}) {
     for (const int64_t H : {1, 111}) {
@@ -181,7 +176,7 @@ TEST(DiagSsmKernelCuda, FusedKernelAndGradientsMatchTheExpression) {
 }
 
 TEST(ShiftSsmKernelCuda, FusedTapsAndGradientsMatchTheExpression) {
-  HIPPO_REQUIRE_CUDA_SSM();
+  HIPPO_REQUIRE_CUDA();
   for (const int64_t H : {1, 111}) {
     for (const int64_t N : {1, 4, 64, 65, 300, 4096}) {
       torch::manual_seed(N + H);
@@ -225,7 +220,7 @@ TEST(ShiftSsmKernelCuda, FusedTapsAndGradientsMatchTheExpression) {
 // gradients within twice the float32 expression's error of float64); which path carries that difference was not
 // measured here. This form of the test was not yet run on a GPU.
 TEST(DiagSsmKernelCuda, DiagSsmForwardUsesItAndAgrees) {
-  HIPPO_REQUIRE_CUDA_SSM();
+  HIPPO_REQUIRE_CUDA();
   auto ssm = perturbed_ssm(64, 64, "bilinear", 3), ssm64 = perturbed_ssm(64, 64, "bilinear", 3);
   ssm->to(torch::kCUDA);
   ssm64->to(torch::kCUDA, torch::kDouble);

@@ -6,8 +6,8 @@
 
 #include <string>
 
-#include "kernels/fftconv.h"
 #include "kernels/transpose.h"
+#include "tests/kernels/cuda_required.h"
 
 namespace hippo {
 namespace {
@@ -56,19 +56,13 @@ TEST(Transpose, RejectsTensorsThatAreNot3D) {
   }
 }
 
-#define HIPPO_REQUIRE_CUDA_TRANSPOSE()                                                                   \
-  do {                                                                                                   \
-    if (!fftconv_cuda_built()) GTEST_SKIP() << "this build has no CUDA kernels (LibTorch without CUDA)"; \
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device present";                          \
-  } while (0)
-
 // Every element size (2, 4, 8 bytes), sizes that leave partial 32 x 32 (and 64 x 64) tiles, a batch past the grid's
 // 65535 in z (both 2-byte kernels: pairs when R and C are even, single elements otherwise) and a row count past
 // 65535 tiles in y (the pairs kernel, and the single-element kernel for 4 and 8 bytes), an H3-sized activation, a
 // strided input, and a contiguous 2-byte input that starts 2 bytes off a 4-byte boundary (single elements). Shapes
 // with R or C of 1 are returned as views and never reach a kernel.
 TEST(TransposeCuda, KernelMatchesAtenBitForBit) {
-  HIPPO_REQUIRE_CUDA_TRANSPOSE();
+  HIPPO_REQUIRE_CUDA();
   torch::manual_seed(1);
   const std::vector<std::vector<int64_t>> shapes = {
       {1, 1, 1},     {3, 31, 33},     {2, 1000, 768},  {4, 2048, 768}, {70000, 2, 3}, {70000, 2, 4},
@@ -96,7 +90,7 @@ TEST(TransposeCuda, KernelMatchesAtenBitForBit) {
 }
 
 TEST(TransposeCuda, GradientsFlowThroughTheKernel) {
-  HIPPO_REQUIRE_CUDA_TRANSPOSE();
+  HIPPO_REQUIRE_CUDA();
   auto x = torch::randn({3, 100, 65}, torch::device(torch::kCUDA).requires_grad(true));
   auto g = torch::randn({3, 65, 100}, torch::device(torch::kCUDA));
   auto y = transpose_contiguous(x);

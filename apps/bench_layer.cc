@@ -1,5 +1,5 @@
 // `hippo bench layer`: the H3 layer (head_dim 1) through the default fftconv path (the fused CUDA kernel, and
-// state passing past the chunk length) and through the reference path (FftConvReferenceScope: torch::fft, one
+// state passing past the diagonal SSM's single-pass length) and through the reference path (FftConvReferenceScope: torch::fft, one
 // pass over the whole sequence), against the attention layer (scaled_dot_product_attention on LibTorch 2.x),
 // forward and forward+backward; ms, speed-ups, rows in the bench table (benchmark 'layer'). Issue 6.
 #include <absl/strings/ascii.h>
@@ -31,7 +31,7 @@ const char* kVariants[] = {"h3", "h3_reference", "attention"};
 // The mixer `name` with `options` at width d_model, in `dtype` on `device`; the SSMs inside (their parameters
 // and their kernels) stay float32, as the fused kernel expects: only the projections run in half precision.
 Mixer build(const std::string& name, const Json& options, int64_t d_model, int64_t L, torch::ScalarType dtype,
-            const c10::Device& device, int64_t chunk_len) {
+            const c10::Device& device, int64_t chunk_len, int64_t single_pass_len) {
   const LayerEntry* e = value_or_throw(LayerRegistry::global().find(name, "layer"));
   MixerArgs a;
   a.d_model = d_model;
@@ -43,6 +43,7 @@ Mixer build(const std::string& name, const Json& options, int64_t d_model, int64
     if (auto* diag = sub->as<DiagSSMImpl>()) {
       diag->to(torch::kFloat);
       diag->set_chunk_len(chunk_len);
+      diag->set_single_pass_len(single_pass_len);
     }
     if (auto* shift = sub->as<ShiftSSMImpl>()) shift->to(torch::kFloat);
   }
@@ -54,12 +55,10 @@ int bench_layer(const std::vector<std::string>& args) {
   po::options_description desc(
       "hippo bench layer: the H3 layer (head_dim 1) through the default path (fused CUDA FFT convolution; "
       "state\n"
-      "passing past --chunk-len) and the reference path (torch::fft, whole sequence), against attention\n"
-      "(scaled_dot_product_attention on LibTorch 2.x), forward and forward+backward. Timing: CUDA events on "
-      "a\n"
-      "GPU (the steady clock on the CPU), warm-up calls, the median of the timed calls. Rows go to the "
-      "bench\n"
-      "table of --db (benchmark 'layer'; device 'cpu' for CPU rows).\n"
+      "passing past L = 16384, or past --chunk-len) and the reference path (torch::fft, whole sequence),\n"
+      "against attention (scaled_dot_product_attention on LibTorch 2.x), forward and forward+backward.\n"
+      "Timing: CUDA events on a GPU (the steady clock on the CPU), warm-up calls, the median of the timed\n"
+      "calls. Rows go to the bench table of --db (benchmark 'layer'; device 'cpu' for CPU rows).\n"
       "example: hippo bench layer --batch 4 --seq-len 1024,2048,4096,8192,16384 --dtype bf16\noptions");
   desc.add_options()("help,h", "this help")("batch", po::value<int64_t>()->default_value(4), "B")(
       "d-model", po::value<int64_t>()->default_value(768), "model width D")(
@@ -68,8 +67,9 @@ int bench_layer(const std::vector<std::string>& args) {
       "comma-separated lengths L")(
       "dtype", po::value<std::string>()->default_value("bf16"),
       "dtype of activations and projections: bf16, fp16 or fp32 (SSM parameters stay float32)")(
-      "chunk-len", po::value<int64_t>()->default_value(DiagSSMImpl::kDefaultChunkLen),
-      "state-passing chunk length of the H3 layer's diagonal SSM")(
+      "chunk-len", po::value<int64_t>(),
+      "state passing past this L, in chunks of this length, in the H3 layer's diagonal SSM (default: past "
+      "16384, the fused kernel's longest L, in chunks of 8192)")(
       "device", po::value<std::string>()->default_value("auto"), "cpu, cuda, cuda:N or auto")(
       "warmup", po::value<int>()->default_value(3), "untimed calls first")(
       "iters", po::value<int>()->default_value(20), "timed calls (at least 20); the median is reported")(
@@ -91,7 +91,9 @@ int bench_layer(const std::vector<std::string>& args) {
     return kExitOk;
   }
   const int64_t B = vm["batch"].as<int64_t>(), D = vm["d-model"].as<int64_t>(),
-                heads = vm["n-heads"].as<int64_t>(), chunk = vm["chunk-len"].as<int64_t>();
+                heads = vm["n-heads"].as<int64_t>();
+  const int64_t chunk = vm.count("chunk-len") ? vm["chunk-len"].as<int64_t>() : DiagSSMImpl::kDefaultChunkLen,
+                single_pass = vm.count("chunk-len") ? chunk : DiagSSMImpl::kDefaultSinglePassLen;
   const int warmup = vm["warmup"].as<int>(), iters = vm["iters"].as<int>();
   const bool count_ops = vm["count-ops"].as<bool>(), graphed = vm["cuda-graph"].as<bool>();
   if (B < 1 || D < 1 || heads < 1 || D % heads != 0)
@@ -138,11 +140,11 @@ int bench_layer(const std::vector<std::string>& args) {
   const bool fused = device->is_cuda() && fftconv_cuda_built();
   std::printf(
       "hippo bench layer: B=%lld D=%lld, %s, on %s; h3: head_dim 1, d_state 64, %s, state passing past "
-      "L=%lld; "
+      "L=%lld in chunks of %lld; "
       "attention: %lld heads\n",
       static_cast<long long>(B), static_cast<long long>(D), dtype_name(*dtype), dev_name.c_str(),
       fused ? "fused CUDA fftconv" : "fftconv reference (no CUDA kernels here)",
-      static_cast<long long>(chunk), static_cast<long long>(heads));
+      static_cast<long long>(single_pass), static_cast<long long>(chunk), static_cast<long long>(heads));
   std::printf(
       "median of %d calls after %d warm-up calls (%s); h3_reference: torch::fft over the whole sequence\n\n",
       iters, warmup,
@@ -158,9 +160,10 @@ int bench_layer(const std::vector<std::string>& args) {
     torch::manual_seed(L);
     std::map<std::string, Mixer> mixers;
     try {
-      mixers["h3"] = build("h3", Json{{"head_dim", 1}}, D, L, *dtype, *device, chunk);
+      mixers["h3"] = build("h3", Json{{"head_dim", 1}}, D, L, *dtype, *device, chunk, single_pass);
       if (std::find(variants.begin(), variants.end(), "attention") != variants.end())
-        mixers["attention"] = build("attention", Json{{"n_heads", heads}}, D, L, *dtype, *device, chunk);
+        mixers["attention"] =
+            build("attention", Json{{"n_heads", heads}}, D, L, *dtype, *device, chunk, single_pass);
     } catch (const std::exception& e) {
       return report(
           absl::InvalidArgumentError(absl::StrCat("hippo bench layer: cannot build the layers: ", e.what())));
@@ -208,7 +211,8 @@ int bench_layer(const std::vector<std::string>& args) {
         const int64_t fft_size = variant == "attention" ? 0
                                  : variant == "h3_reference"
                                      ? fftconv_size(L, L)
-                                     : fftconv_size(std::min(L, chunk), std::min(L, chunk));
+                                 : L <= single_pass ? fftconv_size(L, L)
+                                                    : fftconv_size(std::min(L, chunk), std::min(L, chunk));
         Json row = sink->common_columns(graphed ? Json{{"cuda_graph", true}} : Json::object());
         row.update(Json{{"benchmark", "layer"},
                             {"variant", variant},

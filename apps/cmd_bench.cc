@@ -2,7 +2,7 @@
 // tensor cores (split and single half products) in one run (CUDA events, warm-up, median), prints ms, GB/s
 // against the device-to-device copy bandwidth measured in the same run, the speed-up over the reference and the
 // faster of fused and block FFT, and stores one row per variant and length in the bench table.
-// Past the fused limit (L > 8192) the second variant is state passing of a diagonal-SSM filter (H3.md 8), or,
+// Past the fused limit (L > 16384) the second variant is state passing of a diagonal-SSM filter (H3.md 8), or,
 // with a short filter (--kernel-len), the chunked overlap-save path with the fused kernel inside.
 // Without a CUDA device (or in a build without the CUDA kernels) it measures nothing and exits 2.
 #include <absl/strings/numbers.h>
@@ -35,8 +35,8 @@ const char* kBenchUsage =
     "split and\n"
     "  single half products; the faster of fused and block FFT is printed and recorded) on u (B, H, L), k (H, "
     "L), D (H); past\n"
-    "  L = 8192 (fft size 16384) an s4d-style filter by state passing (chunks of 8192) instead of the fused "
-    "one:\n"
+    "  L = 16384 (fft size 32768) an s4d-style filter by state passing (chunks of --chunk-len) instead of the "
+    "fused one:\n"
     "  CUDA events, warm-up calls, the median of the timed calls; GB/s counts u read and y written (plus u, "
     "dy\n"
     "  read and du written with --backward) against a device-to-device copy measured in the same run. Rows "
@@ -54,6 +54,7 @@ struct BenchConfig {
   bool backward = false;
   int64_t kernel_len = 0;  // 0: L_k = L
   int64_t window = 0;      // 0: fftconv_chunk_window(L_k)
+  int64_t chunk_len = DiagSSMImpl::kDefaultChunkLen;  // state passing's chunks
   int warmup = 5, iters = 30;
   std::string db;
   bool no_db = false;
@@ -169,7 +170,13 @@ int run_fftconv(const BenchConfig& c) {
         std::printf(" %.3f | %.0f | %.0f%% | %.2fx |", med, gbs, 100.0 * gbs / copy_gbs, ref_med / med);
         std::fflush(stdout);
         // The block FFT beside it (H3.md 8); the faster of fused and block (split) is the per-size choice,
-        // recorded in each block row's environment column as faster_of_fused_and_blockfft.
+        // recorded in each block row's environment column as faster_of_fused_and_blockfft. The block path
+        // stops at kBlockFftMaxSize.
+        if (n > kBlockFftMaxSize) {
+          std::printf(" - | - | fused (no block FFT past %lld) |\n", static_cast<long long>(kBlockFftMaxSize));
+          std::fflush(stdout);
+          continue;
+        }
         const auto block_ms = time_calls(call(2), c.warmup, c.iters, device);
         const auto single_ms = time_calls(call(3), c.warmup, c.iters, device);
         const double bmed = median(block_ms), smed = median(single_ms);
@@ -202,7 +209,7 @@ int run_fftconv(const BenchConfig& c) {
         std::printf(" - (L_k = %lld: no fused or chunked path) | | | | - | - | - |\n", static_cast<long long>(Lk));
       } else {
         // Past the fused kernel's limit: an s4d-style filter (a diagonal SSM, d_state 64, zero-order hold) by
-        // state passing in chunks of 8192 through the fused kernel (H3.md 8). Its time includes making the
+        // state passing in chunks of --chunk-len through the fused kernel (H3.md 8). Its time includes making the
         // chunk kernel and the state terms from the SSM's parameters, while the reference is handed k: the
         // comparison favours the reference.
         torch::manual_seed(L + 1);
@@ -220,7 +227,8 @@ int run_fftconv(const BenchConfig& c) {
             auto g = torch::autograd::grad({ssm->forward(u)}, wrt, {dys[i % sets]}, false, false, true);
           }
         };
-        const int64_t chunk = DiagSSMImpl::kDefaultChunkLen;
+        const int64_t chunk = c.chunk_len;
+        ssm->set_chunk_len(chunk);
         const auto sp_ms = time_calls(sp_call, c.warmup, c.iters, device);
         const double med = median(sp_ms);
         const Json sp = add_row("state_passing", sp_ms, ref_med / med, fftconv_size(chunk, chunk));
@@ -275,6 +283,8 @@ int cmd_bench(const std::vector<std::string>& args) {
       "kernel-len", po::value<int64_t>(), "filter length N: L_k = min(N, L) (default: L_k = L)")(
       "window", po::value<int64_t>()->default_value(0),
       "chunked path's window length (>= L_k; 0: fftconv_chunk_window(L_k)); needs --kernel-len")(
+      "chunk-len", po::value<int64_t>()->default_value(DiagSSMImpl::kDefaultChunkLen),
+      "state passing's chunk length past the fused limit (1 to the longest fused L)")(
       "no-db", po::bool_switch(), "print only, write nothing");
   add_db_option(desc);
   po::variables_map vm;
@@ -297,6 +307,11 @@ int cmd_bench(const std::vector<std::string>& args) {
       return report(absl::InvalidArgumentError(
           absl::StrCat("--kernel-len must be at least 1 (or left out for L_k = L), got ", c.kernel_len)));
   }
+  c.chunk_len = vm["chunk-len"].as<int64_t>();
+  if (c.chunk_len < 1 || c.chunk_len > kFftConvFusedMaxLen)
+    return report(absl::InvalidArgumentError(absl::StrCat("--chunk-len must be in [1, ", kFftConvFusedMaxLen,
+                                                          "] (the longest L of the fused kernel), got ",
+                                                          c.chunk_len)));
   c.window = vm["window"].as<int64_t>();
   if (c.window < 0 || (c.window > 0 && (c.kernel_len == 0 || c.window < c.kernel_len)))
     return report(absl::InvalidArgumentError(absl::StrCat(

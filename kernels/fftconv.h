@@ -59,9 +59,14 @@ class FftConvReferenceScope {
 // True when this binary was built with the CUDA kernels (HIPPO_WITH_CUDA: a LibTorch with CUDA was found).
 bool fftconv_cuda_built();
 
+// The largest FFT size of the fused kernels (the forward holds it on chip in one 136 KiB buffer; the backward
+// keeps two of its three buffers in global memory there), and so the longest L they take.
+constexpr int64_t kFftConvFusedMaxSize = 32768;
+constexpr int64_t kFftConvFusedMaxLen = kFftConvFusedMaxSize / 2;
+
 // Whether fftconv_fused runs this call: the kernels were built; u, k, D (and v, q, dropout_mask) are on one CUDA
 // device; u is float32, float16 or bfloat16; v and q have u's dtype; the FFT size fftconv_size(L, L_k) is at
-// most 16384 (so any L <= 8192); B, H >= 1; dropout_mask does not require grad. False (never a throw) otherwise,
+// most kFftConvFusedMaxSize (so any L <= 16384); B, H >= 1; dropout_mask does not require grad. False (never a throw) otherwise,
 // including for malformed arguments, which fftconv_ref then rejects.
 bool fftconv_fused_supported(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                              const FftConvOptions& options = {});
@@ -76,7 +81,7 @@ torch::Tensor fftconv_fused(const torch::Tensor& u, const torch::Tensor& k, cons
                             const FftConvOptions& options = {});
 
 // ---- Chunked (overlap-save) convolution for long sequences with a short filter (H3.md 8)
-// ---------------------- The fused kernel holds at most 16384 points on chip. For L too long for that but a
+// ---------------------- The fused kernel takes FFT sizes up to 32768 (L <= 16384). For L too long for that but a
 // filter that fits (L_k <= kFftConvChunkedMaxKernelLen), the sequence is cut into overlapping windows of
 // length W: window i covers positions [i S - P, i S - P + W) of u (zeros before 0 and past L), with P = L_k -
 // 1 positions of history and S = W - P new ones; all windows go through the inner convolution as the rows of
@@ -135,7 +140,7 @@ bool parse_fftconv_filter_env(const std::string& value);
 // rfft(k + D delta_0, fft_size) * 2/fft_size as (H, fft_size/2 + 1, 2) float32 on k's device (2/fft_size: the
 // kernels' inverse normalisation). fftconv_filter_spectrum_ref computes it with torch::fft;
 // fftconv_filter_spectrum with one CUDA kernel launch (fftconv_filter_kernel) when the kernels were built, k is
-// on a CUDA device and fft_size <= 16384, else as the reference. HIPPO_FFTCONV_FILTER=aten in the environment
+// on a CUDA device and fft_size <= kFftConvFusedMaxSize, else as the reference. HIPPO_FFTCONV_FILTER=aten in the environment
 // makes fftconv_filter_spectrum take the reference (an A/B switch for benchmarks). Raises c10::Error on other
 // shapes (H < 1, L_k out of range, fft_size not a power of two >= 16, k and D on different devices), or
 // naming the kernel and shape when its launch fails.

@@ -121,6 +121,9 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     Tensor dk_spec = need_k || need_D
                          ? torch::empty({chunks, H, n / 2 + 1, 2}, u.options().dtype(torch::kFloat))
                          : Tensor();
+    // Past the on-chip limit (fft_size 32768) the kernel keeps the spectrum of w per block in global memory.
+    const int64_t scratch_floats = dk_spec.defined() ? cuda::fftconv_bwd_scratch_floats(log2_exact(n), chunks, H) : 0;
+    Tensor scratch = scratch_floats > 0 ? torch::empty({scratch_floats}, u.options().dtype(torch::kFloat)) : Tensor();
     cuda::FftConvBwdParams p;
     p.u = u.data_ptr();
     p.v = ptr_or_null(v);
@@ -132,6 +135,7 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     p.dv = mut_ptr_or_null(dv);
     p.dq = mut_ptr_or_null(dq);
     p.dk_spec = dk_spec.defined() ? dk_spec.data_ptr<float>() : nullptr;
+    p.spec_scratch = scratch.defined() ? scratch.data_ptr<float>() : nullptr;
     p.B = B, p.H = H, p.L = L, p.log_n = log2_exact(n), p.chunks = static_cast<int>(chunks);
     p.elem = elem_type(u.scalar_type());
     p.gelu = ctx->saved_data["gelu"].toBool();
@@ -169,11 +173,13 @@ bool same_device(const std::optional<Tensor>& t, const Tensor& u) { return !t ||
 
 }  // namespace
 
+static_assert(kFftConvFusedMaxSize == int64_t{1} << cuda::kMaxLogN, "fftconv.h and the kernels disagree");
+
 bool fftconv_cuda_built() { return true; }
 
 namespace internal {
 Tensor fftconv_filter_spectrum(const Tensor& k, const Tensor& D, int64_t fft_size) {
-  if (filter_on_aten() || !k.is_cuda() || fft_size > (int64_t{1} << cuda::kMaxLogN))
+  if (filter_on_aten() || !k.is_cuda() || fft_size > kFftConvFusedMaxSize)
     return fftconv_filter_spectrum_ref(k, D, fft_size);
   check_filter_spectrum_args(k, D, fft_size);
   const c10::cuda::CUDAGuard guard(k.device());
@@ -200,7 +206,7 @@ bool fftconv_fused_supported(const Tensor& u, const Tensor& k, const Tensor& D, 
   const int64_t B = u.size(0), H = u.size(1), L = u.size(2);
   if (B < 1 || H < 1 || L < 1 || k.size(0) != H || k.size(1) < 1 || k.size(1) > L || D.size(0) != H)
     return false;
-  if (fftconv_size(L, k.size(1)) > (int64_t{1} << cuda::kMaxLogN)) return false;
+  if (fftconv_size(L, k.size(1)) > kFftConvFusedMaxSize) return false;
   for (const auto* g : {&o.v, &o.q})
     if (*g && ((*g)->sizes() != u.sizes() || (*g)->scalar_type() != t || !same_device(*g, u))) return false;
   if (o.dropout_mask) {
@@ -216,7 +222,7 @@ Tensor fftconv_fused(const Tensor& u, const Tensor& k, const Tensor& D, const Ff
   TORCH_CHECK(
       fftconv_fused_supported(u, k, D, o), "fftconv_fused: unsupported case for the CUDA kernel: u ",
       u.sizes(), " ", u.scalar_type(), " on ", u.device(), ", k ", k.sizes(), " on ", k.device(),
-      " (needs CUDA tensors, float32/float16/bfloat16 u with v and q in its dtype, fft_size <= 16384);"
+      " (needs CUDA tensors, float32/float16/bfloat16 u with v and q in its dtype, fft_size <= 32768);"
       " fftconv() falls back to the reference");
   c10::optional<Tensor> v, q, mask;
   if (o.v) v = o.v->contiguous();

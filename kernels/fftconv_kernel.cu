@@ -173,8 +173,27 @@ __device__ __forceinline__ int pad(int i) { return i + (i >> 4); }
 __host__ __device__ constexpr int padded(int m) { return m + m / 16; }
 
 // Threads per block: one radix-16 butterfly each (M/16), at least a warp, at most 512.
-constexpr int threads_for(int log_m) {
+__host__ __device__ constexpr int threads_for(int log_m) {
   return (1 << log_m) / 16 >= 512 ? 512 : ((1 << log_m) / 16 < 32 ? 32 : (1 << log_m) / 16);
+}
+
+// Shared memory a block may opt into on sm_90 (227 KiB).
+constexpr int kMaxSmemBytes = 227 * 1024;
+
+// Blocks per multiprocessor the forward is compiled for (__launch_bounds__): 1024 threads' worth, fewer when
+// one padded buffer of M values limits it (M = 16384: 136 KiB, one block, so 128 registers a thread).
+__host__ __device__ constexpr int fwd_min_blocks(int log_m) {
+  const int by_threads = 1024 / threads_for(log_m);
+  const int by_smem = kMaxSmemBytes / static_cast<int>(sizeof(float2) * padded(1 << log_m));
+  return by_smem < by_threads ? (by_smem < 1 ? 1 : by_smem) : by_threads;
+}
+
+// Whether the backward keeps its three buffers (the spectrum of w, the work buffer, the dk accumulator) on chip:
+// up to M = 8192 (204 KiB). Past it (M = 16384) only the work buffer is in shared memory; the unpacked spectrum
+// of w goes to a per-block global scratch row and the dk accumulator is the block's own dk_spec row, both read
+// back only by the thread that wrote them.
+__host__ __device__ constexpr bool bwd_on_chip(int log_m) {
+  return 3 * sizeof(float2) * (padded(1 << log_m) + 1) <= static_cast<size_t>(kMaxSmemBytes);
 }
 
 // The transform's direction is a template parameter (kSign = -1 forward, +1 inverse) so that every sign folds
@@ -436,7 +455,7 @@ __device__ __forceinline__ void load_product(const T* u, const T* v, int64_t L, 
 // ---- forward
 // ------------------------------------------------------------------------------------------------
 template <typename T, int LOG_M, int THREADS>
-__global__ void __launch_bounds__(THREADS, 1024 / THREADS) fftconv_fwd_kernel(FftConvFwdParams p, Io io) {
+__global__ void __launch_bounds__(THREADS, fwd_min_blocks(LOG_M)) fftconv_fwd_kernel(FftConvFwdParams p, Io io) {
   constexpr int M = 1 << LOG_M;
   using R = Rows<T, M, THREADS>;
   // G: items whose loads are issued together (all of them; the forward has registers to spare).
@@ -483,25 +502,38 @@ __global__ void __launch_bounds__(THREADS, 1024 / THREADS) fftconv_fwd_kernel(Ff
 
 // ---- backward
 // -----------------------------------------------------------------------------------------------
+// Per row: W = FFT(w) (kept for dk), z recomputed when a gate or GELU needs it, dz, DZ = FFT(dz), the dk
+// accumulation sum_b conj(W) DZ, dW = conj(K') DZ and its inverse FFT. On chip (bwd_on_chip) W, the work buffer
+// and the accumulator are three shared buffers; past it only the work buffer is, W goes (unpacked) to the
+// block's scratch row p.spec_scratch and the accumulator is the block's dk_spec row. Every thread then reads back
+// only the global entries it wrote itself (frequencies f and M - f of its own iterations), so no barrier orders
+// them.
 template <typename T, int LOG_M, int THREADS>
 __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(FftConvBwdParams p, Io io) {
   constexpr int M = 1 << LOG_M;
+  constexpr bool kOnChip = bwd_on_chip(LOG_M);
   using R = Rows<T, M, THREADS>;
   // G: items whose loads are issued together (two: the backward holds more live values than the forward).
   constexpr int P = R::kPairs, K = R::kPerThread, G = K < 2 ? K : 2, kIters = freq_iters<M, THREADS>();
   extern __shared__ float2 smem[];
-  float2* spec_w = smem;               // packed spectrum of w = u * v, kept for the whole row
-  float2* work = smem + padded(M);     // z, then dz and its spectrum, then dw
-  float2* acc = smem + 2 * padded(M);  // sum over rows of conj(W) * DZ, M + 1 values (only with dk_spec)
+  // On chip: spec_w holds the packed spectrum of w = u * v for the whole row, work holds z, then dz and its
+  // spectrum, then dw, and acc (M + 1 values, only with dk_spec) sums conj(W) * DZ over the rows.
+  float2* spec_w = smem;
+  float2* work = kOnChip ? smem + padded(M) : smem;
+  float2* acc = smem + 2 * padded(M);
   const int64_t h = blockIdx.x / p.chunks, chunk = blockIdx.x % p.chunks;
   const int64_t rows_per_chunk = (p.B + p.chunks - 1) / p.chunks;
   const int64_t b_begin = chunk * rows_per_chunk;
   const int64_t b_end = b_begin + rows_per_chunk < p.B ? b_begin + rows_per_chunk : p.B;
   const int64_t L = p.L;
   const float2* kf = reinterpret_cast<const float2*>(p.kf) + h * (M + 1);
+  float2* dk_row = p.dk_spec ? reinterpret_cast<float2*>(p.dk_spec) + (chunk * p.H + h) * (M + 1) : nullptr;
+  float2* w_row = kOnChip || !p.dk_spec ? nullptr : reinterpret_cast<float2*>(p.spec_scratch) + blockIdx.x * int64_t{M + 1};
   const bool need_z = p.gelu || p.q;
-  if (p.dk_spec)
-    for (int f = threadIdx.x; f <= M; f += THREADS) acc[pad(f)] = make_float2(0.f, 0.f);
+  if (p.dk_spec && (kOnChip || b_begin >= b_end)) {
+    float2* a = kOnChip ? acc : dk_row;
+    for (int f = threadIdx.x; f <= M; f += THREADS) a[kOnChip ? pad(f) : f] = make_float2(0.f, 0.f);
+  }
 
   for (int64_t b = b_begin; b < b_end; ++b) {
     const int64_t row = b * p.H + h, off = row * L;
@@ -513,11 +545,30 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
     T* dv = p.dv ? static_cast<T*>(p.dv) + off : nullptr;
     T* dq = p.dq ? static_cast<T*>(p.dq) + off : nullptr;
     const float mk = p.mask ? p.mask[row] : 1.f;
-    load_product<T, M, THREADS, G>(u, v, L, io, spec_w);
-    fft<LOG_M, THREADS, -1>(spec_w, L <= M);
-    if (need_z) {  // recompute the pre-activation z = conv(w, k) + D w
-      spectrum_multiply<LOG_M, THREADS>(spec_w, work, kf);
-      fft<LOG_M, THREADS, 1>(work);
+    if (need_z || p.dk_spec) {  // W is needed for z or for dk
+      float2* wbuf = kOnChip ? spec_w : work;
+      load_product<T, M, THREADS, G>(u, v, L, io, wbuf);
+      fft<LOG_M, THREADS, -1>(wbuf, L <= M);
+      if (w_row) {
+        // The unpacked spectrum at this thread's frequencies f and M - f, read back in the loop below.
+#pragma unroll 1
+        for (int i = 0; i < kIters; ++i) {
+          const int f = threadIdx.x + i * THREADS;
+          if (f > M / 2) continue;
+          const int g = M - f, gi = g & (M - 1);
+          float s, c;
+          __sincosf(-kPi * static_cast<float>(f) / M, &s, &c);  // |angle| <= pi/2
+          const float2 sf = work[pad(f)], sg = work[pad(gi)];
+          w_row[f] = unpack(sf, sg, make_float2(c, s));
+          if (g != f) w_row[g] = unpack(sg, sf, make_float2(-c, s));
+        }
+      }
+      if (need_z) {  // recompute the pre-activation z = conv(w, k) + D w (in place past the on-chip limit)
+        spectrum_multiply<LOG_M, THREADS>(wbuf, work, kf);
+        fft<LOG_M, THREADS, 1>(work);
+      } else if (!kOnChip) {
+        __syncthreads();  // dz below overwrites entries of work that other threads read above
+      }
     }
     // dz = dy * q * mask * act'(z) and dq = dy * mask * act(z); zero past L (dy reads as zero there).
 #pragma unroll 1
@@ -566,6 +617,7 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
     }
     fft<LOG_M, THREADS, -1>(work, L <= M);
     // Per frequency: accumulate conj(W) DZ for dk and dD; dW = conj(K') DZ, repacked in place for dw.
+    const bool first_row = b == b_begin;
 #pragma unroll 1
     for (int i0 = 0; i0 < kIters; i0 += kFreqGroup) {
       float2 ka[kFreqGroup], kb[kFreqGroup];
@@ -581,10 +633,16 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
         const float2 zf = work[pad(f)], zg = work[pad(gi)];
         const float2 dzf = unpack(zf, zg, wf), dzg = unpack(zg, zf, wg);
         if (p.dk_spec) {
-          const float2 sf = spec_w[pad(f)], sg = spec_w[pad(gi)];
-          const float2 wwf = unpack(sf, sg, wf), wwg = unpack(sg, sf, wg);
-          acc[pad(f)] = acc[pad(f)] + cmul(conjg(wwf), dzf);
-          if (g != f) acc[pad(g)] = acc[pad(g)] + cmul(conjg(wwg), dzg);
+          if constexpr (kOnChip) {
+            const float2 sf = spec_w[pad(f)], sg = spec_w[pad(gi)];
+            const float2 wwf = unpack(sf, sg, wf), wwg = unpack(sg, sf, wg);
+            acc[pad(f)] = acc[pad(f)] + cmul(conjg(wwf), dzf);
+            if (g != f) acc[pad(g)] = acc[pad(g)] + cmul(conjg(wwg), dzg);
+          } else {
+            const float2 zero = make_float2(0.f, 0.f);
+            dk_row[f] = (first_row ? zero : dk_row[f]) + cmul(conjg(w_row[f]), dzf);
+            if (g != f) dk_row[g] = (first_row ? zero : dk_row[g]) + cmul(conjg(w_row[g]), dzg);
+          }
         }
         const float2 yf = cmul(conjg(ka[ii]), dzf), yg = cmul(conjg(kb[ii]), dzg);
         work[pad(f)] = repack(yf, yg, wf);
@@ -627,9 +685,8 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
     }
     __syncthreads();  // the next row overwrites spec_w and work
   }
-  if (p.dk_spec) {
-    float2* out = reinterpret_cast<float2*>(p.dk_spec) + (chunk * p.H + h) * (M + 1);
-    for (int f = threadIdx.x; f <= M; f += THREADS) out[f] = acc[pad(f)];
+  if (kOnChip && p.dk_spec) {
+    for (int f = threadIdx.x; f <= M; f += THREADS) dk_row[f] = acc[pad(f)];
   }
 }
 
@@ -740,7 +797,9 @@ void launch_fwd(const FftConvFwdParams& p, cudaStream_t stream) {
 template <typename T, int LOG_M>
 void launch_bwd(const FftConvBwdParams& p, cudaStream_t stream) {
   constexpr int kThreads = threads_for(LOG_M);
-  const size_t smem = sizeof(float2) * (2 * padded(1 << LOG_M) + (p.dk_spec ? padded(1 << LOG_M) + 1 : 0));
+  constexpr int M = 1 << LOG_M;
+  const size_t smem = bwd_on_chip(LOG_M) ? sizeof(float2) * (2 * padded(M) + (p.dk_spec ? padded(M) + 1 : 0))
+                                         : sizeof(float2) * padded(M);
   auto all_aligned = [&](size_t bytes) {
     return aligned(p.u, bytes) && aligned(p.v, bytes) && aligned(p.q, bytes) && aligned(p.dy, bytes) &&
            aligned(p.du, bytes) && aligned(p.dv, bytes) && aligned(p.dq, bytes);
@@ -748,6 +807,8 @@ void launch_bwd(const FftConvBwdParams& p, cudaStream_t stream) {
   const Io io{(p.L * static_cast<int64_t>(sizeof(T))) % 16 == 0 && all_aligned(16),
               p.L % 2 == 0 && all_aligned(2 * sizeof(T))};
   const auto shape = shape_str(p.B, p.H, p.L, p.log_n, p.elem) + " chunks=" + std::to_string(p.chunks);
+  if (!bwd_on_chip(LOG_M) && p.dk_spec && !p.spec_scratch)
+    throw std::runtime_error("fftconv_bwd_kernel: spec_scratch is required with dk_spec for " + shape);
   auto* kernel = fftconv_bwd_kernel<T, LOG_M, kThreads>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "fftconv_bwd_kernel", "setting shared memory", shape);
@@ -809,6 +870,8 @@ void by_size(const P& p, cudaStream_t s) {
       return F<T, 12>::run(p, s);
     case 14:
       return F<T, 13>::run(p, s);
+    case 15:
+      return F<T, 14>::run(p, s);
   }
 }
 template <typename T, int LOG_M>
@@ -843,7 +906,7 @@ void by_type(const P& p, cudaStream_t s) {
 void validate(const char* kernel, int64_t B, int64_t H, int64_t L, int log_n, ElemType e, int64_t blocks) {
   const auto shape = shape_str(B, H, L, log_n, e);
   if (log_n < kMinLogN || log_n > kMaxLogN)
-    throw std::runtime_error(std::string(kernel) + ": unsupported fft_size (compiled for 16..16384) for " +
+    throw std::runtime_error(std::string(kernel) + ": unsupported fft_size (compiled for 16..32768) for " +
                              shape);
   if (L < 1 || L > (int64_t{1} << log_n) || B < 1 || H < 1)
     throw std::runtime_error(std::string(kernel) + ": need 1 <= L <= fft_size and B, H >= 1, got " + shape);
@@ -868,7 +931,7 @@ void fftconv_bwd_launch(const FftConvBwdParams& p, void* stream) {
 void fftconv_filter_launch(const FftConvFilterParams& p, void* stream) {
   const std::string shape = filter_shape(p);
   if (p.log_n < kMinLogN || p.log_n > kMaxLogN)
-    throw std::runtime_error("fftconv_filter_kernel: unsupported fft_size (compiled for 16..16384) for " + shape);
+    throw std::runtime_error("fftconv_filter_kernel: unsupported fft_size (compiled for 16..32768) for " + shape);
   if (p.H < 1 || p.H > INT_MAX || p.Lk < 1 || p.Lk > (int64_t{1} << p.log_n))
     throw std::runtime_error("fftconv_filter_kernel: need 1 <= L_k <= fft_size and 1 <= H <= 2^31 - 1, got " +
                              shape);
@@ -878,13 +941,18 @@ void fftconv_filter_launch(const FftConvFilterParams& p, void* stream) {
 void fftconv_filter_grad_launch(const FftConvFilterGradParams& p, void* stream) {
   const std::string shape = filter_shape(p);
   if (p.log_n < kMinLogN || p.log_n > kMaxLogN)
-    throw std::runtime_error("fftconv_filter_grad_kernel: unsupported fft_size (compiled for 16..16384) for " +
+    throw std::runtime_error("fftconv_filter_grad_kernel: unsupported fft_size (compiled for 16..32768) for " +
                              shape);
   if (p.H < 1 || p.H > INT_MAX || p.Lk < 1 || p.Lk > (int64_t{1} << p.log_n) || p.chunks < 1)
     throw std::runtime_error(
         "fftconv_filter_grad_kernel: need 1 <= L_k <= fft_size, 1 <= H <= 2^31 - 1, chunks >= 1, got " + shape +
         " chunks=" + std::to_string(p.chunks));
   by_size<float, FilterGrad>(p, static_cast<cudaStream_t>(stream));
+}
+
+int64_t fftconv_bwd_scratch_floats(int log_n, int64_t chunks, int64_t H) {
+  if (log_n < kMinLogN || log_n > kMaxLogN || bwd_on_chip(log_n - 1)) return 0;
+  return chunks * H * ((int64_t{1} << (log_n - 1)) + 1) * 2;
 }
 
 int device_sm_count() {

@@ -10,9 +10,10 @@ namespace hippo::cuda {
 // Element type of u, v, q, y and of their gradients (one type for all of them).
 enum class ElemType { kFloat32, kFloat16, kBFloat16 };
 
-// FFT sizes the fused kernels are compiled for: n = 2^log_n with kMinLogN <= log_n <= kMaxLogN (16..16384).
+// FFT sizes the fused kernels are compiled for: n = 2^log_n with kMinLogN <= log_n <= kMaxLogN (16..32768,
+// so L <= 16384).
 constexpr int kMinLogN = 4;
-constexpr int kMaxLogN = 14;
+constexpr int kMaxLogN = 15;
 
 // Forward: y = q * (mask * act(conv(u * v, k) + D * (u * v))), every row (b, h) by one thread block.
 struct FftConvFwdParams {
@@ -30,8 +31,9 @@ struct FftConvFwdParams {
 
 // Backward of the forward above for one upstream gradient dy. Rows of one channel h are split into `chunks`
 // groups; each group's block accumulates sum_b conj(rfft(w_b)) * rfft(dz_b) (dz: gradient of the
-// pre-activation) in shared memory and writes it to dk_spec[chunk, h, :]; the caller sums over chunks and
-// takes irfft(., n)[:L_k] for dk, and its lag 0 for dD (D acts as an extra tap at lag 0).
+// pre-activation) in shared memory (at n = 32768 in dk_spec itself) and writes it to dk_spec[chunk, h, :]; the
+// caller sums over chunks and takes irfft(., n)[:L_k] for dk, and its lag 0 for dD (D acts as an extra tap at
+// lag 0).
 struct FftConvBwdParams {
   const void* u = nullptr;      // (B, H, L), elem
   const void* v = nullptr;      // or null
@@ -43,6 +45,10 @@ struct FftConvBwdParams {
   void* dv = nullptr;           // (B, H, L), elem, or null (not needed or no v)
   void* dq = nullptr;           // (B, H, L), elem, or null (not needed or no q)
   float* dk_spec = nullptr;     // (chunks, H, n/2 + 1) complex64 interleaved, or null (dk and dD not needed)
+  // (chunks * H, n/2 + 1) complex64 interleaved, uninitialised: the spectrum of w per block where it does not
+  // fit on chip with the other two buffers (n = 32768); fftconv_bwd_scratch_floats says how many floats, 0 when
+  // none is needed (then it may be null). Needed only with dk_spec.
+  float* spec_scratch = nullptr;
   int64_t B = 0, H = 0, L = 0;
   int log_n = 0;
   int chunks = 1;  // 1 <= chunks <= B
@@ -84,6 +90,10 @@ void fftconv_filter_grad_launch(const FftConvFilterGradParams& p, void* stream);
 void fftconv_fwd_launch(const FftConvFwdParams& p, void* stream);
 void fftconv_bwd_launch(const FftConvBwdParams& p, void* stream);
 
+// Floats of FftConvBwdParams::spec_scratch for FFT size 2^log_n and `chunks` groups of H channels: chunks * H *
+// (n/2 + 1) * 2 where the backward's three buffers do not fit in shared memory (n = 32768), else 0 (also for an
+// unsupported log_n, which the launcher rejects).
+int64_t fftconv_bwd_scratch_floats(int log_n, int64_t chunks, int64_t H);
 // Number of multiprocessors of the current device (for the backward's chunking). Throws on a CUDA error.
 int device_sm_count();
 

@@ -195,7 +195,7 @@ torch::Tensor DiagSSMImpl::forward(const torch::Tensor& u, const FftConvOptions&
   NoAutocastScope fp32;
   TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "diag SSM: u must be (B, H=", channels_, ", L), got ",
               u.sizes());
-  if (u.size(2) > chunk_len_ && !FftConvReferenceScope::active())
+  if (u.size(2) > single_pass_len_ && !FftConvReferenceScope::active())
     return forward_state_passing(u, gates, chunk_len_);
   return fftconv(u, kernel(u.size(2)), D_, gates);
 }
@@ -203,6 +203,11 @@ torch::Tensor DiagSSMImpl::forward(const torch::Tensor& u, const FftConvOptions&
 void DiagSSMImpl::set_chunk_len(int64_t chunk_len) {
   TORCH_CHECK(chunk_len >= 1, "diag SSM: chunk_len must be >= 1, got ", chunk_len);
   chunk_len_ = chunk_len;
+}
+
+void DiagSSMImpl::set_single_pass_len(int64_t single_pass_len) {
+  TORCH_CHECK(single_pass_len >= 1, "diag SSM: single_pass_len must be >= 1, got ", single_pass_len);
+  single_pass_len_ = single_pass_len;
 }
 
 namespace {

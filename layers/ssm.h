@@ -39,14 +39,14 @@ class DiagSSMImpl : public torch::nn::Module {
   // u: (B, H, L) -> y = causal_conv(u, K) + D*u, (B, H, L) in u's dtype, through kernels/fftconv; with gates
   // (H3's q * conv(u * v)): y = q * mask * act(conv(w, K) + D w), w = u * v (fftconv's contract for u, the
   // gates and dtypes). Differentiable in u, the gates and every SSM parameter.
-  // When L > chunk_len() and fftconv is not forced to the reference (FftConvReferenceScope), the sequence
-  // runs by state passing (H3.md 8, forward_state_passing); otherwise as one fftconv with the length-L
-  // kernel. Raises c10::Error when u is not (B, H=channels(), L) or fftconv rejects the arguments.
+  // When L > single_pass_len() and fftconv is not forced to the reference (FftConvReferenceScope), the
+  // sequence runs by state passing (H3.md 8, forward_state_passing) in chunks of chunk_len(); otherwise as one
+  // fftconv with the length-L kernel. Raises c10::Error when u is not (B, H=channels(), L) or fftconv rejects the arguments.
   torch::Tensor forward(const torch::Tensor& u, const FftConvOptions& gates = {}) const;
 
   // State passing (H3.md 8), exact in exact arithmetic for any L: chunks of chunk_len positions (the last one
   // zero-padded) convolve with the chunk-length kernel, all chunks in one fftconv call (so on the GPU each
-  // chunk runs through the fused kernel with the gates, for chunk_len <= 8192); the state after every chunk
+  // chunk runs through the fused kernel with the gates, for chunk_len <= 16384); the state after every chunk
   // (s_c = sum_l w_l dA^(chunk_len-1-l) dB) is carried across chunks by a log-depth scan
   // (x_c = dA^chunk_len x_{c-1} + s_c), and the incoming state adds 2 Re(sum_n C_n dA_n^(t+1) x_in[n]) at
   // each chunk position t. Both Vandermonde products run, with many chunk rows, as one batched matrix product each
@@ -55,11 +55,19 @@ class DiagSSMImpl : public torch::nn::Module {
   // forward(u, gates); raises c10::Error unless chunk_len >= 1 and the gates have u's shape (dropout_mask (B, H)).
   torch::Tensor forward_state_passing(const torch::Tensor& u, const FftConvOptions& gates,
                                       int64_t chunk_len) const;
-  // Chunk length of forward(): positions per chunk when L exceeds it. Default kDefaultChunkLen (8192, the
-  // longest sequence whose fftconv fits the fused kernel: fft size 16384). Raises c10::Error unless >= 1.
+  // Chunk length of forward()'s state passing. Default kDefaultChunkLen, 8192: at L = 1M on the H200 (bf16, B 1,
+  // H 768, docs/FLASHCONV.md) chunks of 8192 took 28.2 / 77.8 ms forward / forward+backward against 30.0 / 97.3
+  // ms with chunks of 16384. Raises c10::Error unless >= 1.
   static constexpr int64_t kDefaultChunkLen = 8192;
   int64_t chunk_len() const { return chunk_len_; }
   void set_chunk_len(int64_t chunk_len);
+  // Longest L that forward() runs as one fftconv; past it, state passing. Default kDefaultSinglePassLen, 16384,
+  // the longest L of the fused kernel (kFftConvFusedMaxLen, fft size 32768): at 16K the single pass made the H3
+  // layer's forward+backward 9.25 ms against 17.14 ms by state passing (docs/FLASHCONV.md). Raises c10::Error
+  // unless >= 1.
+  static constexpr int64_t kDefaultSinglePassLen = kFftConvFusedMaxLen;
+  int64_t single_pass_len() const { return single_pass_len_; }
+  void set_single_pass_len(int64_t single_pass_len);
 
   // Recurrent state: (B, H, N/2, 2), (real, imaginary) in the parameters' dtype, zero initially.
   torch::Tensor initial_state(int64_t batch) const;
@@ -89,6 +97,7 @@ class DiagSSMImpl : public torch::nn::Module {
   int64_t channels_, d_state_;
   std::string discretization_;
   int64_t chunk_len_ = kDefaultChunkLen;
+  int64_t single_pass_len_ = kDefaultSinglePassLen;
   // kernel(L) and state_after(u, state0) from an existing discretisation (forward_state_passing computes it once
   // for both).
   torch::Tensor kernel_of(const Discrete& d, int64_t L) const;

@@ -92,10 +92,10 @@ const std::vector<TableDef>& schema_tables() {
          "(prompt prefill + recurrent decoding of a whole model, hippo bench generate)"},
         {"variant", "TEXT NOT NULL",
          "fftconv: reference (torch::fft, fftconv_ref), fused (the CUDA kernel, fftconv_fused), state_passing (a "
-         "diagonal-SSM filter in chunks of 8192, past the fused limit) or chunked (a short filter, --kernel-len, "
-         "past the fused limit: overlapping windows through the fused kernel, fftconv_chunked; kernel_len and "
-         "window in environment); layer: h3 (default path: fused, state passing "
-         "past the chunk length), h3_reference (torch::fft over the whole sequence) or attention; generate: transformer "
+         "diagonal-SSM filter in chunks of --chunk-len, default 8192, past the fused limit) or chunked (a short "
+         "filter, --kernel-len, past the fused limit: overlapping windows through the fused kernel, fftconv_chunked; "
+         "kernel_len and window in environment); layer: h3 (default path: fused, state passing past L = 16384 or "
+         "past --chunk-len), h3_reference (torch::fft over the whole sequence) or attention; generate: transformer "
          "(the reference) or hybrid_h3"},
         {"pass", "TEXT NOT NULL CHECK (pass IN ('forward','forward+backward'))",
          "forward, or forward+backward (the gradients of u, k and D; of a layer's input and parameters); generate: forward"},

@@ -708,35 +708,41 @@ TEST(Cli, BenchFftconvTimesBothPathsAndStoresRows) {
 TEST(Cli, BenchFftconvStatePassingPastTheFusedLimit) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: `hippo bench fftconv` exits 2 (checked above)";
   TempDir d;
-  auto r = run_hippo("bench fftconv --batch 1 --channels 8 --seq-len 9000 --iters 20 --warmup 1 --db b.db", d.path());
+  auto r = run_hippo("bench fftconv --batch 1 --channels 8 --seq-len 17000 --iters 20 --warmup 1 --db b.db", d.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("(state passing, chunks of 8192)"), std::string::npos) << r.out;
+  r = run_hippo("bench fftconv --batch 1 --channels 8 --seq-len 17000 --iters 20 --warmup 1 --chunk-len 4096 --db b.db",
+                d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("(state passing, chunks of 4096)"), std::string::npos) << r.out;
   SQLite::Database db(d.file("b.db"), SQLite::OPEN_READONLY);
-  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'state_passing' AND fft_size = 16384 AND "
-                          "seq_len = 9000")
-                .getInt(),
-            1);
-  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'reference' AND fft_size = 32768").getInt(), 1);
+  for (const int fft_size : {16384, 8192})
+    EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'state_passing' AND fft_size = " +
+                            std::to_string(fft_size) + " AND seq_len = 17000")
+                  .getInt(),
+              1)
+        << fft_size;
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'reference' AND fft_size = 65536").getInt(), 2);
 }
 
 // A short filter (--kernel-len) past the fused limit: the chunked path, timed beside the reference.
 TEST(Cli, BenchFftconvChunkedWithAShortFilter) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: `hippo bench fftconv` exits 2 (checked above)";
   TempDir d;
-  auto r = run_hippo("bench fftconv --batch 1 --channels 8 --seq-len 100,20000 --kernel-len 300 --iters 20 "
+  auto r = run_hippo("bench fftconv --batch 1 --channels 8 --seq-len 100,40000 --kernel-len 300 --iters 20 "
                      "--warmup 1 --db b.db",
                      d.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("(chunked, windows of 7893)"), std::string::npos) << r.out;
   SQLite::Database db(d.file("b.db"), SQLite::OPEN_READONLY);
   EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'chunked' AND fft_size = 8192 AND "
-                          "seq_len = 20000 AND environment LIKE '%\"window\":7893%'")
+                          "seq_len = 40000 AND environment LIKE '%\"window\":7893%'")
                 .getInt(),
             1);
   // L = 100: L_k = min(300, 100), one fused call; the reference's fft size is the whole sequence's.
   EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'fused' AND seq_len = 100").getInt(), 1);
-  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'reference' AND seq_len = 20000 AND "
-                          "fft_size = 32768 AND environment LIKE '%\"kernel_len\":300%'")
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'reference' AND seq_len = 40000 AND "
+                          "fft_size = 65536 AND environment LIKE '%\"kernel_len\":300%'")
                 .getInt(),
             1);
 }
@@ -745,11 +751,13 @@ TEST(Cli, BenchFftconvChunkedWithAShortFilter) {
 TEST(Cli, BenchFftconvRejectsBadKernelLenAndWindow) {
   TempDir d;
   for (const char* args :
-       {"--kernel-len 0", "--window 100", "--kernel-len 64 --window 63", "--kernel-len 64 --window=-1"}) {
+       {"--kernel-len 0", "--window 100", "--kernel-len 64 --window 63", "--kernel-len 64 --window=-1",
+        "--chunk-len 0", "--chunk-len 16385"}) {
     SCOPED_TRACE(args);
     auto r = run_hippo(std::string("bench fftconv --no-db ") + args, d.path());
     EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
-    EXPECT_TRUE(r.err.find("--kernel-len") != std::string::npos || r.err.find("--window") != std::string::npos)
+    EXPECT_TRUE(r.err.find("--kernel-len") != std::string::npos || r.err.find("--window") != std::string::npos ||
+                r.err.find("--chunk-len must be in [1, 16384]") != std::string::npos)
         << r.err;
   }
 }

@@ -171,12 +171,12 @@ TEST(FftConvChunkedCuda, NonContiguousInputAndExplicitWindow) {
   auto k = torch::randn({16, 100}, f) / 10, D = torch::randn({16}, f);
   const auto y64 = fftconv_ref(u.to(torch::kDouble), k.to(torch::kDouble), D.to(torch::kDouble));
   const double ref_err = rel_error(fftconv_ref(u, k, D), y64);
-  for (const int64_t window : {int64_t{0}, int64_t{1000}, int64_t{16384 - 99}}) {
+  for (const int64_t window : {int64_t{0}, int64_t{1000}, int64_t{16384 - 99}, int64_t{32768 - 99}}) {
     SCOPED_TRACE("window " + std::to_string(window));
     EXPECT_LE(rel_error(fftconv_chunked(u, k, D, {}, FftConvInner::kFused, window), y64), 2 * ref_err);
   }
-  // A window whose FFT is past the fused kernel's 16384: fftconv_fused's error, naming the kernel.
-  EXPECT_THROW(fftconv_chunked(u, k, D, {}, FftConvInner::kFused, 16384), c10::Error);
+  // A window whose FFT is past the fused kernel's 32768: fftconv_fused's error, naming the kernel.
+  EXPECT_THROW(fftconv_chunked(u, k, D, {}, FftConvInner::kFused, 32768 - 98), c10::Error);
 }
 
 }  // namespace

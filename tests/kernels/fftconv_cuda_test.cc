@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <optional>
 
 #include "kernels/fftconv.h"
 #include "layers/mixer.h"
@@ -113,8 +114,9 @@ TEST_P(FftConvCudaForward, MatchesFloat64Reference) {
   }
 }
 
+// 12289 and 16384: FFT size 32768, where the backward keeps the spectrum of w and the dk sums in global memory.
 INSTANTIATE_TEST_SUITE_P(Lengths, FftConvCudaForward,
-                         ::testing::Values(1, 2, 31, 1000, 1023, 1024, 1025, 4096, 8192));
+                         ::testing::Values(1, 2, 31, 1000, 1023, 1024, 1025, 4096, 8192, 12289, 16384));
 
 // ---- backward
 // -----------------------------------------------------------------------------------------------
@@ -160,7 +162,41 @@ TEST_P(FftConvCudaBackward, GradientsMatchAutogradThroughReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Lengths, FftConvCudaBackward,
-                         ::testing::Values(1, 2, 31, 1000, 1023, 1024, 1025, 4096, 8192));
+                         ::testing::Values(1, 2, 31, 1000, 1023, 1024, 1025, 4096, 8192, 12289, 16384));
+
+// Without the filter's gradient the backward skips the spectrum of w unless z is recomputed (a gate q or GELU):
+// du and dv still match, on chip (L 1000) and past it (L 16384, where W shares the one shared buffer with z).
+TEST(FftConvCuda, BackwardWithoutFilterGradient) {
+  HIPPO_REQUIRE_CUDA();
+  for (const int64_t L : {int64_t{1000}, int64_t{16384}}) {
+    for (const int opts : {0, int{kV}, kV | kQ, int{kGelu}}) {
+      const Case c{3, 40, L, L, torch::kFloat, opts};
+      SCOPED_TRACE(case_name(c));
+      const auto in = Inputs::draw(c, 6000 + L + opts);
+      auto run = [&](bool fused) {
+        auto u = in.u.clone().requires_grad_(true);
+        std::optional<Tensor> v;
+        FftConvOptions o = in.options();
+        if (o.v) {
+          v = o.v->clone().requires_grad_(true);
+          o.v = *v;
+        }
+        auto y = fused ? fftconv_fused(u, in.k, in.D, o) : fftconv_ref(u, in.k, in.D, o);
+        torch::manual_seed(99);
+        const auto dy = torch::randn(y.sizes(), y.options());
+        std::vector<Tensor> wrt = {u};
+        if (v) wrt.push_back(*v);
+        return torch::autograd::grad({y}, wrt, {dy});
+      };
+      const auto got = run(true), want = run(false);
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_TRUE(all_finite(got[i]));
+        EXPECT_LT(rel_error(got[i], want[i]), 1e-5) << (i == 0 ? "du" : "dv");
+      }
+    }
+  }
+}
 
 // ---- dispatch and errors
 // ------------------------------------------------------------------------------------
@@ -176,8 +212,8 @@ TEST(FftConvCuda, DispatcherTakesTheFusedPathWhenSupportedElseTheReference) {
     EXPECT_TRUE(
         torch::equal(fftconv(in.u, in.k, in.D, in.options()), fftconv_ref(in.u, in.k, in.D, in.options())));
   }
-  // Past the fused limit (fft size 32768), float64, or on the CPU: the reference, silently and correctly.
-  const Case big{1, 4, 9000, 9000, torch::kFloat, 0};
+  // Past the fused limit (fft size 65536), float64, or on the CPU: the reference, silently and correctly.
+  const Case big{1, 4, 17000, 17000, torch::kFloat, 0};
   const auto b = Inputs::draw(big, 8);
   EXPECT_FALSE(fftconv_fused_supported(b.u, b.k, b.D));
   EXPECT_TRUE(torch::equal(fftconv(b.u, b.k, b.D), fftconv_ref(b.u, b.k, b.D)));
@@ -199,7 +235,7 @@ TEST(FftConvCuda, FilterSpectrumKernelMatchesTorchFft) {
   };
   for (const Case c : {Case{1, 1, 16}, Case{3, 16, 16}, Case{111, 31, 64}, Case{111, 1000, 2048},
                        Case{768, 1024, 2048}, Case{5, 4095, 8192}, Case{111, 8192, 16384},
-                       Case{2, 16384, 16384}}) {
+                       Case{2, 16384, 16384}, Case{7, 12289, 32768}, Case{3, 32768, 32768}}) {
     const auto k = torch::randn({c.H, c.Lk}, dev) / std::sqrt(static_cast<double>(c.Lk));
     const auto D = torch::randn({c.H}, dev);
     const auto got = internal::fftconv_filter_spectrum(k, D, c.n);
@@ -224,7 +260,7 @@ TEST(FftConvCuda, FilterSpectrumKernelMatchesTorchFft) {
 
 TEST(FftConvCuda, UnsupportedCaseThrowsNamingTheKernelAndShape) {
   HIPPO_REQUIRE_CUDA();
-  const Case big{1, 4, 9000, 9000, torch::kFloat, 0};
+  const Case big{1, 4, 17000, 17000, torch::kFloat, 0};
   const auto b = Inputs::draw(big, 9);
   try {
     fftconv_fused(b.u, b.k, b.D);
@@ -232,7 +268,7 @@ TEST(FftConvCuda, UnsupportedCaseThrowsNamingTheKernelAndShape) {
   } catch (const c10::Error& e) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("fftconv_fused"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("9000"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("17000"), std::string::npos) << msg;
   }
 }
 

@@ -20,12 +20,14 @@ using torch::Tensor;
 
 bool all_finite(const Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
 
-// Sets the chunk length of every diagonal SSM inside `m`; returns how many there were.
-int set_chunk_len(torch::nn::Module& m, int64_t chunk_len) {
+// Makes every diagonal SSM inside `m` run state passing past chunk_len positions, in chunks of chunk_len (its
+// single-pass length and chunk length); returns how many there were.
+int set_state_passing(torch::nn::Module& m, int64_t chunk_len) {
   int n = 0;
   for (const auto& sub : m.modules(/*include_self=*/true))
     if (auto* ssm = sub->as<DiagSSMImpl>()) {
       ssm->set_chunk_len(chunk_len);
+      ssm->set_single_pass_len(chunk_len);
       ++n;
     }
   return n;
@@ -117,12 +119,14 @@ void check_ssm_case(const SsmCase& c, torch::Device device, torch::ScalarType dt
 // blocks, a few 1e-15 relative; 1e-10 leaves room for the gradients' sums over B * L products.
 constexpr double kFloat64Tol = 1e-10;
 
-TEST(StatePassing, DiagSSMMatchesSinglePassAt16KWithTheDefaultChunk) {
+// Just past the default single-pass length (16384): three chunks of the default 8192, the last of one position.
+TEST(StatePassing, DiagSSMMatchesSinglePassPast16KWithTheDefaultChunk) {
   torch::manual_seed(1);
   DiagSSM ssm(3, 64, "bilinear", 1e-3, 1e-1);
   ssm->to(torch::kDouble);
   ASSERT_EQ(ssm->chunk_len(), 8192);
-  const int64_t L = 16384;
+  ASSERT_EQ(ssm->single_pass_len(), 16384);
+  const int64_t L = 16385;
   auto u = torch::randn({2, 3, L}, torch::kDouble).requires_grad_(true);
   auto w = torch::randn({2, 3, L}, torch::kDouble);
   const auto names = names_of({"u"}, *ssm);
@@ -133,9 +137,9 @@ TEST(StatePassing, DiagSSMMatchesSinglePassAt16KWithTheDefaultChunk) {
     single = value_and_grads([&] { return ssm->forward(u); }, *ssm, {u}, w);
   }
   EXPECT_TRUE(torch::equal(chunked[0], ssm->forward_state_passing(u, {}, 8192).detach()))
-      << "forward() past the chunk length is not state passing";
+      << "forward() past the single-pass length is not state passing in chunks of chunk_len()";
   EXPECT_FALSE(torch::equal(chunked[0], single[0])) << "state passing did not run";
-  expect_close(chunked, single, names, kFloat64Tol, "L=16384 chunk 8192");
+  expect_close(chunked, single, names, kFloat64Tol, "L=16385 chunk 8192");
 }
 
 TEST(StatePassing, SmallChunksRaggedLastChunkAndEveryGate) {
@@ -164,8 +168,13 @@ TEST(StatePassing, NoLongerThanOneChunkIsTheSinglePass) {
   DiagSSM ssm(3, 8, "zoh", 1e-3, 1e-1);
   auto u = torch::randn({2, 3, 64});
   EXPECT_TRUE(torch::equal(ssm->forward_state_passing(u, {}, 64), fftconv(u, ssm->kernel(64), ssm->D_)));
-  ssm->set_chunk_len(64);
+  // forward(): the single pass up to single_pass_len() inclusive, state passing in chunks of chunk_len() past it.
+  ssm->set_single_pass_len(64);
+  ssm->set_chunk_len(10);
   EXPECT_TRUE(torch::equal(ssm->forward(u), fftconv(u, ssm->kernel(64), ssm->D_)));
+  auto u65 = torch::randn({2, 3, 65});
+  EXPECT_TRUE(torch::equal(ssm->forward(u65), ssm->forward_state_passing(u65, {}, 10)));
+  EXPECT_FALSE(torch::equal(ssm->forward(u65), fftconv(u65, ssm->kernel(65), ssm->D_)));
 }
 
 TEST(StatePassing, BadArgumentsAreErrorsNamingTheAcceptedValues) {
@@ -177,6 +186,13 @@ TEST(StatePassing, BadArgumentsAreErrorsNamingTheAcceptedValues) {
     EXPECT_NE(std::string(e.what()).find("chunk_len must be >= 1, got 0"), std::string::npos) << e.what();
   }
   EXPECT_EQ(ssm->chunk_len(), DiagSSMImpl::kDefaultChunkLen);
+  try {
+    ssm->set_single_pass_len(-3);
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("single_pass_len must be >= 1, got -3"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(ssm->single_pass_len(), DiagSSMImpl::kDefaultSinglePassLen);
   auto u = torch::randn({2, 3, 100});
   FftConvOptions bad;
   bad.q = torch::randn({2, 3, 99});
@@ -222,7 +238,7 @@ void check_layer(const LayerCase& c, int64_t L, int64_t chunk, torch::Device dev
   SCOPED_TRACE(what);
   auto mixer = make_mixer(c, 4, L, 20 + L);
   mixer->to(device, dtype);
-  ASSERT_GE(set_chunk_len(*mixer, chunk), 1) << "no diagonal SSM inside " << c.name;
+  ASSERT_GE(set_state_passing(*mixer, chunk), 1) << "no diagonal SSM inside " << c.name;
   const auto f = torch::TensorOptions().device(device).dtype(dtype);
   auto x = torch::randn({2, L, 4}, f).requires_grad_(true);
   auto w = torch::randn({2, L, 4}, f.dtype(torch::kDouble));
@@ -270,6 +286,7 @@ void check_float32(const torch::Device& device, int64_t L) {
   }
   ssm->to(device);
   ssm64->to(device, torch::kDouble);
+  ssm->set_single_pass_len(DiagSSMImpl::kDefaultChunkLen);  // state passing at 16K too (default: single pass)
   const auto f = torch::TensorOptions().device(device);
   auto u = torch::randn({1, H, L}, f).requires_grad_(true);
   auto v = torch::randn({1, H, L}, f).requires_grad_(true);
@@ -330,6 +347,7 @@ TEST(StatePassingCudaLayer, H3MatchesSinglePassAt16KAnd64K) {
     SCOPED_TRACE("h3 L=" + std::to_string(L));
     auto mixer = make_mixer(c, 16, L, 40 + L);
     mixer->to(torch::kCUDA);
+    ASSERT_EQ(set_state_passing(*mixer, DiagSSMImpl::kDefaultChunkLen), 1);  // 16K would be one pass by default
     const auto f = torch::TensorOptions().device(torch::kCUDA);
     auto x = torch::randn({1, L, 16}, f).requires_grad_(true);
     auto w = torch::randn({1, L, 16}, f.dtype(torch::kDouble));

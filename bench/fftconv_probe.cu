@@ -1,9 +1,13 @@
-// fftconv_probe: the fused forward kernel alone, without LibTorch, for kernel work on a CUDA host.
+// fftconv_probe: the fused forward (or backward) kernel alone, without LibTorch, for kernel work on a CUDA host.
 //
 //   nvcc -O3 -std=c++17 -arch=sm_90 -I. bench/fftconv_probe.cu kernels/fftconv_kernel.cu -o fftconv_probe
 //   ./fftconv_probe [--batch 16] [--channels 768] [--seq-len 1024,4096,8192] [--dtype bf16|fp16|fp32]
-//                   [--options none|v|all] [--iters 30]
+//                   [--options none|v|all] [--iters 30] [--backward 0|1]
 //
+// --backward 1 times fftconv_bwd_launch instead, as the autograd glue calls it (gradients of u, v and q where
+// present, the dk spectrum in the glue's number of row groups, its scratch where needed), and checks nothing: the
+// backward's values are the GPU tests' job (tests/kernels/fftconv_cuda_test.cc). Bytes counted: u, dy (and v, q)
+// read, du (and dv, dq) written.
 // For each L: fills u (and with --options all: v, q, a (B, H) mask, exact GELU) with uniform(-1, 1) values, builds
 // every channel's filter spectrum kf = rfft(k + D delta_0, n) * 2/n in double on the host (k uniform(-1,1)/sqrt(L),
 // D uniform(-1, 1); the layout FftConvFwdParams::kf documents), times fftconv_fwd_launch with CUDA events (5
@@ -114,6 +118,7 @@ int main(int argc, char** argv) {
   int64_t B = 16, H = 768, iters = 30;
   std::vector<int64_t> lens = {1024, 4096, 8192};
   std::string dtype = "bf16", options = "none";
+  bool backward = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (i + 1 >= argc) die("missing value after " + a);
@@ -124,7 +129,8 @@ int main(int argc, char** argv) {
     else if (a == "--dtype") dtype = v;
     else if (a == "--options") options = v;
     else if (a == "--iters") iters = std::stoll(v);
-    else die("unknown option " + a + " (accepted: --batch --channels --seq-len --dtype --options --iters)");
+    else if (a == "--backward") backward = v == "1";
+    else die("unknown option " + a + " (accepted: --batch --channels --seq-len --dtype --options --iters --backward)");
   }
   using hippo::cuda::ElemType;
   ElemType e;
@@ -199,6 +205,48 @@ int main(int argc, char** argv) {
     ck(cudaEventCreate(&t0), "event");
     ck(cudaEventCreate(&t1), "event");
     std::vector<float> times;
+    if (backward) {
+      // The glue's row groups: enough blocks to fill the device a few times over.
+      const int64_t chunks = std::min<int64_t>(B, std::max<int64_t>(1, (8 * sms + H - 1) / H));
+      void *ddu, *ddv = nullptr, *ddq = nullptr;
+      float *dspec, *dscratch = nullptr;
+      ck(cudaMalloc(&ddu, count * es), "malloc");
+      if (use_v) ck(cudaMalloc(&ddv, count * es), "malloc");
+      if (use_all) ck(cudaMalloc(&ddq, count * es), "malloc");
+      ck(cudaMalloc(&dspec, static_cast<size_t>(chunks * H * (M + 1) * 2) * 4), "malloc");
+      const int64_t scratch = hippo::cuda::fftconv_bwd_scratch_floats(log_n, chunks, H);
+      if (scratch > 0) ck(cudaMalloc(&dscratch, static_cast<size_t>(scratch) * 4), "malloc");
+      hippo::cuda::FftConvBwdParams b;
+      b.v = dv, b.q = dq, b.mask = dmask, b.kf = dkf, b.dy = dy, b.du = ddu, b.dv = ddv, b.dq = ddq;
+      b.dk_spec = dspec, b.spec_scratch = dscratch;
+      b.B = B, b.H = H, b.L = L, b.log_n = log_n, b.chunks = static_cast<int>(chunks), b.elem = e, b.gelu = use_all;
+      ck(cudaMemcpy(dy, u[1].bytes.data(), count * es, cudaMemcpyHostToDevice), "copy");  // any values will do
+      try {
+        for (int64_t it = 0; it < 5 + iters; ++it) {
+          b.u = du[it % 2];
+          ck(cudaEventRecord(t0), "record");
+          hippo::cuda::fftconv_bwd_launch(b, nullptr);
+          ck(cudaEventRecord(t1), "record");
+          ck(cudaEventSynchronize(t1), "sync");
+          float ms = 0;
+          ck(cudaEventElapsedTime(&ms, t0, t1), "elapsed");
+          if (it >= 5) times.push_back(ms);
+        }
+      } catch (const std::exception& ex) {
+        die(ex.what());
+      }
+      ck(cudaDeviceSynchronize(), "kernel");
+      std::sort(times.begin(), times.end());
+      const double ms = times[times.size() / 2];
+      const double bytes = static_cast<double>(count * es) * (3 + 2 * (use_v ? 1 : 0) + 2 * (use_all ? 1 : 0));
+      std::printf("| %lld | %lld | %lld | %lld | %s | %s (backward) | %.4f | %.0f | not checked |\n",
+                  static_cast<long long>(L), static_cast<long long>(n), static_cast<long long>(B),
+                  static_cast<long long>(H), dtype.c_str(), options.c_str(), ms, bytes / ms / 1e6);
+      cudaFree(ddu), cudaFree(ddv), cudaFree(ddq), cudaFree(dspec), cudaFree(dscratch);
+      for (int s = 0; s < 2; ++s) cudaFree(du[s]);
+      cudaFree(dv), cudaFree(dq), cudaFree(dy), cudaFree(dmask), cudaFree(dkf);
+      continue;
+    }
     try {
       for (int64_t it = 0; it < 5 + iters; ++it) {
         p.u = du[it % 2];

@@ -1,5 +1,5 @@
 // The chunked (overlap-save) convolution with the fused CUDA kernel inside, as fftconv() dispatches it for
-// long sequences with a short filter: forward at L = 16K, 64K and 1M with L_k = 256 and 4096 (float32 and
+// long sequences with a short filter: forward at L = 40000, 64K and 1M with L_k = 256 and 4096 (float32 and
 // bfloat16, every option) against a float64 single-pass reference, gradients at 64K, and the dispatcher's
 // choices. Every test skips, with the reason, when the build has no CUDA kernels or no CUDA device is
 // present.
@@ -91,7 +91,7 @@ TEST_P(FftConvChunkedCudaForward, MatchesFloat64Reference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Lengths, FftConvChunkedCudaForward,
-                         ::testing::Combine(::testing::Values(16384, 65536, 1048576),
+                         ::testing::Combine(::testing::Values(40000, 65536, 1048576),
                                             ::testing::Values(256, 4096)));
 
 // ---- backward
@@ -140,7 +140,7 @@ INSTANTIATE_TEST_SUITE_P(KernelLengths, FftConvChunkedCudaBackward, ::testing::V
 // ---- dispatch
 TEST(FftConvChunkedCuda, DispatcherTakesTheChunkedPathOnlyWhenLIsTheReason) {
   HIPPO_REQUIRE_CUDA();
-  const auto in = Inputs::draw({1, 4, 20000, 300, torch::kFloat, kV | kQ}, 9);
+  const auto in = Inputs::draw({1, 4, 40000, 300, torch::kFloat, kV | kQ}, 9);
   EXPECT_TRUE(fftconv_chunked_supported(in.u, in.k, in.D, in.options()));
   {
     FftConvReferenceScope ref;  // the reference while the scope lives
@@ -152,7 +152,7 @@ TEST(FftConvChunkedCuda, DispatcherTakesTheChunkedPathOnlyWhenLIsTheReason) {
   EXPECT_TRUE(fftconv_fused_supported(small.u, small.k, small.D));
   EXPECT_FALSE(fftconv_chunked_supported(small.u, small.k, small.D));
   // A filter longer than the limit, float64 u, a gate in another dtype, CPU tensors: the reference.
-  const auto longk = Inputs::draw({1, 2, 20000, kFftConvChunkedMaxKernelLen + 1, torch::kFloat, 0}, 11);
+  const auto longk = Inputs::draw({1, 2, 40000, kFftConvChunkedMaxKernelLen + 1, torch::kFloat, 0}, 11);
   EXPECT_FALSE(fftconv_chunked_supported(longk.u, longk.k, longk.D));
   EXPECT_TRUE(torch::equal(fftconv(longk.u, longk.k, longk.D), fftconv_ref(longk.u, longk.k, longk.D)));
   EXPECT_FALSE(fftconv_chunked_supported(in.u.to(torch::kDouble), in.k, in.D));

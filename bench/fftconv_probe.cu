@@ -205,6 +205,23 @@ int main(int argc, char** argv) {
     ck(cudaEventCreate(&t0), "event");
     ck(cudaEventCreate(&t1), "event");
     std::vector<float> times;
+    // 5 warm-up launches, then `iters` timed ones (CUDA events around each); launch(it) issues launch number it.
+    auto time_launches = [&](const auto& launch) {
+      try {
+        for (int64_t it = 0; it < 5 + iters; ++it) {
+          ck(cudaEventRecord(t0), "record");
+          launch(it);
+          ck(cudaEventRecord(t1), "record");
+          ck(cudaEventSynchronize(t1), "sync");
+          float ms = 0;
+          ck(cudaEventElapsedTime(&ms, t0, t1), "elapsed");
+          if (it >= 5) times.push_back(ms);
+        }
+      } catch (const std::exception& ex) {
+        die(ex.what());
+      }
+      ck(cudaDeviceSynchronize(), "kernel");
+    };
     if (backward) {
       // The glue's row groups: enough blocks to fill the device a few times over.
       const int64_t chunks = std::min<int64_t>(B, std::max<int64_t>(1, (8 * sms + H - 1) / H));
@@ -221,21 +238,10 @@ int main(int argc, char** argv) {
       b.dk_spec = dspec, b.spec_scratch = dscratch;
       b.B = B, b.H = H, b.L = L, b.log_n = log_n, b.chunks = static_cast<int>(chunks), b.elem = e, b.gelu = use_all;
       ck(cudaMemcpy(dy, u[1].bytes.data(), count * es, cudaMemcpyHostToDevice), "copy");  // any values will do
-      try {
-        for (int64_t it = 0; it < 5 + iters; ++it) {
-          b.u = du[it % 2];
-          ck(cudaEventRecord(t0), "record");
-          hippo::cuda::fftconv_bwd_launch(b, nullptr);
-          ck(cudaEventRecord(t1), "record");
-          ck(cudaEventSynchronize(t1), "sync");
-          float ms = 0;
-          ck(cudaEventElapsedTime(&ms, t0, t1), "elapsed");
-          if (it >= 5) times.push_back(ms);
-        }
-      } catch (const std::exception& ex) {
-        die(ex.what());
-      }
-      ck(cudaDeviceSynchronize(), "kernel");
+      time_launches([&](int64_t it) {
+        b.u = du[it % 2];
+        hippo::cuda::fftconv_bwd_launch(b, nullptr);
+      });
       std::sort(times.begin(), times.end());
       const double ms = times[times.size() / 2];
       const double bytes = static_cast<double>(count * es) * (3 + 2 * (use_v ? 1 : 0) + 2 * (use_all ? 1 : 0));
@@ -247,22 +253,11 @@ int main(int argc, char** argv) {
       cudaFree(dv), cudaFree(dq), cudaFree(dy), cudaFree(dmask), cudaFree(dkf);
       continue;
     }
-    try {
-      for (int64_t it = 0; it < 5 + iters; ++it) {
-        p.u = du[it % 2];
-        ck(cudaEventRecord(t0), "record");
-        hippo::cuda::fftconv_fwd_launch(p, nullptr);
-        ck(cudaEventRecord(t1), "record");
-        ck(cudaEventSynchronize(t1), "sync");
-        float ms = 0;
-        ck(cudaEventElapsedTime(&ms, t0, t1), "elapsed");
-        if (it >= 5) times.push_back(ms);
-      }
-      // The checked output is that of the last launch (input set (5 + iters - 1) % 2).
-    } catch (const std::exception& ex) {
-      die(ex.what());
-    }
-    ck(cudaDeviceSynchronize(), "kernel");
+    time_launches([&](int64_t it) {
+      p.u = du[it % 2];
+      hippo::cuda::fftconv_fwd_launch(p, nullptr);
+    });
+    // The checked output is that of the last launch (input set (5 + iters - 1) % 2).
     const int last = static_cast<int>((5 + iters - 1) % 2);
     std::vector<unsigned char> ybytes(count * es);
     ck(cudaMemcpy(ybytes.data(), dy, count * es, cudaMemcpyDeviceToHost), "copy back");

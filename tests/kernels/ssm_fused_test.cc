@@ -220,7 +220,8 @@ TEST(ShiftSsmKernelCuda, FusedTapsAndGradientsMatchTheExpression) {
 // are within twice that error (the bound below), but the fused kernel's gradients of log_dt and A_imag are 3.7x
 // and 4.6x of it (4.1e-4 / 4.0e-4 from float64 against 1.1e-4 / 0.9e-4 with the ATen kernel, which the
 // all-reference path matches), although FusedKernelAndGradientsMatchTheExpression holds them within 2x for random
-// upstream gradients. Not yet explained; those two are held to 6x here so that a further loss still fails.
+// upstream gradients. Not yet explained. The bound stays 2x for every tensor, so this test FAILS on a GPU for those
+// two until the defect is fixed (CI has no GPU and skips it); it is not widened to what the kernel does.
 TEST(DiagSsmKernelCuda, DiagSsmForwardUsesItAndAgrees) {
   HIPPO_REQUIRE_CUDA();
   auto ssm = perturbed_ssm(64, 64, "bilinear", 3), ssm64 = perturbed_ssm(64, 64, "bilinear", 3);
@@ -271,8 +272,7 @@ TEST(DiagSsmKernelCuda, DiagSsmForwardUsesItAndAgrees) {
                 "aten kernel + fused fftconv %.3e, reference path %.3e\n",
                 i, e_fused, e_aten, e_plain);
     const std::string name = i == 0 ? "y" : names[i - 1];
-    const double factor = name == "log_dt" || name == "A_imag" ? 6 : 2;  // the known defect above
-    EXPECT_LE(e_fused, factor * e_aten + 1e-6) << name << ": fused " << e_fused << ", ATen kernel " << e_aten;
+    EXPECT_LE(e_fused, 2 * e_aten + 1e-6) << name << ": fused " << e_fused << ", ATen kernel " << e_aten;
   }
 }
 

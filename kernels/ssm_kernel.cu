@@ -8,8 +8,14 @@
 // tabulates z^r and z^(32 m) in shared memory (one exp and one sincos each), so that each (l, n) term is one complex
 // multiply-add. Backward: per block and mode the sums S0 = sum_l dK_l z^l and S1 = sum_l dK_l l z^l over its
 // positions; a second kernel adds the blocks' sums in a fixed order (deterministic) and applies the chain rule of
-// kernels/ssm_math.h. The forward in float32 (exponents l up to L in float32, as the ATen path); the backward in
-// float64 (w, tables, sums and chain rule), its gradients rounded to float32 once. CUDA runtime only.
+// kernels/ssm_math.h. The forward: w and C' in float64, each table entry's phase formed and reduced in float64
+// (ssm_math::power_reduced), the tables and the sums in float32. The backward in float64 (w, tables, sums and chain
+// rule), its gradients rounded to float32 once. The backward is the exact gradient, so the forward must be
+// accurate too: with the phases in float32 (as the ATen expression forms them) K was about 2e-5 off, and with
+// a loss of y = K * u (y^2, white u) the float32 expression's own gradient errors cancel that K error in part
+// while the exact gradient does not, so the fused gradients of log_dt and A_imag were 4x the expression's error
+// (CPU emulation, H 64, N2 32, L 3000: 2.7e-4 / 2.0e-4 against 6.0e-5 / 4.4e-5; with the reduced phases K is
+// 1.3e-7 off and those gradients 2.4e-7 / 2.6e-7). CUDA runtime only.
 #include <cuda_runtime.h>
 
 #include <climits>
@@ -46,13 +52,10 @@ __device__ __forceinline__ Mode<T> load_mode(const DiagSsmParams& p, int64_t h, 
   return m;
 }
 
-// exp(e w) for a mode's w: e (a position or a multiple of 32) in float32, as torch::arange would give it.
-__device__ __forceinline__ float2 power(float2 w, int64_t e) {
-  const float x = static_cast<float>(e);
-  float s, c;
-  sincosf(x * w.y, &s, &c);
-  const float mag = expf(x * w.x);
-  return make_float2(mag * c, mag * s);
+// exp(e w) in float32 for w in float64 (ssm_math::power_reduced: the phase reduced in float64).
+__device__ __forceinline__ float2 power(double2 w, int64_t e) {
+  const Cx<float> z = ssm_math::power_reduced(Cx<double>{w.x, w.y}, e);
+  return make_float2(z.re, z.im);
 }
 
 __device__ __forceinline__ float2 cmul(float2 a, float2 b) {
@@ -64,18 +67,20 @@ __device__ __forceinline__ float2 cmul(float2 a, float2 b) {
 __global__ void __launch_bounds__(kThreads) diag_ssm_fwd_kernel(DiagSsmParams p, float* __restrict__ K) {
   __shared__ float2 lo[kModes][kR];  // z_j^r, r fastest (the lanes)
   __shared__ float2 ch[kM][kModes];  // C'_j z_j^(32 m), read as a broadcast
-  __shared__ float2 w_s[kModes], cp_s[kModes];
+  __shared__ double2 w_s[kModes];
+  __shared__ float2 cp_s[kModes];
   const int64_t h = blockIdx.x, m0 = static_cast<int64_t>(blockIdx.y) * kM;
   const int t = threadIdx.x, r = t % kR, mq = t / kR;
   float acc[kM / kWarps] = {};
   for (int64_t n0 = 0; n0 < p.N2; n0 += kModes) {
     if (t < kModes) {
-      float2 w = make_float2(0.f, 0.f), cp = make_float2(0.f, 0.f);  // past N2: a mode with C' = 0
+      double2 w = make_double2(0.0, 0.0);  // past N2: a mode with C' = 0
+      float2 cp = make_float2(0.f, 0.f);
       if (n0 + t < p.N2) {
-        Cx<float> W, CP;
-        ssm_math::discretize(load_mode<float>(p, h, n0 + t), p.bilinear, W, CP);
-        w = make_float2(W.re, W.im);
-        cp = make_float2(CP.re, CP.im);
+        Cx<double> W, CP;
+        ssm_math::discretize(load_mode<double>(p, h, n0 + t), p.bilinear, W, CP);
+        w = make_double2(W.re, W.im);
+        cp = make_float2(static_cast<float>(CP.re), static_cast<float>(CP.im));
       }
       w_s[t] = w;
       cp_s[t] = cp;

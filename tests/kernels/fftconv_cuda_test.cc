@@ -302,7 +302,11 @@ TEST(FftConvCuda, NonContiguousInputsAndOddAlignment) {
 // ---- whole layers
 // ------------------------------------------------------------------------------------------- Users once saw
 // the fused and plain paths disagree through a layer while the kernel tests passed: run whole SSM mixers
-// (float32, on the GPU) through both, outputs and every parameter gradient.
+// (float32, on the GPU) through both, and the same mixer in float64 through the reference path; the output and
+// every parameter gradient of the fused path must be within twice the float32 reference path's error against
+// float64 (plus 1e-6 for tensors both compute to about float32's resolution). The fused path is not compared with
+// the float32 reference path directly: the fused diagonal-SSM kernel is more accurate than the float32
+// expression (about 1e-7 against 1e-5 in K at L = 2048), so their difference is the reference's own error.
 class FftConvCudaLayers : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(FftConvCudaLayers, FusedAndReferencePathsAgree) {
@@ -311,37 +315,42 @@ TEST_P(FftConvCudaLayers, FusedAndReferencePathsAgree) {
   const LayerEntry* e = value_or_throw(LayerRegistry::global().find(name, "layer"));
   for (const int64_t L : {1, 31, 1000, 2048}) {
     SCOPED_TRACE(name + " L=" + std::to_string(L));
-    torch::manual_seed(11 + L);
     MixerArgs a;
     a.d_model = 64;
     a.max_seq_len = L;
     a.options = value_or_throw(resolve_options(e->schema, Json::object(), name));
-    auto mixer = e->factory(a);
-    mixer->to(torch::kCUDA);
+    auto make = [&](torch::Dtype dtype) {
+      torch::manual_seed(11 + L);
+      auto m = e->factory(a);
+      m->to(torch::kCUDA, dtype);
+      return m;
+    };
+    auto mixer = make(torch::kFloat), mixer64 = make(torch::kDouble);
     const auto x = torch::randn({3, L, 64}, torch::TensorOptions().device(torch::kCUDA));
     const auto w = torch::randn({3, L, 64}, torch::TensorOptions().device(torch::kCUDA));
-    auto run = [&](bool reference) {
+    auto run = [&](Mixer& m, const Tensor& xx, const Tensor& ww, bool reference) {
       std::optional<FftConvReferenceScope> scope;
       if (reference) scope.emplace();
-      mixer->zero_grad();
-      auto y = mixer->forward(x);
-      (y * w).sum().backward();
+      m->zero_grad();
+      auto y = m->forward(xx);
+      (y * ww).sum().backward();
       std::vector<Tensor> out = {y.detach().clone()};
-      for (const auto& p : mixer->parameters())
-        out.push_back(p.grad().defined() ? p.grad().clone() : Tensor());
+      for (const auto& p : m->parameters()) out.push_back(p.grad().defined() ? p.grad().clone() : Tensor());
       return out;
     };
-    const auto fused = run(false), ref = run(true);
+    const auto fused = run(mixer, x, w, false), ref = run(mixer, x, w, true),
+               ref64 = run(mixer64, x.to(torch::kDouble), w.to(torch::kDouble), true);
     ASSERT_TRUE(all_finite(fused[0]));
-    const double err = rel_error(fused[0], ref[0]);
-    std::printf("[fused layer] %s L=%ld output err %.3e\n", name.c_str(), static_cast<long>(L), err);
-    // Both paths compute in float32: they differ by FFT rounding only.
-    EXPECT_LT(err, 1e-5);
-    for (size_t i = 1; i < fused.size(); ++i) {
-      ASSERT_EQ(fused[i].defined(), ref[i].defined()) << "parameter " << i - 1;
+    for (size_t i = 0; i < fused.size(); ++i) {
+      const std::string what = i == 0 ? "output" : "gradient of parameter " + std::to_string(i - 1);
+      ASSERT_EQ(fused[i].defined(), ref64[i].defined()) << what;
       if (!fused[i].defined()) continue;
-      ASSERT_TRUE(all_finite(fused[i])) << "parameter " << i - 1;
-      EXPECT_LT(rel_error(fused[i], ref[i]), 1e-4) << "gradient of parameter " << i - 1;
+      ASSERT_TRUE(all_finite(fused[i])) << what;
+      const double e_fused = rel_error(fused[i], ref64[i]), e_ref = rel_error(ref[i], ref64[i]);
+      if (i == 0)
+        std::printf("[fused layer] %s L=%ld output err vs float64: fused %.3e, float32 reference path %.3e\n",
+                    name.c_str(), static_cast<long>(L), e_fused, e_ref);
+      EXPECT_LE(e_fused, 2 * e_ref + 1e-6) << what << ": fused " << e_fused << ", float32 reference " << e_ref;
     }
   }
 }

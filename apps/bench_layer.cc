@@ -69,7 +69,7 @@ int bench_layer(const std::vector<std::string>& args) {
       "dtype of activations and projections: bf16, fp16 or fp32 (SSM parameters stay float32)")(
       "chunk-len", po::value<int64_t>(),
       "state passing past this L, in chunks of this length, in the H3 layer's diagonal SSM (default: past "
-      "16384, the fused kernel's longest L, in chunks of 8192)")(
+      "16384, the fused kernel's longest L, in chunks of 16384 up to L = 262144 and of 8192 beyond)")(
       "device", po::value<std::string>()->default_value("auto"), "cpu, cuda, cuda:N or auto")(
       "warmup", po::value<int>()->default_value(3), "untimed calls first")(
       "iters", po::value<int>()->default_value(20), "timed calls (at least 20); the median is reported")(
@@ -92,7 +92,8 @@ int bench_layer(const std::vector<std::string>& args) {
   }
   const int64_t B = vm["batch"].as<int64_t>(), D = vm["d-model"].as<int64_t>(),
                 heads = vm["n-heads"].as<int64_t>();
-  const int64_t chunk = vm.count("chunk-len") ? vm["chunk-len"].as<int64_t>() : DiagSSMImpl::kDefaultChunkLen,
+  // chunk 0: the layer's default chunk for each L (DiagSSMImpl::default_chunk_len).
+  const int64_t chunk = vm.count("chunk-len") ? vm["chunk-len"].as<int64_t>() : 0,
                 single_pass = vm.count("chunk-len") ? chunk : DiagSSMImpl::kDefaultSinglePassLen;
   const int warmup = vm["warmup"].as<int>(), iters = vm["iters"].as<int>();
   const bool count_ops = vm["count-ops"].as<bool>(), graphed = vm["cuda-graph"].as<bool>();
@@ -100,7 +101,7 @@ int bench_layer(const std::vector<std::string>& args) {
     return report(absl::InvalidArgumentError(absl::StrFormat(
         "--batch %d, --d-model %d, --n-heads %d: need positive values with d_model divisible by n_heads", B,
         D, heads)));
-  if (chunk < 1)
+  if (vm.count("chunk-len") && chunk < 1)
     return report(absl::InvalidArgumentError(absl::StrCat("--chunk-len must be >= 1, got ", chunk)));
   if (warmup < 0 || iters < 20)
     return report(absl::InvalidArgumentError(
@@ -140,11 +141,12 @@ int bench_layer(const std::vector<std::string>& args) {
   const bool fused = device->is_cuda() && fftconv_cuda_built();
   std::printf(
       "hippo bench layer: B=%lld D=%lld, %s, on %s; h3: head_dim 1, d_state 64, %s, state passing past "
-      "L=%lld in chunks of %lld; "
+      "L=%lld in chunks of %s; "
       "attention: %lld heads\n",
       static_cast<long long>(B), static_cast<long long>(D), dtype_name(*dtype), dev_name.c_str(),
       fused ? "fused CUDA fftconv" : "fftconv reference (no CUDA kernels here)",
-      static_cast<long long>(single_pass), static_cast<long long>(chunk), static_cast<long long>(heads));
+      static_cast<long long>(single_pass),
+      chunk > 0 ? std::to_string(chunk).c_str() : "16384 (8192 past L=262144)", static_cast<long long>(heads));
   std::printf(
       "median of %d calls after %d warm-up calls (%s); h3_reference: torch::fft over the whole sequence\n\n",
       iters, warmup,
@@ -212,7 +214,8 @@ int bench_layer(const std::vector<std::string>& args) {
                                  : variant == "h3_reference"
                                      ? fftconv_size(L, L)
                                  : L <= single_pass ? fftconv_size(L, L)
-                                                    : fftconv_size(std::min(L, chunk), std::min(L, chunk));
+                                                    : fftconv_size(chunk > 0 ? chunk : DiagSSMImpl::default_chunk_len(L),
+                                                                   chunk > 0 ? chunk : DiagSSMImpl::default_chunk_len(L));
         Json row = sink->common_columns(graphed ? Json{{"cuda_graph", true}} : Json::object());
         row.update(Json{{"benchmark", "layer"},
                             {"variant", variant},

@@ -54,7 +54,7 @@ struct BenchConfig {
   bool backward = false;
   int64_t kernel_len = 0;  // 0: L_k = L
   int64_t window = 0;      // 0: fftconv_chunk_window(L_k)
-  int64_t chunk_len = DiagSSMImpl::kDefaultChunkLen;  // state passing's chunks
+  int64_t chunk_len = 0;   // state passing's chunks; 0: DiagSSMImpl::default_chunk_len(L)
   int warmup = 5, iters = 30;
   std::string db;
   bool no_db = false;
@@ -209,7 +209,7 @@ int run_fftconv(const BenchConfig& c) {
         std::printf(" - (L_k = %lld: no fused or chunked path) | | | | - | - | - |\n", static_cast<long long>(Lk));
       } else {
         // Past the fused kernel's limit: an s4d-style filter (a diagonal SSM, d_state 64, zero-order hold) by
-        // state passing in chunks of --chunk-len through the fused kernel (H3.md 8). Its time includes making the
+        // state passing in chunks of --chunk-len (default: the layer's for this L) through the fused kernel (H3.md 8). Its time includes making the
         // chunk kernel and the state terms from the SSM's parameters, while the reference is handed k: the
         // comparison favours the reference.
         torch::manual_seed(L + 1);
@@ -227,7 +227,7 @@ int run_fftconv(const BenchConfig& c) {
             auto g = torch::autograd::grad({ssm->forward(u)}, wrt, {dys[i % sets]}, false, false, true);
           }
         };
-        const int64_t chunk = c.chunk_len;
+        const int64_t chunk = c.chunk_len > 0 ? c.chunk_len : DiagSSMImpl::default_chunk_len(L);
         ssm->set_chunk_len(chunk);
         const auto sp_ms = time_calls(sp_call, c.warmup, c.iters, device);
         const double med = median(sp_ms);
@@ -283,8 +283,9 @@ int cmd_bench(const std::vector<std::string>& args) {
       "kernel-len", po::value<int64_t>(), "filter length N: L_k = min(N, L) (default: L_k = L)")(
       "window", po::value<int64_t>()->default_value(0),
       "chunked path's window length (>= L_k; 0: fftconv_chunk_window(L_k)); needs --kernel-len")(
-      "chunk-len", po::value<int64_t>()->default_value(DiagSSMImpl::kDefaultChunkLen),
-      "state passing's chunk length past the fused limit (1 to the longest fused L)")(
+      "chunk-len", po::value<int64_t>(),
+      "state passing's chunk length past the fused limit (1 to the longest fused L; default: the diagonal SSM "
+      "layers' own, 16384 up to L = 262144 and 8192 beyond)")(
       "no-db", po::bool_switch(), "print only, write nothing");
   add_db_option(desc);
   po::variables_map vm;
@@ -307,8 +308,8 @@ int cmd_bench(const std::vector<std::string>& args) {
       return report(absl::InvalidArgumentError(
           absl::StrCat("--kernel-len must be at least 1 (or left out for L_k = L), got ", c.kernel_len)));
   }
-  c.chunk_len = vm["chunk-len"].as<int64_t>();
-  if (c.chunk_len < 1 || c.chunk_len > kFftConvFusedMaxLen)
+  if (vm.count("chunk-len")) c.chunk_len = vm["chunk-len"].as<int64_t>();
+  if (vm.count("chunk-len") && (c.chunk_len < 1 || c.chunk_len > kFftConvFusedMaxLen))
     return report(absl::InvalidArgumentError(absl::StrCat("--chunk-len must be in [1, ", kFftConvFusedMaxLen,
                                                           "] (the longest L of the fused kernel), got ",
                                                           c.chunk_len)));

@@ -187,8 +187,8 @@ int run(int argc, char** argv) {
   a.max_seq_len = L;
   a.options = value_or_throw(resolve_options(e->schema, Json{{"head_dim", 1}}, "h3"));
   H3Impl h3(a);
-  TORCH_CHECK(L <= h3.diag_->chunk_len(), "h3_ops: --seq-len must be <= the chunk length ",
-              h3.diag_->chunk_len());
+  TORCH_CHECK(L <= h3.diag_->single_pass_len(), "h3_ops: --seq-len must be <= the single-pass length ",
+              h3.diag_->single_pass_len());
   h3.to(device, dtype);
   h3.shift_->to(torch::kFloat);
   h3.diag_->to(torch::kFloat);

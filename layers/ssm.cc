@@ -196,12 +196,12 @@ torch::Tensor DiagSSMImpl::forward(const torch::Tensor& u, const FftConvOptions&
   TORCH_CHECK(u.dim() == 3 && u.size(1) == channels_, "diag SSM: u must be (B, H=", channels_, ", L), got ",
               u.sizes());
   if (u.size(2) > single_pass_len_ && !FftConvReferenceScope::active())
-    return forward_state_passing(u, gates, chunk_len_);
+    return forward_state_passing(u, gates, chunk_len_for(u.size(2)));
   return fftconv(u, kernel(u.size(2)), D_, gates);
 }
 
 void DiagSSMImpl::set_chunk_len(int64_t chunk_len) {
-  TORCH_CHECK(chunk_len >= 1, "diag SSM: chunk_len must be >= 1, got ", chunk_len);
+  TORCH_CHECK(chunk_len >= 0, "diag SSM: chunk_len must be >= 1 (or 0: the default for each L), got ", chunk_len);
   chunk_len_ = chunk_len;
 }
 

@@ -40,7 +40,7 @@ class DiagSSMImpl : public torch::nn::Module {
   // (H3's q * conv(u * v)): y = q * mask * act(conv(w, K) + D w), w = u * v (fftconv's contract for u, the
   // gates and dtypes). Differentiable in u, the gates and every SSM parameter.
   // When L > single_pass_len() and fftconv is not forced to the reference (FftConvReferenceScope), the
-  // sequence runs by state passing (H3.md 8, forward_state_passing) in chunks of chunk_len(); otherwise as one
+  // sequence runs by state passing (H3.md 8, forward_state_passing) in chunks of chunk_len_for(L); otherwise as one
   // fftconv with the length-L kernel. Raises c10::Error when u is not (B, H=channels(), L) or fftconv rejects the arguments.
   torch::Tensor forward(const torch::Tensor& u, const FftConvOptions& gates = {}) const;
 
@@ -55,11 +55,22 @@ class DiagSSMImpl : public torch::nn::Module {
   // forward(u, gates); raises c10::Error unless chunk_len >= 1 and the gates have u's shape (dropout_mask (B, H)).
   torch::Tensor forward_state_passing(const torch::Tensor& u, const FftConvOptions& gates,
                                       int64_t chunk_len) const;
-  // Chunk length of forward()'s state passing. Default kDefaultChunkLen, 8192: at L = 1M on the H200 (bf16, B 1,
-  // H 768, docs/FLASHCONV.md) chunks of 8192 took 28.2 / 77.8 ms forward / forward+backward against 30.0 / 97.3
-  // ms with chunks of 16384. Raises c10::Error unless >= 1.
+  // Chunk length of forward()'s state passing at length L: the one given to set_chunk_len, else
+  // default_chunk_len(L).
+  int64_t chunk_len_for(int64_t L) const { return chunk_len_ > 0 ? chunk_len_ : default_chunk_len(L); }
+  // The default chunk: kLongSequenceChunkLen (16384, four or more chunks of the fused kernel's longest L) up to
+  // L = kLongSequenceChunkMaxLen (262144), kDefaultChunkLen (8192) past it. Measured on the H200 (bf16, B 1, H 768,
+  // an s4d filter, `hippo bench fftconv --chunk-len 8192|16384`, docs/FLASHCONV.md), forward / forward+backward ms
+  // with chunks of 8192 -> 16384: 64K 4.571 -> 3.874 / 12.052 -> 11.699; 128K 8.111 -> 6.927 / 20.972 -> 19.835;
+  // 256K 14.721 -> 12.483 / 38.187 -> 35.444; but 1M 28.2 -> 30.0 / 77.8 -> 97.3 (session 9).
   static constexpr int64_t kDefaultChunkLen = 8192;
-  int64_t chunk_len() const { return chunk_len_; }
+  static constexpr int64_t kLongSequenceChunkLen = 16384;
+  static constexpr int64_t kLongSequenceChunkMaxLen = 262144;
+  static_assert(kLongSequenceChunkLen <= kFftConvFusedMaxLen, "state passing's chunks run through the fused kernel");
+  static int64_t default_chunk_len(int64_t L) {
+    return L <= kLongSequenceChunkMaxLen ? kLongSequenceChunkLen : kDefaultChunkLen;
+  }
+  // Fixes the chunk length for every L (>= 1; raises c10::Error otherwise); 0 restores default_chunk_len.
   void set_chunk_len(int64_t chunk_len);
   // Longest L that forward() runs as one fftconv; past it, state passing. Default kDefaultSinglePassLen, 16384,
   // the longest L of the fused kernel (kFftConvFusedMaxLen, fft size 32768): at 16K the single pass made the H3
@@ -96,7 +107,7 @@ class DiagSSMImpl : public torch::nn::Module {
  private:
   int64_t channels_, d_state_;
   std::string discretization_;
-  int64_t chunk_len_ = kDefaultChunkLen;
+  int64_t chunk_len_ = 0;  // 0: default_chunk_len(L)
   int64_t single_pass_len_ = kDefaultSinglePassLen;
   // kernel(L) and state_after(u, state0) from an existing discretisation (forward_state_passing computes it once
   // for both).

@@ -92,7 +92,7 @@ const std::vector<TableDef>& schema_tables() {
          "(prompt prefill + recurrent decoding of a whole model, hippo bench generate)"},
         {"variant", "TEXT NOT NULL",
          "fftconv: reference (torch::fft, fftconv_ref), fused (the CUDA kernel, fftconv_fused), state_passing (a "
-         "diagonal-SSM filter in chunks of --chunk-len, default 8192, past the fused limit) or chunked (a short "
+         "diagonal-SSM filter in chunks of --chunk-len (default 16384 up to L = 262144, 8192 beyond) past the fused limit) or chunked (a short "
          "filter, --kernel-len, past the fused limit: overlapping windows through the fused kernel, fftconv_chunked; "
          "kernel_len and window in environment); layer: h3 (default path: fused, state passing past L = 16384 or "
          "past --chunk-len), h3_reference (torch::fft over the whole sequence) or attention; generate: transformer "

@@ -119,12 +119,12 @@ void check_ssm_case(const SsmCase& c, torch::Device device, torch::ScalarType dt
 // blocks, a few 1e-15 relative; 1e-10 leaves room for the gradients' sums over B * L products.
 constexpr double kFloat64Tol = 1e-10;
 
-// Just past the default single-pass length (16384): three chunks of the default 8192, the last of one position.
+// Just past the default single-pass length (16384): two chunks of the default 16384 there, the last of one position.
 TEST(StatePassing, DiagSSMMatchesSinglePassPast16KWithTheDefaultChunk) {
   torch::manual_seed(1);
   DiagSSM ssm(3, 64, "bilinear", 1e-3, 1e-1);
   ssm->to(torch::kDouble);
-  ASSERT_EQ(ssm->chunk_len(), 8192);
+  ASSERT_EQ(ssm->chunk_len_for(16385), 16384);
   ASSERT_EQ(ssm->single_pass_len(), 16384);
   const int64_t L = 16385;
   auto u = torch::randn({2, 3, L}, torch::kDouble).requires_grad_(true);
@@ -136,10 +136,10 @@ TEST(StatePassing, DiagSSMMatchesSinglePassPast16KWithTheDefaultChunk) {
     FftConvReferenceScope reference;  // forward() runs the single pass while it lives
     single = value_and_grads([&] { return ssm->forward(u); }, *ssm, {u}, w);
   }
-  EXPECT_TRUE(torch::equal(chunked[0], ssm->forward_state_passing(u, {}, 8192).detach()))
-      << "forward() past the single-pass length is not state passing in chunks of chunk_len()";
+  EXPECT_TRUE(torch::equal(chunked[0], ssm->forward_state_passing(u, {}, 16384).detach()))
+      << "forward() past the single-pass length is not state passing in chunks of chunk_len_for(L)";
   EXPECT_FALSE(torch::equal(chunked[0], single[0])) << "state passing did not run";
-  expect_close(chunked, single, names, kFloat64Tol, "L=16385 chunk 8192");
+  expect_close(chunked, single, names, kFloat64Tol, "L=16385 chunk 16384");
 }
 
 TEST(StatePassing, SmallChunksRaggedLastChunkAndEveryGate) {
@@ -168,24 +168,35 @@ TEST(StatePassing, NoLongerThanOneChunkIsTheSinglePass) {
   DiagSSM ssm(3, 8, "zoh", 1e-3, 1e-1);
   auto u = torch::randn({2, 3, 64});
   EXPECT_TRUE(torch::equal(ssm->forward_state_passing(u, {}, 64), fftconv(u, ssm->kernel(64), ssm->D_)));
-  // forward(): the single pass up to single_pass_len() inclusive, state passing in chunks of chunk_len() past it.
+  // forward(): the single pass up to single_pass_len() inclusive, state passing in chunks of chunk_len_for(L) past
+  // it; set_chunk_len fixes the chunk for every L, 0 restores the default.
   ssm->set_single_pass_len(64);
   ssm->set_chunk_len(10);
   EXPECT_TRUE(torch::equal(ssm->forward(u), fftconv(u, ssm->kernel(64), ssm->D_)));
   auto u65 = torch::randn({2, 3, 65});
   EXPECT_TRUE(torch::equal(ssm->forward(u65), ssm->forward_state_passing(u65, {}, 10)));
   EXPECT_FALSE(torch::equal(ssm->forward(u65), fftconv(u65, ssm->kernel(65), ssm->D_)));
+  EXPECT_EQ(ssm->chunk_len_for(1 << 30), 10);
+  ssm->set_chunk_len(0);
+  EXPECT_EQ(ssm->chunk_len_for(65), DiagSSMImpl::kLongSequenceChunkLen);
+  EXPECT_TRUE(torch::equal(ssm->forward(u65), ssm->forward_state_passing(u65, {}, 16384)));
 }
 
 TEST(StatePassing, BadArgumentsAreErrorsNamingTheAcceptedValues) {
   DiagSSM ssm(3, 8, "zoh", 1e-3, 1e-1);
   try {
-    ssm->set_chunk_len(0);
+    ssm->set_chunk_len(-1);
     FAIL() << "expected an error";
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("chunk_len must be >= 1, got 0"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("chunk_len must be >= 1 (or 0: the default for each L), got -1"),
+              std::string::npos)
+        << e.what();
   }
-  EXPECT_EQ(ssm->chunk_len(), DiagSSMImpl::kDefaultChunkLen);
+  // The default chunk: 16384 up to L = 262144, 8192 past it (measured, layers/ssm.h).
+  EXPECT_EQ(ssm->chunk_len_for(16385), 16384);
+  EXPECT_EQ(ssm->chunk_len_for(262144), 16384);
+  EXPECT_EQ(ssm->chunk_len_for(262145), 8192);
+  EXPECT_EQ(ssm->chunk_len_for(int64_t{1} << 20), 8192);
   try {
     ssm->set_single_pass_len(-3);
     FAIL() << "expected an error";
@@ -286,7 +297,10 @@ void check_float32(const torch::Device& device, int64_t L) {
   }
   ssm->to(device);
   ssm64->to(device, torch::kDouble);
-  ssm->set_single_pass_len(DiagSSMImpl::kDefaultChunkLen);  // state passing at 16K too (default: single pass)
+  // State passing at 16K too (default: single pass), in chunks of 8192 at every L (the default chunk is 16384 up
+  // to 256K, which would make 16K a single chunk; this test ran on the H200 with 8192, session 10 call 4).
+  ssm->set_single_pass_len(DiagSSMImpl::kDefaultChunkLen);
+  ssm->set_chunk_len(DiagSSMImpl::kDefaultChunkLen);
   const auto f = torch::TensorOptions().device(device);
   auto u = torch::randn({1, H, L}, f).requires_grad_(true);
   auto v = torch::randn({1, H, L}, f).requires_grad_(true);

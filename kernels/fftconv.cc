@@ -4,7 +4,9 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
 
 #include "kernels/fftconv_blockfft.h"
 
@@ -50,6 +52,18 @@ torch::ScalarType compute_type(const torch::Tensor& u) {
 }
 }  // namespace
 
+namespace {
+// The skip, GELU, mask and q gate after the convolution conv = conv(w, k), in the compute type ct; y in u's dtype.
+torch::Tensor finish(torch::Tensor y, const torch::Tensor& w, const torch::Tensor& u, const torch::Tensor& D,
+                     const FftConvOptions& o, torch::ScalarType ct) {
+  y = y + w * D.to(ct).unsqueeze(-1);
+  if (o.gelu) y = internal::gelu_exact(y);
+  if (o.dropout_mask) y = y * o.dropout_mask->to(ct).unsqueeze(-1);
+  if (o.q) y = y * o.q->to(ct);
+  return y.to(u.scalar_type());
+}
+}  // namespace
+
 torch::Tensor fftconv_ref(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                           const FftConvOptions& o) {
   check_fftconv_args(u, k, D, o);
@@ -60,12 +74,56 @@ torch::Tensor fftconv_ref(const torch::Tensor& u, const torch::Tensor& k, const 
   if (o.v) w = w * o.v->to(ct);
   auto w_f = torch::fft::rfft(w, n, -1);
   auto k_f = torch::fft::rfft(k.to(ct), n, -1);
-  auto y = torch::fft::irfft(w_f * k_f, n, -1).narrow(-1, 0, L);
-  y = y + w * D.to(ct).unsqueeze(-1);
-  if (o.gelu) y = internal::gelu_exact(y);
-  if (o.dropout_mask) y = y * o.dropout_mask->to(ct).unsqueeze(-1);
-  if (o.q) y = y * o.q->to(ct);
-  return y.to(u.scalar_type());
+  return finish(torch::fft::irfft(w_f * k_f, n, -1).narrow(-1, 0, L), w, u, D, o, ct);
+}
+
+torch::Tensor fftconv_direct(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                             const FftConvOptions& o) {
+  check_fftconv_args(u, k, D, o);
+  const auto ct = compute_type(u);
+  const int64_t H = u.size(1), Lk = k.size(1);
+  torch::Tensor w = u.to(ct);
+  if (o.v) w = w * o.v->to(ct);
+  // conv1d is a cross-correlation, out[t] = sum_j weight[j] in[t + j]: with w padded by L_k - 1 zeros on the left
+  // and the taps reversed, out[t] = sum_i k[i] w[t - i], the causal convolution. One group per channel.
+  auto taps = k.to(ct).flip({1}).unsqueeze(1);  // (H, 1, L_k)
+  auto y = torch::conv1d(torch::constant_pad_nd(w, {Lk - 1, 0}), taps, /*bias=*/torch::Tensor(),
+                         /*stride=*/torch::IntArrayRef{1}, /*padding=*/torch::IntArrayRef{0},
+                         /*dilation=*/torch::IntArrayRef{1}, /*groups=*/H);
+  return finish(y, w, u, D, o, ct);
+}
+
+namespace {
+// -1: not read yet; else a FftConvDirectDispatch (HIPPO_FFTCONV_DIRECT, read on first use).
+std::atomic<int> direct_mode{-1};
+}  // namespace
+
+FftConvDirectDispatch parse_direct_dispatch(const std::string& text) {
+  if (text == "off") return FftConvDirectDispatch::kOff;
+  if (text == "cpu") return FftConvDirectDispatch::kCpu;
+  if (text == "on") return FftConvDirectDispatch::kOn;
+  TORCH_CHECK(false, "HIPPO_FFTCONV_DIRECT: unknown value '", internal::printable(text), "'; accepted: off, cpu, on");
+}
+
+FftConvDirectDispatch direct_dispatch() {
+  int mode = direct_mode.load(std::memory_order_relaxed);
+  if (mode < 0) {
+    const char* env = std::getenv("HIPPO_FFTCONV_DIRECT");
+    mode = static_cast<int>(env && *env ? parse_direct_dispatch(env) : FftConvDirectDispatch::kOff);
+    int unset = -1;
+    direct_mode.compare_exchange_strong(unset, mode);  // a concurrent set_direct_dispatch wins
+    mode = direct_mode.load();
+  }
+  return static_cast<FftConvDirectDispatch>(mode);
+}
+
+void set_direct_dispatch(FftConvDirectDispatch mode) { direct_mode.store(static_cast<int>(mode)); }
+
+bool fftconv_takes_direct(const torch::Tensor& u, const torch::Tensor& k) {
+  const FftConvDirectDispatch mode = direct_dispatch();
+  if (mode == FftConvDirectDispatch::kOff || u.dim() != 3 || k.dim() != 2) return false;
+  if (mode == FftConvDirectDispatch::kCpu && !u.device().is_cpu()) return false;
+  return k.size(1) <= kFftConvDirectMaxTaps && k.size(1) <= u.size(2);
 }
 
 namespace {
@@ -81,6 +139,7 @@ torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torc
   if (force_reference) return fftconv_ref(u, k, D, o);
   // Off unless HIPPO_FFTCONV_BLOCKFFT / set_blockfft_dispatch asks (kernels/fftconv_blockfft.h).
   if (fftconv_takes_blockfft(u, k, D, o)) return fftconv_blockfft(u, k, D, o);
+  if (fftconv_takes_direct(u, k)) return fftconv_direct(u, k, D, o);
   if (fftconv_fused_supported(u, k, D, o)) return fftconv_fused(u, k, D, o);
   if (fftconv_chunked_supported(u, k, D, o)) return fftconv_chunked(u, k, D, o, FftConvInner::kFused);
   return fftconv_ref(u, k, D, o);

@@ -30,8 +30,34 @@ int64_t fftconv_size(int64_t seq_len, int64_t kernel_len);
 torch::Tensor fftconv_ref(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                           const FftConvOptions& options = {});
 
+// Causal convolution by direct summation, for a short filter (the shift SSM's N taps, H3.md 2.2): the contract
+// and the result of fftconv_ref (up to rounding: no FFT, so float32 sums of L_k products), computed as a grouped
+// conv1d (one group per channel) over w = u * v padded by L_k - 1 zeros on the left, with k's taps reversed.
+// Cost B H L L_k multiply-adds against the FFT's O(B H n log n), n = fftconv_size(L, L_k). Any device,
+// differentiable by autograd (ATen's conv1d backward). Raises c10::Error as fftconv_ref does.
+torch::Tensor fftconv_direct(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                             const FftConvOptions& options = {});
+
+// The longest filter fftconv() sends to fftconv_direct (see fftconv_takes_direct).
+constexpr int64_t kFftConvDirectMaxTaps = 64;
+
+// Where fftconv() takes fftconv_direct for a filter of at most kFftConvDirectMaxTaps taps: kOff never (the
+// default), kCpu on the CPU only, kOn on every device. Off by default because nothing measured shows a gain where it
+// counts (docs/FLASHCONV.md, "Short filters by direct summation"): on the CPU one call is 2-11x faster forward and
+// 0.8-6x forward+backward, but the main job's S4D run was not faster end to end; on a GPU it is not measured yet
+// against the fused kernel. Set by HIPPO_FFTCONV_DIRECT=off|cpu|on (read once) or set_direct_dispatch.
+enum class FftConvDirectDispatch { kOff, kCpu, kOn };
+FftConvDirectDispatch direct_dispatch();
+void set_direct_dispatch(FftConvDirectDispatch mode);
+// Parses "off", "cpu" or "on"; raises c10::Error naming HIPPO_FFTCONV_DIRECT and the accepted values otherwise.
+FftConvDirectDispatch parse_direct_dispatch(const std::string& text);
+// Whether fftconv() takes fftconv_direct: u (B, H, L) and k (H, L_k) with L_k <= min(L, kFftConvDirectMaxTaps),
+// on a device the dispatch mode allows. Never throws; malformed arguments are left to the path taken.
+bool fftconv_takes_direct(const torch::Tensor& u, const torch::Tensor& k);
+
 // The dispatching entry point: fftconv_blockfft when fftconv_takes_blockfft says so (off by default;
-// HIPPO_FFTCONV_BLOCKFFT=on|auto, kernels/fftconv_blockfft.h); else fftconv_fused when fftconv_fused_supported
+// HIPPO_FFTCONV_BLOCKFFT=on|auto, kernels/fftconv_blockfft.h); else fftconv_direct when fftconv_takes_direct says so
+// (off by default; HIPPO_FFTCONV_DIRECT=cpu|on); else fftconv_fused when fftconv_fused_supported
 // says yes; else the chunked fused
 // path (fftconv_chunked with FftConvInner::kFused) when fftconv_chunked_supported says yes (CUDA, L too long
 // for the fused kernel but L_k <= kFftConvChunkedMaxKernelLen); else fftconv_ref. fftconv_ref only while an

@@ -283,7 +283,7 @@ grid:
   EXPECT_EQ(err.find("ended abnormally"), std::string::npos) << err;
 }
 
-// A bad HIPPO_FFTCONV_BLOCKFFT or HIPPO_FFTCONV_FILTER is bad input before anything is written, not a failed run
+// A bad HIPPO_FFTCONV_BLOCKFFT, HIPPO_FFTCONV_DIRECT or HIPPO_FFTCONV_FILTER is bad input before anything is written, not a failed run
 // in the database.
 TEST(Cli, BadFftConvEnvironmentIsRefusedBeforeAnythingIsWritten) {
   struct Case {
@@ -291,6 +291,8 @@ TEST(Cli, BadFftConvEnvironmentIsRefusedBeforeAnythingIsWritten) {
   };
   for (const Case c : {Case{"HIPPO_FFTCONV_BLOCKFFT", "garbage",
                             "HIPPO_FFTCONV_BLOCKFFT: unknown value 'garbage'; accepted: off, on, auto (unset means off)"},
+                       Case{"HIPPO_FFTCONV_DIRECT", "yes",
+                            "HIPPO_FFTCONV_DIRECT: unknown value 'yes'; accepted: off, cpu, on (unset means off)"},
                        Case{"HIPPO_FFTCONV_FILTER", "atn",
                             "HIPPO_FFTCONV_FILTER: unknown value 'atn'; accepted: kernel, aten (unset means kernel)"}}) {
     TempDir d;

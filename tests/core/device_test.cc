@@ -9,10 +9,11 @@ namespace hippo {
 namespace {
 
 TEST(Environment, RecordsTheKernelSwitchesThatAreSet) {
-  const char* names[] = {"HIPPO_FFTCONV_BLOCKFFT", "HIPPO_FFTCONV_FILTER", "HIPPO_SSM_KERNEL"};
-  std::string saved[3];
-  bool had[3];
-  for (int i = 0; i < 3; ++i) {
+  const char* names[] = {"HIPPO_FFTCONV_BLOCKFFT", "HIPPO_FFTCONV_DIRECT", "HIPPO_FFTCONV_FILTER", "HIPPO_SSM_KERNEL"};
+  constexpr int kNames = 4;
+  std::string saved[kNames];
+  bool had[kNames];
+  for (int i = 0; i < kNames; ++i) {
     const char* v = std::getenv(names[i]);
     had[i] = v != nullptr;
     if (v) saved[i] = v;
@@ -22,11 +23,13 @@ TEST(Environment, RecordsTheKernelSwitchesThatAreSet) {
   EXPECT_TRUE(none.at("kernel_switches").is_object());
   EXPECT_TRUE(none.at("kernel_switches").empty()) << none.dump();
   setenv("HIPPO_SSM_KERNEL", "aten", 1);
+  setenv("HIPPO_FFTCONV_DIRECT", "cpu", 1);
   setenv("HIPPO_FFTCONV_FILTER", "", 1);  // empty: unset
   const auto some = environment(c10::Device("cpu"));
-  EXPECT_EQ(some.at("kernel_switches").size(), 1u) << some.dump();
+  EXPECT_EQ(some.at("kernel_switches").size(), 2u) << some.dump();
   EXPECT_EQ(some.at("kernel_switches").at("HIPPO_SSM_KERNEL"), "aten");
-  for (int i = 0; i < 3; ++i) {
+  EXPECT_EQ(some.at("kernel_switches").at("HIPPO_FFTCONV_DIRECT"), "cpu");
+  for (int i = 0; i < kNames; ++i) {
     if (had[i])
       setenv(names[i], saved[i].c_str(), 1);
     else

@@ -122,8 +122,8 @@ __device__ __forceinline__ double2 cmul(double2 a, double2 b) {
 }
 
 // z^a for 0 <= a < 32 by repeated squaring: at most 9 complex products in float64 (relative error about 1e-15)
-// instead of a float64 sine, cosine and exponential per table entry. Measured on the H200 (session 10, B4-sized
-// H 768, N2 32): the backward 2% faster (0.0616 -> 0.0604 ms at L 2048), gradients bit-identical; the tables were
+// instead of a float64 sine, cosine and exponential per table entry. Measured on the H200 (session 10, H 768,
+// N2 32): the backward 2% faster (0.0616 -> 0.0604 ms at L 2048), gradients bit-identical; the tables were
 // not the bottleneck. ncu: the kernel is FP64-bound in the sums below (12.6M FP64 warp instructions at L 2048,
 // 42% of the FP64 peak, 52 us).
 __device__ __forceinline__ double2 small_power(double2 z, int a) {

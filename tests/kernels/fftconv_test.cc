@@ -105,20 +105,25 @@ TEST(FftConv, GeluGradientsInFloat32WithAPermutedOutput) {
   testing::expect_gradients_close(grads(torch::kFloat), grads(torch::kDouble), 1e-4, "fftconv_ref with GELU");
 }
 
+// The reference with a full-length filter, and fftconv_direct (kernels/fftconv.h) with a short one.
 TEST(FftConv, GatesGeluAndDropoutCompose) {
-  torch::manual_seed(3);
-  const int64_t B = 2, H = 5, L = 37;
-  auto u = torch::randn({B, H, L}, torch::kDouble), k = torch::randn({H, L}, torch::kDouble);
-  auto D = torch::randn({H}, torch::kDouble), v = torch::randn({B, H, L}, torch::kDouble);
-  auto q = torch::randn({B, H, L}, torch::kDouble);
-  auto mask = (torch::rand({B, H}, torch::kDouble) > 0.3).to(torch::kDouble) / 0.7;
-  FftConvOptions o;
-  o.v = v;
-  o.q = q;
-  o.gelu = true;
-  o.dropout_mask = mask;
-  auto expected = torch::gelu(causal_conv_direct(u * v, k, D)) * mask.unsqueeze(-1) * q;
-  EXPECT_TRUE(all_close(fftconv_ref(u, k, D, o), expected, 1e-10, 1e-10));
+  for (const bool direct : {false, true}) {
+    torch::manual_seed(3);
+    const int64_t B = 2, H = 5, L = 37, Lk = direct ? 9 : L;
+    auto u = torch::randn({B, H, L}, torch::kDouble), k = torch::randn({H, Lk}, torch::kDouble);
+    auto D = torch::randn({H}, torch::kDouble), v = torch::randn({B, H, L}, torch::kDouble);
+    auto q = torch::randn({B, H, L}, torch::kDouble);
+    auto mask = (torch::rand({B, H}, torch::kDouble) > 0.3).to(torch::kDouble) / 0.7;
+    FftConvOptions o;
+    o.v = v;
+    o.q = q;
+    o.gelu = true;
+    o.dropout_mask = mask;
+    auto expected = torch::gelu(causal_conv_direct(u * v, k, D)) * mask.unsqueeze(-1) * q;
+    EXPECT_TRUE(
+        all_close(direct ? fftconv_direct(u, k, D, o) : fftconv_ref(u, k, D, o), expected, 1e-10, 1e-10))
+        << (direct ? "fftconv_direct" : "fftconv_ref");
+  }
 }
 
 TEST(FftConv, HalfInputsUpcastAndReturnTheirDtype) {

@@ -1,4 +1,4 @@
-// h3_ops: one H3 layer (head_dim 1, L <= chunk_len) forward, forward+backward and one decode step, before and
+// h3_ops: one H3 layer (head_dim 1, L <= single_pass_len) forward, forward+backward and one decode step, before and
 // now, in one run: ATen operator calls (core/op_count.h) and median milliseconds, and the largest difference
 // of outputs and gradients. "Before" is the layer as it was before issue 6's overhead work, rebuilt here from
 // copies of the old shift-SSM kernel (a host loop over taps) and diagonal-SSM kernel (discretisation and
@@ -80,7 +80,7 @@ torch::Tensor diag_kernel(const DiagSSMImpl& m, int64_t L) {
   return K.reshape({H, P, M * R}).narrow(2, 0, L).squeeze(1);
 }
 
-// The old H3Impl::forward for head_dim 1 and L <= chunk_len (one fftconv each, gates fused).
+// The old H3Impl::forward for head_dim 1 and L <= single_pass_len (one fftconv each, gates fused).
 torch::Tensor h3_forward(H3Impl& h, const torch::Tensor& x) {
   auto q = h.q_proj_->forward(x).transpose(1, 2);
   auto k = shift_forward(*h.shift_, h.k_proj_->forward(x).transpose(1, 2));

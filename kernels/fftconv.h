@@ -44,15 +44,17 @@ constexpr int64_t kFftConvDirectMaxTaps = 64;
 // Where fftconv() takes fftconv_direct for a filter of at most kFftConvDirectMaxTaps taps: kOff never (the
 // default), kCpu on the CPU only, kOn on every device. Off by default because nothing measured shows a gain where it
 // counts (docs/FLASHCONV.md, "Short filters by direct summation"): on the CPU one call is 2-11x faster forward and
-// 0.8-6x forward+backward, but the main job's S4D run was not faster end to end; on a GPU it is not measured yet
-// against the fused kernel. Set by HIPPO_FFTCONV_DIRECT=off|cpu|on (read once) or set_direct_dispatch.
+// 0.8-6x forward+backward, but the main job's S4D run was not faster end to end; on a GPU it is neither measured
+// nor tested yet (there cuDNN may run a float32 conv1d in TF32, LibTorch's default allowTF32CuDNN: check its
+// accuracy before any use). Set by HIPPO_FFTCONV_DIRECT=off|cpu|on (read once) or set_direct_dispatch.
 enum class FftConvDirectDispatch { kOff, kCpu, kOn };
 FftConvDirectDispatch direct_dispatch();
 void set_direct_dispatch(FftConvDirectDispatch mode);
 // Parses "off", "cpu" or "on"; raises c10::Error naming HIPPO_FFTCONV_DIRECT and the accepted values otherwise.
 FftConvDirectDispatch parse_direct_dispatch(const std::string& text);
 // Whether fftconv() takes fftconv_direct: u (B, H, L) and k (H, L_k) with L_k <= min(L, kFftConvDirectMaxTaps),
-// on a device the dispatch mode allows. Never throws; malformed arguments are left to the path taken.
+// on a device the dispatch mode allows. Malformed arguments are left to the path taken; raises c10::Error only for
+// a bad HIPPO_FFTCONV_DIRECT (read on the first call; `hippo` itself refuses one at start-up).
 bool fftconv_takes_direct(const torch::Tensor& u, const torch::Tensor& k);
 
 // The dispatching entry point: fftconv_blockfft when fftconv_takes_blockfft says so (off by default;

@@ -5,8 +5,8 @@
 // the ATen expressions of both SSMs and the small elementwise ops around them took 63 launches of one H3 forward
 // (58 of them the diagonal SSM's kernel) and 232 of its forward+backward (ncu, B4 D768 L2K, H200). Positions are
 // split as l = 32 m + r: a block owns 1024 positions (32 values of m) of one channel and, per group of 32 modes,
-// tabulates z^r and z^(32 m) in shared memory (one exp and one sincos each), so that each (l, n) term is one complex
-// multiply-add. Backward: per block and mode the sums S0 = sum_l dK_l z^l and S1 = sum_l dK_l l z^l over its
+// tabulates z^r and z^(32 m) in shared memory (the forward: one exp and one sincos each; the backward: by repeated
+// squaring, small_power), so that each (l, n) term is one complex multiply-add. Backward: per block and mode the sums S0 = sum_l dK_l z^l and S1 = sum_l dK_l l z^l over its
 // positions; a second kernel adds the blocks' sums in a fixed order (deterministic) and applies the chain rule of
 // kernels/ssm_math.h. The forward: w and C' in float64, each table entry's phase formed and reduced in float64
 // (ssm_math::power_reduced), the tables and the sums in float32. The backward in float64 (w, tables, sums and chain
@@ -39,7 +39,7 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 static_assert(kR * kM == kDiagSsmTile, "tile size");
 
-// Mode n of channel h in T (float32 for the forward, float64 for the backward's arithmetic).
+// Mode n of channel h in T (float64 for the discretisation in both kernels; float32 is only used by tests).
 template <typename T>
 __device__ __forceinline__ Mode<T> load_mode(const DiagSsmParams& p, int64_t h, int64_t n) {
   const int64_t i = h * p.N2 + n;
@@ -121,7 +121,7 @@ __device__ __forceinline__ double2 cmul(double2 a, double2 b) {
   return make_double2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
 }
 
-// z^a for 0 <= a < 32 by repeated squaring: at most 9 complex products in float64 (relative error about 1e-15)
+// z^a for 0 <= a < 32 by repeated squaring: at most 10 complex products in float64 (relative error about 1e-15)
 // instead of a float64 sine, cosine and exponential per table entry. Measured on the H200 (session 10, H 768,
 // N2 32): the backward 2% faster (0.0616 -> 0.0604 ms at L 2048), gradients bit-identical; the tables were
 // not the bottleneck. ncu: the kernel is FP64-bound in the sums below (12.6M FP64 warp instructions at L 2048,

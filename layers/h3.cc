@@ -70,7 +70,7 @@ torch::Tensor H3Impl::mix(const torch::Tensor& x, const torch::Tensor& q, const 
     FftConvOptions o;
     o.v = v;
     o.q = q;
-    y = diag_->forward(k, o);  // q * (conv(k*v) + D*(k*v)), by state passing past the chunk length
+    y = diag_->forward(k, o);  // q * (conv(k*v) + D*(k*v)), by state passing past single_pass_len()
   } else {
     y = contract(q, diag_->forward(outer(k, v)));
   }

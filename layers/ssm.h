@@ -58,8 +58,8 @@ class DiagSSMImpl : public torch::nn::Module {
   // Chunk length of forward()'s state passing at length L: the one given to set_chunk_len, else
   // default_chunk_len(L).
   int64_t chunk_len_for(int64_t L) const { return chunk_len_ > 0 ? chunk_len_ : default_chunk_len(L); }
-  // The default chunk: kLongSequenceChunkLen (16384, four or more chunks of the fused kernel's longest L) up to
-  // L = kLongSequenceChunkMaxLen (262144), kDefaultChunkLen (8192) past it. Measured on the H200 (bf16, B 1, H 768,
+  // The default chunk: kLongSequenceChunkLen (16384, the fused kernel's longest L) up to L = kLongSequenceChunkMaxLen
+  // (262144), kDefaultChunkLen (8192) past it; measured at 64K, 128K, 256K and 1M only. Measured on the H200 (bf16, B 1, H 768,
   // an s4d filter, `hippo bench fftconv --chunk-len 8192|16384`, docs/FLASHCONV.md), forward / forward+backward ms
   // with chunks of 8192 -> 16384: 64K 4.571 -> 3.874 / 12.052 -> 11.699; 128K 8.111 -> 6.927 / 20.972 -> 19.835;
   // 256K 14.721 -> 12.483 / 38.187 -> 35.444; but 1M 28.2 -> 30.0 / 77.8 -> 97.3 (session 9).

@@ -2,7 +2,7 @@
 # On the CUDA host, with hippo already built in build-gpu (scripts/gpu-fftconv.sh or .gpu/build.sh build-gpu)
 # and `source build-gpu/gpu-env.sh` done: state passing's GPU tests (H3.md 8: 16K, 64K, 1M against the
 # single-pass reference), `hippo bench layer` (H3 fused / reference / attention, L = 1K..16K) and the long-L
-# `hippo bench fftconv` (state passing past L = 8192, up to 1M), tables and logs under OUT_DIR. Each step has
+# `hippo bench fftconv` (state passing past L = 16384, up to 1M), tables and logs under OUT_DIR. Each step has
 # its own time limit; the whole script took 119 s on an H200 (2026-11-30).
 # Usage: scripts/gpu-statepass.sh OUT_DIR
 set -uo pipefail

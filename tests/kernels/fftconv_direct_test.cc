@@ -4,6 +4,8 @@
 // (HIPPO_FFTCONV_DIRECT).
 #include <gtest/gtest.h>
 
+#include <torch/cuda.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -93,6 +95,8 @@ TEST(FftConvDirect, DispatchModesAndTheirErrors) {
   EXPECT_TRUE(fftconv_takes_direct(u, k_short));
   EXPECT_FALSE(fftconv_takes_direct(u, k_long));
   EXPECT_FALSE(fftconv_takes_direct(u.narrow(2, 0, 10), k_short)) << "L_k > L is left to the path that rejects it";
+  if (torch::cuda::is_available())  // kCpu leaves a GPU's tensors to the fused kernel (checked where a GPU is)
+    EXPECT_FALSE(fftconv_takes_direct(u.to(torch::kCUDA), k_short.to(torch::kCUDA)));
   EXPECT_TRUE(torch::equal(fftconv(u, k_short, D), fftconv_direct(u, k_short, D)));
   EXPECT_TRUE(torch::equal(fftconv(u, k_long, D), fftconv_ref(u, k_long, D)));
   {

@@ -1,5 +1,5 @@
 // State passing of the diagonal SSM (H3.md 8) against the single-pass reference (the whole sequence in one
-// fftconv with the length-L kernel): on the CPU in float64 at L = 16K (the default chunk of 8192) and with
+// fftconv with the length-L kernel): on the CPU in float64 at L = 16K (chunks of 8192, kDefaultChunkLen) and with
 // small chunks and a ragged last chunk, values and gradients, every gate, and through the layers that use it
 // (h3 with head_dim 1, s4d, gss, diag_ssm); on the GPU in float32 at 16K, 64K and 1M through the fused kernel
 // (skipped, with the reason, without CUDA).

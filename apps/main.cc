@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
     const char* unset_means;
   } env_switches[] = {
       {"HIPPO_FFTCONV_BLOCKFFT", [](const char* v) { hippo::parse_blockfft_dispatch(v); }, "off"},
-      {"HIPPO_FFTCONV_DIRECT", [](const char* v) { hippo::parse_direct_dispatch(v); }, "off"},
+      {"HIPPO_FFTCONV_DIRECT", [](const char* v) { hippo::parse_direct_dispatch(v); }, "auto"},
       {"HIPPO_FFTCONV_FILTER", [](const char* v) { hippo::internal::parse_fftconv_filter_env(v); }, "kernel"},
       {"HIPPO_SSM_KERNEL", [](const char* v) { hippo::internal::parse_ssm_kernel_env(v); }, "fused"},
   };

@@ -100,16 +100,17 @@ std::atomic<int> direct_mode{-1};
 
 FftConvDirectDispatch parse_direct_dispatch(const std::string& text) {
   if (text == "off") return FftConvDirectDispatch::kOff;
+  if (text == "auto") return FftConvDirectDispatch::kAuto;
   if (text == "cpu") return FftConvDirectDispatch::kCpu;
   if (text == "on") return FftConvDirectDispatch::kOn;
-  TORCH_CHECK(false, "HIPPO_FFTCONV_DIRECT: unknown value '", internal::printable(text), "'; accepted: off, cpu, on");
+  TORCH_CHECK(false, "HIPPO_FFTCONV_DIRECT: unknown value '", internal::printable(text), "'; accepted: off, auto, cpu, on");
 }
 
 FftConvDirectDispatch direct_dispatch() {
   int mode = direct_mode.load(std::memory_order_relaxed);
   if (mode < 0) {
     const char* env = std::getenv("HIPPO_FFTCONV_DIRECT");
-    mode = static_cast<int>(env && *env ? parse_direct_dispatch(env) : FftConvDirectDispatch::kOff);
+    mode = static_cast<int>(env && *env ? parse_direct_dispatch(env) : FftConvDirectDispatch::kAuto);
     int unset = -1;
     direct_mode.compare_exchange_strong(unset, mode);  // a concurrent set_direct_dispatch wins
     mode = direct_mode.load();
@@ -121,7 +122,8 @@ void set_direct_dispatch(FftConvDirectDispatch mode) { direct_mode.store(static_
 
 bool fftconv_takes_direct(const torch::Tensor& u, const torch::Tensor& k) {
   const FftConvDirectDispatch mode = direct_dispatch();
-  if (mode == FftConvDirectDispatch::kOff || u.dim() != 3 || k.dim() != 2) return false;
+  if (mode == FftConvDirectDispatch::kOff || mode == FftConvDirectDispatch::kAuto || u.dim() != 3 || k.dim() != 2)
+    return false;
   if (mode == FftConvDirectDispatch::kCpu && !u.device().is_cpu()) return false;
   return k.size(1) <= kFftConvDirectMaxTaps && k.size(1) <= u.size(2);
 }
@@ -140,6 +142,8 @@ torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torc
   // Off unless HIPPO_FFTCONV_BLOCKFFT / set_blockfft_dispatch asks (kernels/fftconv_blockfft.h).
   if (fftconv_takes_blockfft(u, k, D, o)) return fftconv_blockfft(u, k, D, o);
   if (fftconv_takes_direct(u, k)) return fftconv_direct(u, k, D, o);
+  if (direct_dispatch() != FftConvDirectDispatch::kOff && fftconv_short_supported(u, k, D, o))
+    return fftconv_short(u, k, D, o);
   if (fftconv_fused_supported(u, k, D, o)) return fftconv_fused(u, k, D, o);
   if (fftconv_chunked_supported(u, k, D, o)) return fftconv_chunked(u, k, D, o, FftConvInner::kFused);
   return fftconv_ref(u, k, D, o);
@@ -206,6 +210,15 @@ bool fftconv_fused_supported(const torch::Tensor&, const torch::Tensor&, const t
 torch::Tensor fftconv_fused(const torch::Tensor& u, const torch::Tensor&, const torch::Tensor&,
                             const FftConvOptions&) {
   TORCH_CHECK(false, "fftconv_fused: this hippo was built without CUDA kernels (u: ", u.sizes(), " on ",
+              u.device(), ")");
+}
+bool fftconv_short_supported(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                             const FftConvOptions&) {
+  return false;
+}
+torch::Tensor fftconv_short(const torch::Tensor& u, const torch::Tensor&, const torch::Tensor&,
+                            const FftConvOptions&) {
+  TORCH_CHECK(false, "fftconv_short: this hippo was built without CUDA kernels (u: ", u.sizes(), " on ",
               u.device(), ")");
 }
 #endif

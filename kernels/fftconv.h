@@ -38,28 +38,51 @@ torch::Tensor fftconv_ref(const torch::Tensor& u, const torch::Tensor& k, const 
 torch::Tensor fftconv_direct(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                              const FftConvOptions& options = {});
 
-// The longest filter fftconv() sends to fftconv_direct (see fftconv_takes_direct).
+// The longest filter fftconv() sends to direct summation (fftconv_direct, fftconv_short; see fftconv_takes_direct).
 constexpr int64_t kFftConvDirectMaxTaps = 64;
 
-// Where fftconv() takes fftconv_direct for a filter of at most kFftConvDirectMaxTaps taps: kOff never (the
-// default), kCpu on the CPU only, kOn on every device. Off by default because nothing measured shows a gain where it
-// counts (docs/FLASHCONV.md, "Short filters by direct summation"): on the CPU one call is 2-11x faster forward and
-// 0.8-6x forward+backward, but the main job's S4D run was not faster end to end; on a GPU it is neither measured
-// nor tested yet (there cuDNN may run a float32 conv1d in TF32, LibTorch's default allowTF32CuDNN: check its
-// accuracy before any use). Set by HIPPO_FFTCONV_DIRECT=off|cpu|on (read once) or set_direct_dispatch.
-enum class FftConvDirectDispatch { kOff, kCpu, kOn };
+// Where fftconv() sums a filter of at most kFftConvDirectMaxTaps taps directly instead of by FFT.
+// kAuto (the default): the CUDA kernel fftconv_short on a GPU where fftconv_short_supported (no gates), the FFT
+// paths elsewhere. kCpu: as kAuto, and fftconv_direct (ATen's grouped conv1d) on the CPU. kOn: fftconv_direct on
+// every device (on a GPU ATen's depthwise kernels, measured 2x slower than the FFT for H3 at 2K: a comparison, not
+// a speed-up). kOff: the FFT paths only. fftconv_direct is not the CPU default because the main job's S4D run was
+// not faster end to end with it (docs/FLASHCONV.md, "Short filters by direct summation"). Set by
+// HIPPO_FFTCONV_DIRECT=off|auto|cpu|on (read once) or set_direct_dispatch.
+enum class FftConvDirectDispatch { kOff, kAuto, kCpu, kOn };
 FftConvDirectDispatch direct_dispatch();
 void set_direct_dispatch(FftConvDirectDispatch mode);
-// Parses "off", "cpu" or "on"; raises c10::Error naming HIPPO_FFTCONV_DIRECT and the accepted values otherwise.
+// Parses "off", "auto", "cpu" or "on"; raises c10::Error naming HIPPO_FFTCONV_DIRECT and the accepted values otherwise.
 FftConvDirectDispatch parse_direct_dispatch(const std::string& text);
-// Whether fftconv() takes fftconv_direct: u (B, H, L) and k (H, L_k) with L_k <= min(L, kFftConvDirectMaxTaps),
-// on a device the dispatch mode allows. Malformed arguments are left to the path taken; raises c10::Error only for
-// a bad HIPPO_FFTCONV_DIRECT (read on the first call; `hippo` itself refuses one at start-up).
+// Whether fftconv() takes fftconv_direct (ATen's conv1d): u (B, H, L) and k (H, L_k) with L_k <= min(L,
+// kFftConvDirectMaxTaps), on a device the dispatch mode gives to it (kCpu: the CPU; kOn: any). Malformed arguments
+// are left to the path taken; raises c10::Error only for a bad HIPPO_FFTCONV_DIRECT (read on the first call; `hippo`
+// itself refuses one at start-up).
 bool fftconv_takes_direct(const torch::Tensor& u, const torch::Tensor& k);
+
+// The longest L fftconv_short takes (65535 tiles of 1024 steps, the CUDA grid's second dimension).
+constexpr int64_t kFftConvShortMaxLen = int64_t{65535} * 1024;
+
+// Whether fftconv_short runs this call: the CUDA kernels were built; no options (v, q, gelu, dropout_mask unset);
+// u (B, H, L) float32, float16 or bfloat16 and k (H, L_k), D (H) floating point, all on one CUDA device;
+// 1 <= L_k <= min(L, kFftConvDirectMaxTaps); B * H < 2^31; L <= kFftConvShortMaxLen. False (never a throw) otherwise.
+bool fftconv_short_supported(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                             const FftConvOptions& options = {});
+
+// The CUDA short-filter path (kernels/fftconv_short_kernel.h): y = conv(u, k) + D u by direct summation, L_k
+// multiply-adds per output in float32 with D as the lag-0 tap, one read of u and one write of y; the backward (an
+// autograd Function) gives du by the transposed sum and dk, dD (= dk's lag 0) as sums over B and L of dy u
+// products, reduced in a fixed order (deterministic). The shift SSM's filter (H3.md 3.1, 64 taps) is the case
+// served: for L = 2048 it replaces FFTs of 4096 points. Same contract and result as fftconv_ref without options,
+// up to float32 rounding (no FFT error). Raises c10::Error naming the kernel and the shape when
+// !fftconv_short_supported(...) (always so in a build without CUDA) or a launch fails; never returns an unwritten
+// result.
+torch::Tensor fftconv_short(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                            const FftConvOptions& options = {});
 
 // The dispatching entry point: fftconv_blockfft when fftconv_takes_blockfft says so (off by default;
 // HIPPO_FFTCONV_BLOCKFFT=on|auto, kernels/fftconv_blockfft.h); else fftconv_direct when fftconv_takes_direct says so
-// (off by default; HIPPO_FFTCONV_DIRECT=cpu|on); else fftconv_fused when fftconv_fused_supported
+// (off by default; HIPPO_FFTCONV_DIRECT=cpu|on); else fftconv_short when fftconv_short_supported and the direct
+// dispatch is not kOff (the default: a short filter without gates on a GPU); else fftconv_fused when fftconv_fused_supported
 // says yes; else the chunked fused
 // path (fftconv_chunked with FftConvInner::kFused) when fftconv_chunked_supported says yes (CUDA, L too long
 // for the fused kernel but L_k <= kFftConvChunkedMaxKernelLen); else fftconv_ref. fftconv_ref only while an

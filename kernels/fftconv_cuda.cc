@@ -6,11 +6,13 @@
 #include <torch/torch.h>
 
 #include <cstdlib>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
 #include "kernels/fftconv.h"
 #include "kernels/fftconv_kernel.h"
+#include "kernels/fftconv_short_kernel.h"
 #include "kernels/launch_checked.h"
 
 namespace hippo {
@@ -169,11 +171,86 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
   }
 };
 
+// The short-filter path (fftconv_short): u, k, D as fftconv_short_supported admits them.
+class FftConvShortFunction : public torch::autograd::Function<FftConvShortFunction> {
+ public:
+  static Tensor forward(AutogradContext* ctx, const Tensor& u, const Tensor& k, const Tensor& D) {
+    const c10::cuda::CUDAGuard guard(u.device());
+    const auto kc = k.to(torch::kFloat).contiguous(), dc = D.to(torch::kFloat).contiguous();
+    auto y = torch::empty_like(u);
+    cuda::ShortConvParams p;
+    p.x = u.data_ptr();
+    p.k = kc.data_ptr<float>();
+    p.D = dc.data_ptr<float>();
+    p.y = y.data_ptr();
+    p.B = u.size(0), p.H = u.size(1), p.L = u.size(2), p.Lk = k.size(1);
+    p.elem = elem_type(u.scalar_type());
+    launch_checked([&] { cuda::short_conv_launch(p, at::cuda::getCurrentCUDAStream().stream()); });
+    ctx->save_for_backward({u, kc, dc});
+    ctx->saved_data["k_dtype"] = k.scalar_type();
+    ctx->saved_data["D_dtype"] = D.scalar_type();
+    ctx->saved_data["need_u"] = u.requires_grad();
+    ctx->saved_data["need_k"] = k.requires_grad();
+    ctx->saved_data["need_D"] = D.requires_grad();
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const Tensor &u = saved[0], &kc = saved[1], &dc = saved[2];
+    const c10::cuda::CUDAGuard guard(u.device());
+    TORCH_CHECK(!torch::GradMode::is_enabled(),
+                "fftconv_short: the CUDA backward is not differentiable (create_graph / double backward) for u ",
+                u.sizes(), "; use fftconv_ref for higher derivatives");
+    const bool need_u = ctx->saved_data["need_u"].toBool(), need_k = ctx->saved_data["need_k"].toBool(),
+               need_D = ctx->saved_data["need_D"].toBool();
+    variable_list out(3);
+    if (!grads[0].defined()) return out;
+    const auto dy = grads[0].to(u.scalar_type()).contiguous();
+    const int64_t B = u.size(0), H = u.size(1), L = u.size(2), Lk = kc.size(1);
+    const auto stream = at::cuda::getCurrentCUDAStream().stream();
+    if (need_u) {
+      // The transpose of the causal convolution: du[t] = D dy[t] + sum_j k[j] dy[t + j].
+      auto du = torch::empty_like(u);
+      cuda::ShortConvParams p;
+      p.x = dy.data_ptr();
+      p.k = kc.data_ptr<float>();
+      p.D = dc.data_ptr<float>();
+      p.y = du.data_ptr();
+      p.B = B, p.H = H, p.L = L, p.Lk = Lk;
+      p.elem = elem_type(u.scalar_type());
+      p.reverse = true;
+      launch_checked([&] { cuda::short_conv_launch(p, stream); });
+      out[0] = du;
+    }
+    if (need_k || need_D) {
+      const auto f32 = u.options().dtype(torch::kFloat);
+      const int64_t tiles = (L + cuda::kShortGradTile - 1) / cuda::kShortGradTile;
+      auto partial = torch::empty({H, B * tiles, cuda::short_conv_taps(Lk)}, f32);
+      Tensor dk = need_k ? torch::empty({H, Lk}, f32) : Tensor(), dD = need_D ? torch::empty({H}, f32) : Tensor();
+      cuda::ShortConvGradParams g;
+      g.u = u.data_ptr();
+      g.dy = dy.data_ptr();
+      g.partial = partial.data_ptr<float>();
+      g.dk = dk.defined() ? dk.data_ptr<float>() : nullptr;
+      g.dD = dD.defined() ? dD.data_ptr<float>() : nullptr;
+      g.B = B, g.H = H, g.L = L, g.Lk = Lk;
+      g.elem = elem_type(u.scalar_type());
+      launch_checked([&] { cuda::short_conv_grad_launch(g, stream); });
+      if (need_k) out[1] = dk.to(ctx->saved_data["k_dtype"].toScalarType());
+      if (need_D) out[2] = dD.to(ctx->saved_data["D_dtype"].toScalarType());
+    }
+    return out;
+  }
+};
+
 bool same_device(const std::optional<Tensor>& t, const Tensor& u) { return !t || t->device() == u.device(); }
 
 }  // namespace
 
 static_assert(kFftConvFusedMaxSize == int64_t{1} << cuda::kMaxLogN, "fftconv.h and the kernels disagree");
+static_assert(kFftConvDirectMaxTaps == cuda::kShortMaxTaps, "fftconv.h and the short-filter kernels disagree");
+static_assert(kFftConvShortMaxLen == 65535 * cuda::kShortGradTile, "fftconv.h and the short-filter grid disagree");
 
 bool fftconv_cuda_built() { return true; }
 
@@ -229,6 +306,28 @@ Tensor fftconv_fused(const Tensor& u, const Tensor& k, const Tensor& D, const Ff
   if (o.q) q = o.q->contiguous();
   if (o.dropout_mask) mask = o.dropout_mask->to(torch::kFloat).contiguous();
   return FftConvFunction::apply(u.contiguous(), k, D, v, q, mask, o.gelu);
+}
+
+bool fftconv_short_supported(const Tensor& u, const Tensor& k, const Tensor& D, const FftConvOptions& o) {
+  if (o.v || o.q || o.gelu || o.dropout_mask) return false;
+  if (!u.defined() || !k.defined() || !D.defined() || !u.is_cuda()) return false;
+  if (u.dim() != 3 || k.dim() != 2 || D.dim() != 1) return false;
+  const auto t = u.scalar_type();
+  if (t != torch::kFloat && t != torch::kHalf && t != torch::kBFloat16) return false;
+  if (!k.is_floating_point() || !D.is_floating_point() || k.device() != u.device() || D.device() != u.device())
+    return false;
+  const int64_t B = u.size(0), H = u.size(1), L = u.size(2), Lk = k.size(1);
+  if (B < 1 || H < 1 || L < 1 || k.size(0) != H || D.size(0) != H) return false;
+  if (Lk < 1 || Lk > L || Lk > kFftConvDirectMaxTaps) return false;
+  return B * H <= std::numeric_limits<int32_t>::max() && L <= kFftConvShortMaxLen;
+}
+
+Tensor fftconv_short(const Tensor& u, const Tensor& k, const Tensor& D, const FftConvOptions& o) {
+  TORCH_CHECK(fftconv_short_supported(u, k, D, o), "fftconv_short: unsupported case for the CUDA kernel: u ",
+              u.sizes(), " ", u.scalar_type(), " on ", u.device(), ", k ", k.sizes(), " on ", k.device(),
+              " (needs CUDA tensors, float32/float16/bfloat16 u, 1 <= L_k <= min(L, ", kFftConvDirectMaxTaps,
+              "), no gates, GELU or dropout mask); fftconv() falls back to the FFT paths");
+  return FftConvShortFunction::apply(u.contiguous(), k, D);
 }
 
 }  // namespace hippo

@@ -13,66 +13,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda_elem.cuh"
 #include "kernels/fftconv_kernel.h"
 
 namespace hippo::cuda {
 namespace {
 
 constexpr float kPi = 3.14159265358979323846f;
-
-// ---- element I/O: pairs of consecutive elements (t, t + 1) as float2 --------------------------------------
-template <typename T>
-struct Elem;
-template <>
-struct Elem<float> {
-  using Pair = float2;
-  static __device__ __forceinline__ float load(const float* p) { return *p; }
-  static __device__ __forceinline__ void store(float* p, float x) { *p = x; }
-  static __device__ __forceinline__ float2 to_float2(Pair x) { return x; }
-  static __device__ __forceinline__ Pair from_float2(float2 x) { return x; }
-};
-template <>
-struct Elem<__half> {
-  using Pair = __half2;
-  static __device__ __forceinline__ float load(const __half* p) { return __half2float(*p); }
-  static __device__ __forceinline__ void store(__half* p, float x) { *p = __float2half_rn(x); }
-  static __device__ __forceinline__ float2 to_float2(Pair x) { return __half22float2(x); }
-  static __device__ __forceinline__ Pair from_float2(float2 x) { return __floats2half2_rn(x.x, x.y); }
-};
-template <>
-struct Elem<__nv_bfloat16> {
-  using Pair = __nv_bfloat162;
-  static __device__ __forceinline__ float load(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-  static __device__ __forceinline__ void store(__nv_bfloat16* p, float x) { *p = __float2bfloat16_rn(x); }
-  static __device__ __forceinline__ float2 to_float2(Pair x) { return __bfloat1622float2(x); }
-  static __device__ __forceinline__ Pair from_float2(float2 x) { return __floats2bfloat162_rn(x.x, x.y); }
-};
-
-// Elements t and t + 1 of a row of length L, zero past its end. `vec2`: L is even and the row pointer is
-// aligned to a pair, so one aligned pair load serves both.
-template <typename T>
-__device__ __forceinline__ float2 load_pair(const T* row, int64_t t, int64_t L, bool vec2) {
-  if (t + 1 < L) {
-    if (vec2) return Elem<T>::to_float2(*reinterpret_cast<const typename Elem<T>::Pair*>(row + t));
-    return make_float2(Elem<T>::load(row + t), Elem<T>::load(row + t + 1));
-  }
-  if (t < L) return make_float2(Elem<T>::load(row + t), 0.f);
-  return make_float2(0.f, 0.f);
-}
-
-template <typename T>
-__device__ __forceinline__ void store_pair(T* row, int64_t t, int64_t L, bool vec2, float2 x) {
-  if (t + 1 < L) {
-    if (vec2) {
-      *reinterpret_cast<typename Elem<T>::Pair*>(row + t) = Elem<T>::from_float2(x);
-    } else {
-      Elem<T>::store(row + t, x.x);
-      Elem<T>::store(row + t + 1, x.y);
-    }
-  } else if (t < L) {
-    Elem<T>::store(row + t, x.x);
-  }
-}
 
 // How rows may be accessed: vec16, every row starts 16-byte aligned (L * sizeof(T) % 16 == 0 and aligned
 // pointers), so whole 16-byte chunks are loaded and stored at once; vec2, pairs are aligned.

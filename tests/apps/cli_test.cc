@@ -292,7 +292,7 @@ TEST(Cli, BadFftConvEnvironmentIsRefusedBeforeAnythingIsWritten) {
   for (const Case c : {Case{"HIPPO_FFTCONV_BLOCKFFT", "garbage",
                             "HIPPO_FFTCONV_BLOCKFFT: unknown value 'garbage'; accepted: off, on, auto (unset means off)"},
                        Case{"HIPPO_FFTCONV_DIRECT", "yes",
-                            "HIPPO_FFTCONV_DIRECT: unknown value 'yes'; accepted: off, cpu, on (unset means off)"},
+                            "HIPPO_FFTCONV_DIRECT: unknown value 'yes'; accepted: off, auto, cpu, on (unset means auto)"},
                        Case{"HIPPO_FFTCONV_FILTER", "atn",
                             "HIPPO_FFTCONV_FILTER: unknown value 'atn'; accepted: kernel, aten (unset means kernel)"}}) {
     TempDir d;

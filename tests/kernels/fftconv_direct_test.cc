@@ -76,8 +76,9 @@ TEST(FftConvDirect, HalfInputsUpcastAndNonContiguousU) {
 
 TEST(FftConvDirect, DispatchModesAndTheirErrors) {
   DirectModeGuard guard;
-  if (!std::getenv("HIPPO_FFTCONV_DIRECT")) EXPECT_EQ(direct_dispatch(), FftConvDirectDispatch::kOff) << "the default";
+  if (!std::getenv("HIPPO_FFTCONV_DIRECT")) EXPECT_EQ(direct_dispatch(), FftConvDirectDispatch::kAuto) << "the default";
   EXPECT_EQ(parse_direct_dispatch("off"), FftConvDirectDispatch::kOff);
+  EXPECT_EQ(parse_direct_dispatch("auto"), FftConvDirectDispatch::kAuto);
   EXPECT_EQ(parse_direct_dispatch("cpu"), FftConvDirectDispatch::kCpu);
   EXPECT_EQ(parse_direct_dispatch("on"), FftConvDirectDispatch::kOn);
   try {
@@ -85,7 +86,7 @@ TEST(FftConvDirect, DispatchModesAndTheirErrors) {
     FAIL() << "expected an error";
   } catch (const c10::Error& e) {
     const std::string msg = e.what();
-    EXPECT_NE(msg.find("HIPPO_FFTCONV_DIRECT: unknown value 'auto\\x0a'; accepted: off, cpu, on"), std::string::npos)
+    EXPECT_NE(msg.find("HIPPO_FFTCONV_DIRECT: unknown value 'auto\\x0a'; accepted: off, auto, cpu, on"), std::string::npos)
         << msg;
   }
   torch::manual_seed(6);
@@ -103,9 +104,11 @@ TEST(FftConvDirect, DispatchModesAndTheirErrors) {
     FftConvReferenceScope reference;  // the specification wins over every dispatch
     EXPECT_TRUE(torch::equal(fftconv(u, k_short, D), fftconv_ref(u, k_short, D)));
   }
-  set_direct_dispatch(FftConvDirectDispatch::kOff);
-  EXPECT_FALSE(fftconv_takes_direct(u, k_short));
-  EXPECT_TRUE(torch::equal(fftconv(u, k_short, D), fftconv_ref(u, k_short, D)));
+  for (const auto mode : {FftConvDirectDispatch::kOff, FftConvDirectDispatch::kAuto}) {  // the CPU's FFT
+    set_direct_dispatch(mode);
+    EXPECT_FALSE(fftconv_takes_direct(u, k_short));
+    EXPECT_TRUE(torch::equal(fftconv(u, k_short, D), fftconv_ref(u, k_short, D)));
+  }
   set_direct_dispatch(FftConvDirectDispatch::kOn);
   EXPECT_TRUE(fftconv_takes_direct(u, k_short));
 }

@@ -45,7 +45,8 @@ const char* kBenchUsage =
     "  --kernel-len N times a filter of L_k = min(N, L) taps instead (a long sequence, a short\n"
     "  filter): past the fused limit the second variant is then the chunked path (overlapping\n"
     "  windows through the fused kernel, fftconv_chunked; --window W sets their length, default\n"
-    "  fftconv_chunk_window(L_k)).\n";
+    "  fftconv_chunk_window(L_k)). With L_k <= 64 the last column times direct summation on the GPU\n"
+    "  (fftconv_short, what fftconv() takes for such a filter by default).\n";
 
 struct BenchConfig {
   int64_t batch = 16, channels = 768;
@@ -89,8 +90,8 @@ int run_fftconv(const BenchConfig& c) {
   std::printf("\n");
   std::printf(
       "| L | fft size | reference ms | reference GB/s | fused ms | fused GB/s | fused %% of copy | speed-up "
-      "| blockfft ms | single ms | faster |\n");
-  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+      "| blockfft ms | single ms | faster | direct ms (speed-up) |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
   std::fflush(stdout);
 
   std::vector<Json> rows;
@@ -111,11 +112,13 @@ int run_fftconv(const BenchConfig& c) {
     auto k =
         (torch::randn({c.channels, Lk}, f32) / std::sqrt(static_cast<double>(Lk))).requires_grad_(c.backward);
     auto D = torch::randn({c.channels}, f32).requires_grad_(c.backward);
-    // 0: reference, 1: fused, 2: block FFT (split products), 3: block FFT (single products).
+    // 0: reference, 1: fused, 2: block FFT (split products), 3: block FFT (single products), 4: direct
+    // summation on the GPU (fftconv_short, L_k <= 64).
     auto run = [&](int variant, const torch::Tensor& u) {
       switch (variant) {
         case 0: return fftconv_ref(u, k, D);
         case 1: return fftconv_fused(u, k, D);
+        case 4: return fftconv_short(u, k, D);
         case 2: return fftconv_blockfft(u, k, D, {}, BlockFftPrecision::kSplit);
         default: return fftconv_blockfft(u, k, D, {}, BlockFftPrecision::kSingle);
       }
@@ -160,6 +163,14 @@ int run_fftconv(const BenchConfig& c) {
       const auto ref_ms = time_calls(call(0), c.warmup, c.iters, device);
       const Json ref = add_row("reference", ref_ms, 1.0, n);
       const double ref_med = median(ref_ms);
+      // A short filter (--kernel-len <= 64) also by direct summation: the last column.
+      std::string direct = "-";
+      if (fftconv_short_supported(us[0], k, D)) {
+        const auto direct_ms = time_calls(call(4), c.warmup, c.iters, device);
+        const double med = median(direct_ms);
+        add_row("direct", direct_ms, ref_med / med, 0);
+        direct = absl::StrFormat("%.3f (%.2fx)", med, ref_med / med);
+      }
       std::printf("| %lld | %lld | %.3f | %.0f |", static_cast<long long>(L), static_cast<long long>(n),
                   ref_med, ref["gbytes_per_s"].get<double>());
       if (fftconv_fused_supported(us[0], k, D)) {
@@ -173,7 +184,8 @@ int run_fftconv(const BenchConfig& c) {
         // recorded in each block row's environment column as faster_of_fused_and_blockfft. The block path
         // stops at kBlockFftMaxSize.
         if (n > kBlockFftMaxSize) {
-          std::printf(" - | - | fused (no block FFT past %lld) |\n", static_cast<long long>(kBlockFftMaxSize));
+          std::printf(" - | - | fused (no block FFT past %lld) | %s |\n", static_cast<long long>(kBlockFftMaxSize),
+                      direct.c_str());
           std::fflush(stdout);
           continue;
         }
@@ -185,7 +197,7 @@ int run_fftconv(const BenchConfig& c) {
                 Json{{"blockfft_precision", "split"}, {"faster_of_fused_and_blockfft", faster}});
         add_row("blockfft_single", single_ms, ref_med / smed, n,
                 Json{{"blockfft_precision", "single"}, {"faster_of_fused_and_blockfft", faster}});
-        std::printf(" %.3f | %.3f | %s |\n", bmed, smed, faster);
+        std::printf(" %.3f | %.3f | %s | %s |\n", bmed, smed, faster, direct.c_str());
       } else if (c.kernel_len > 0 && (c.window > 0 || fftconv_chunked_supported(us[0], k, D))) {
         // A short filter past the fused limit: overlapping windows as rows of one fused call (H3.md 8).
         const int64_t W = c.window > 0 ? c.window : fftconv_chunk_window(Lk);
@@ -203,10 +215,11 @@ int run_fftconv(const BenchConfig& c) {
         const double med = median(ch_ms);
         const Json ch = add_row("chunked", ch_ms, ref_med / med, fftconv_size(W, Lk), Json{{"window", W}});
         const double gbs = ch["gbytes_per_s"].get<double>();
-        std::printf(" %.3f (chunked, windows of %lld) | %.0f | %.0f%% | %.2fx | - | - | - |\n", med,
-                    static_cast<long long>(W), gbs, 100.0 * gbs / copy_gbs, ref_med / med);
+        std::printf(" %.3f (chunked, windows of %lld) | %.0f | %.0f%% | %.2fx | - | - | - | %s |\n", med,
+                    static_cast<long long>(W), gbs, 100.0 * gbs / copy_gbs, ref_med / med, direct.c_str());
       } else if (Lk < L) {
-        std::printf(" - (L_k = %lld: no fused or chunked path) | | | | - | - | - |\n", static_cast<long long>(Lk));
+        std::printf(" - (L_k = %lld: no fused or chunked path) | | | | - | - | - | %s |\n", static_cast<long long>(Lk),
+                    direct.c_str());
       } else {
         // Past the fused kernel's limit: an s4d-style filter (a diagonal SSM, d_state 64, zero-order hold) by
         // state passing in chunks of --chunk-len (default: the layer's for this L) through the fused kernel (H3.md 8). Its time includes making the
@@ -233,7 +246,7 @@ int run_fftconv(const BenchConfig& c) {
         const double med = median(sp_ms);
         const Json sp = add_row("state_passing", sp_ms, ref_med / med, fftconv_size(chunk, chunk));
         const double gbs = sp["gbytes_per_s"].get<double>();
-        std::printf(" %.3f (state passing, chunks of %lld) | %.0f | %.0f%% | %.2fx | - | - | - |\n", med,
+        std::printf(" %.3f (state passing, chunks of %lld) | %.0f | %.0f%% | %.2fx | - | - | - | - |\n", med,
                     static_cast<long long>(chunk), gbs, 100.0 * gbs / copy_gbs, ref_med / med);
       }
     } catch (const c10::Error& e) {

@@ -91,7 +91,9 @@ const std::vector<TableDef>& schema_tables() {
          "what was timed: fftconv (the operator of kernels/fftconv.h), layer (H3 and attention layers) or generate "
          "(prompt prefill + recurrent decoding of a whole model, hippo bench generate)"},
         {"variant", "TEXT NOT NULL",
-         "fftconv: reference (torch::fft, fftconv_ref), fused (the CUDA kernel, fftconv_fused), state_passing (a "
+         "fftconv: reference (torch::fft, fftconv_ref), fused (the CUDA kernel, fftconv_fused), blockfft and blockfft_single "
+         "(fftconv_blockfft, split and single half products), direct (a filter of --kernel-len <= 64 taps by direct "
+         "summation on the GPU, fftconv_short), state_passing (a "
          "diagonal-SSM filter in chunks of --chunk-len (default 16384 up to L = 262144, 8192 beyond) past the fused limit) or chunked (a short "
          "filter, --kernel-len, past the fused limit: overlapping windows through the fused kernel, fftconv_chunked; "
          "kernel_len and window in environment); layer: h3 (default path: fused, state passing past L = 16384 or "
@@ -103,7 +105,8 @@ const std::vector<TableDef>& schema_tables() {
         {"channels", "INTEGER NOT NULL", "H (fftconv), d_model (layer, generate)"},
         {"seq_len", "INTEGER NOT NULL", "L (generate: the prompt length)"},
         {"fft_size", "INTEGER NOT NULL",
-         "FFT size n (next power of two >= 2L - 1, at least 16; of one chunk for state passing; 0 for attention and generate)"},
+         "FFT size n (next power of two >= 2L - 1, at least 16; of one chunk for state passing; 0 for direct, attention and "
+         "generate)"},
         {"dtype", "TEXT NOT NULL", "dtype of u and y: float32, float16 or bfloat16 (k and D are float32)"},
         {"median_ms", "REAL NOT NULL", "median time of one call, milliseconds"},
         {"min_ms", "REAL NOT NULL", "fastest call, milliseconds"},

@@ -697,8 +697,10 @@ TEST(Cli, BenchFftconvTimesBothPathsAndStoresRows) {
   EXPECT_NE(r.out.find("| 31 | 64 |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("copy"), std::string::npos) << r.out;
   SQLite::Database db(d.file("b.db"), SQLite::OPEN_READONLY);
-  // reference, fused, blockfft (split) and blockfft_single per length; the block rows name the faster path.
-  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE benchmark = 'fftconv'").getInt(), 8);
+  // reference, fused, blockfft (split) and blockfft_single per length, and at L 31 (a 31-tap filter, <= 64) direct
+  // summation; the block rows name the faster path.
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE benchmark = 'fftconv'").getInt(), 9);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'direct' AND seq_len = 31").getInt(), 1);
   EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant IN ('blockfft', 'blockfft_single') AND "
                           "environment LIKE '%faster_of_fused_and_blockfft%'")
                 .getInt(),
@@ -748,6 +750,28 @@ TEST(Cli, BenchFftconvChunkedWithAShortFilter) {
                           "fft_size = 65536 AND environment LIKE '%\"kernel_len\":300%'")
                 .getInt(),
             1);
+}
+
+// A filter of at most 64 taps is also timed by direct summation (fftconv_short): the last column and a 'direct' row
+// per length, with fft size 0; a longer filter leaves the column empty.
+TEST(Cli, BenchFftconvTimesDirectSummationForAShortFilter) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: `hippo bench fftconv` exits 2 (checked above)";
+  TempDir d;
+  auto r = run_hippo("bench fftconv --batch 1 --channels 8 --seq-len 100,40000 --kernel-len 64 --iters 20 "
+                     "--warmup 1 --db b.db",
+                     d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| direct ms (speed-up) |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("x) |\n"), std::string::npos) << r.out;
+  SQLite::Database db(d.file("b.db"), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE variant = 'direct' AND fft_size = 0 AND speedup > 0 AND "
+                          "environment LIKE '%\"kernel_len\":64%'")
+                .getInt(),
+            2);
+  r = run_hippo("bench fftconv --batch 1 --channels 8 --seq-len 100 --kernel-len 65 --iters 20 --warmup 1 --no-db",
+                d.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find("x) |\n"), std::string::npos) << r.out;
 }
 
 // Flag errors come before any device work, so they are checked on every machine.

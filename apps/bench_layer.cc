@@ -1,5 +1,5 @@
-// `hippo bench layer`: the H3 layer (head_dim 1) through the default fftconv path (the fused CUDA kernel, and
-// state passing past the diagonal SSM's single-pass length) and through the reference path (FftConvReferenceScope: torch::fft, one
+// `hippo bench layer`: the H3 layer (head_dim 1) through the default fftconv path (the fused CUDA kernel, the
+// shift SSM's 64 taps by direct summation under HIPPO_FFTCONV_DIRECT=auto, and state passing past the diagonal SSM's single-pass length) and through the reference path (FftConvReferenceScope: torch::fft, one
 // pass over the whole sequence), against the attention layer (scaled_dot_product_attention on LibTorch 2.x),
 // forward and forward+backward; ms, speed-ups, rows in the bench table (benchmark 'layer'). Issue 6.
 #include <absl/strings/ascii.h>
@@ -53,9 +53,9 @@ Mixer build(const std::string& name, const Json& options, int64_t d_model, int64
 
 int bench_layer(const std::vector<std::string>& args) {
   po::options_description desc(
-      "hippo bench layer: the H3 layer (head_dim 1) through the default path (fused CUDA FFT convolution; "
-      "state\n"
-      "passing past L = 16384, or past --chunk-len) and the reference path (torch::fft, whole sequence),\n"
+      "hippo bench layer: the H3 layer (head_dim 1) through the default path (fused CUDA FFT convolution,\n"
+      "the shift SSM's filter by direct summation unless HIPPO_FFTCONV_DIRECT=off; state passing past\n"
+      "L = 16384, or past --chunk-len) and the reference path (torch::fft, whole sequence),\n"
       "against attention (scaled_dot_product_attention on LibTorch 2.x), forward and forward+backward.\n"
       "Timing: CUDA events on a GPU (the steady clock on the CPU), warm-up calls, the median of the timed\n"
       "calls. Rows go to the bench table of --db (benchmark 'layer'; device 'cpu' for CPU rows).\n"

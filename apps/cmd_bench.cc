@@ -163,7 +163,7 @@ int run_fftconv(const BenchConfig& c) {
       const auto ref_ms = time_calls(call(0), c.warmup, c.iters, device);
       const Json ref = add_row("reference", ref_ms, 1.0, n);
       const double ref_med = median(ref_ms);
-      // A short filter (--kernel-len <= 64) also by direct summation: the last column.
+      // A filter of at most 64 taps (--kernel-len <= 64, or L <= 64) also by direct summation: the last column.
       std::string direct = "-";
       if (fftconv_short_supported(us[0], k, D)) {
         const auto direct_ms = time_calls(call(4), c.warmup, c.iters, device);

@@ -141,13 +141,43 @@ torch::Tensor fftconv(const torch::Tensor& u, const torch::Tensor& k, const torc
   if (force_reference) return fftconv_ref(u, k, D, o);
   // Off unless HIPPO_FFTCONV_BLOCKFFT / set_blockfft_dispatch asks (kernels/fftconv_blockfft.h).
   if (fftconv_takes_blockfft(u, k, D, o)) return fftconv_blockfft(u, k, D, o);
-  if (fftconv_takes_direct(u, k)) return fftconv_direct(u, k, D, o);
+  return internal::fftconv_past_blockfft(u, k, D, o);
+}
+
+namespace internal {
+FftConvPath fftconv_path_past_blockfft(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                                       const FftConvOptions& o) {
+  if (fftconv_takes_direct(u, k)) return FftConvPath::kDirect;
   if (direct_dispatch() != FftConvDirectDispatch::kOff && fftconv_short_supported(u, k, D, o))
-    return fftconv_short(u, k, D, o);
-  if (fftconv_fused_supported(u, k, D, o)) return fftconv_fused(u, k, D, o);
-  if (fftconv_chunked_supported(u, k, D, o)) return fftconv_chunked(u, k, D, o, FftConvInner::kFused);
+    return FftConvPath::kShort;
+  if (fftconv_fused_supported(u, k, D, o)) return FftConvPath::kFused;
+  if (fftconv_chunked_supported(u, k, D, o)) return FftConvPath::kChunked;
+  return FftConvPath::kReference;
+}
+
+const char* fftconv_path_name(FftConvPath path) {
+  switch (path) {
+    case FftConvPath::kDirect: return "direct";
+    case FftConvPath::kShort: return "short";
+    case FftConvPath::kFused: return "fused";
+    case FftConvPath::kChunked: return "chunked";
+    case FftConvPath::kReference: break;
+  }
+  return "reference";
+}
+
+torch::Tensor fftconv_past_blockfft(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                                    const FftConvOptions& o) {
+  switch (fftconv_path_past_blockfft(u, k, D, o)) {
+    case FftConvPath::kDirect: return fftconv_direct(u, k, D, o);
+    case FftConvPath::kShort: return fftconv_short(u, k, D, o);
+    case FftConvPath::kFused: return fftconv_fused(u, k, D, o);
+    case FftConvPath::kChunked: return fftconv_chunked(u, k, D, o, FftConvInner::kFused);
+    case FftConvPath::kReference: break;
+  }
   return fftconv_ref(u, k, D, o);
 }
+}  // namespace internal
 
 namespace internal {
 std::string printable(const std::string& value) {

@@ -81,8 +81,8 @@ torch::Tensor fftconv_short(const torch::Tensor& u, const torch::Tensor& k, cons
 
 // The dispatching entry point: fftconv_blockfft when fftconv_takes_blockfft says so (off by default;
 // HIPPO_FFTCONV_BLOCKFFT=on|auto, kernels/fftconv_blockfft.h); else fftconv_direct when fftconv_takes_direct says so
-// (off by default; HIPPO_FFTCONV_DIRECT=cpu|on); else fftconv_short when fftconv_short_supported and the direct
-// dispatch is not kOff (the default: a short filter without gates on a GPU); else fftconv_fused when fftconv_fused_supported
+// (never under the default kAuto; HIPPO_FFTCONV_DIRECT=cpu|on); else fftconv_short when fftconv_short_supported and
+// the direct dispatch is not kOff (the default: an ungated filter of <= 64 taps on a GPU); else fftconv_fused when fftconv_fused_supported
 // says yes; else the chunked fused
 // path (fftconv_chunked with FftConvInner::kFused) when fftconv_chunked_supported says yes (CUDA, L too long
 // for the fused kernel but L_k <= kFftConvChunkedMaxKernelLen); else fftconv_ref. fftconv_ref only while an
@@ -198,6 +198,18 @@ bool parse_fftconv_filter_env(const std::string& value);
 // The shape and device checks of both (c10::Error naming fftconv_filter_spectrum and the accepted shapes).
 void check_filter_spectrum_args(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size);
 torch::Tensor fftconv_filter_spectrum_ref(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size);
+
+// The path fftconv() takes when the block FFT does not (FftConvReferenceScope aside), in its order: fftconv_direct,
+// fftconv_short, fftconv_fused, fftconv_chunked (kFused inside), fftconv_ref. The block FFT's autotune times this
+// path against itself (kernels/fftconv_blockfft.h). fftconv_past_blockfft runs it (same contract and errors as
+// that path); fftconv_path_name gives "direct", "short", "fused", "chunked" or "reference". Raises c10::Error
+// only for a bad HIPPO_FFTCONV_DIRECT.
+enum class FftConvPath { kDirect, kShort, kFused, kChunked, kReference };
+FftConvPath fftconv_path_past_blockfft(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                                       const FftConvOptions& options);
+const char* fftconv_path_name(FftConvPath path);
+torch::Tensor fftconv_past_blockfft(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
+                                    const FftConvOptions& options);
 torch::Tensor fftconv_filter_spectrum(const torch::Tensor& k, const torch::Tensor& D, int64_t fft_size);
 
 // torch::gelu (the exact erf form, the operator's optional activation) whose backward receives a contiguous

@@ -335,17 +335,17 @@ bool fftconv_takes_blockfft(const Tensor& u, const Tensor& k, const Tensor& D, c
                                    u.size(2), k.size(1));
   std::lock_guard<std::mutex> lock(dispatch_mu);
   if (auto it = decisions.find(key); it != decisions.end()) return it->second;
-  const bool fused = fftconv_fused_supported(u, k, D, o);
+  const auto other = internal::fftconv_path_past_blockfft(u, k, D, o);
   double other_ms = 0, block_ms = 0;
   {
     torch::NoGradGuard no_grad;
-    other_ms = time_ms([&] { fused ? fftconv_fused(u, k, D, o) : fftconv_ref(u, k, D, o); }, u.device());
+    other_ms = time_ms([&] { internal::fftconv_past_blockfft(u, k, D, o); }, u.device());
     block_ms = time_ms([&] { fftconv_blockfft(u, k, D, o); }, u.device());
   }
   BlockFftChoice c;
   c.device = u.device().str();
   c.dtype = std::string(c10::toString(u.scalar_type()));
-  c.other_path = fused ? "fused" : "reference";
+  c.other_path = internal::fftconv_path_name(other);
   c.fft_size = n;
   c.rows = u.size(0) * u.size(1);
   c.seq_len = u.size(2);

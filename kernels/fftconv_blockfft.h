@@ -63,7 +63,8 @@ enum class BlockFftDispatch {
   kOff,   // never
   kOn,    // whenever fftconv_blockfft_supported (CPU included), instead of the fused kernel or the reference
   kAuto,  // autotune: the first call per key (device, u dtype, FFT size, B*H, L) times the path fftconv() takes
-          // otherwise (fused kernel if supported, else reference) and the block path on its own inputs (no grad,
+          // otherwise (internal::fftconv_path_past_blockfft: direct, short, fused, chunked or reference, by the
+          // dispatch order of fftconv.h) and the block path on its own inputs (no grad,
           // one warm-up and three timed calls each) and keeps the faster; the decision is logged to stderr and
           // listed by blockfft_autotune_record()
 };
@@ -79,7 +80,7 @@ bool fftconv_takes_blockfft(const torch::Tensor& u, const torch::Tensor& k, cons
 
 // One autotune decision of BlockFftDispatch::kAuto.
 struct BlockFftChoice {
-  std::string device, dtype, other_path;  // other_path: "fused" or "reference"
+  std::string device, dtype, other_path;  // other_path: fftconv_path_name of the path it was timed against
   int64_t fft_size = 0, rows = 0, seq_len = 0;
   double other_ms = 0, blockfft_ms = 0;
   bool blockfft = false;  // the block path was faster and is taken

@@ -171,21 +171,29 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
   }
 };
 
+// y (B, H, L) in x's dtype = the causal convolution of x (B, H, L), contiguous, with the taps kc (H, L_k) and the skip
+// dc (H), both float32 contiguous (reverse: its transpose, x[t + j]), by the short-filter kernel on the current stream.
+Tensor short_conv(const Tensor& x, const Tensor& kc, const Tensor& dc, bool reverse) {
+  auto y = torch::empty_like(x);
+  cuda::ShortConvParams p;
+  p.x = x.data_ptr();
+  p.k = kc.data_ptr<float>();
+  p.D = dc.data_ptr<float>();
+  p.y = y.data_ptr();
+  p.B = x.size(0), p.H = x.size(1), p.L = x.size(2), p.Lk = kc.size(1);
+  p.elem = elem_type(x.scalar_type());
+  p.reverse = reverse;
+  launch_checked([&] { cuda::short_conv_launch(p, at::cuda::getCurrentCUDAStream().stream()); });
+  return y;
+}
+
 // The short-filter path (fftconv_short): u, k, D as fftconv_short_supported admits them.
 class FftConvShortFunction : public torch::autograd::Function<FftConvShortFunction> {
  public:
   static Tensor forward(AutogradContext* ctx, const Tensor& u, const Tensor& k, const Tensor& D) {
     const c10::cuda::CUDAGuard guard(u.device());
     const auto kc = k.to(torch::kFloat).contiguous(), dc = D.to(torch::kFloat).contiguous();
-    auto y = torch::empty_like(u);
-    cuda::ShortConvParams p;
-    p.x = u.data_ptr();
-    p.k = kc.data_ptr<float>();
-    p.D = dc.data_ptr<float>();
-    p.y = y.data_ptr();
-    p.B = u.size(0), p.H = u.size(1), p.L = u.size(2), p.Lk = k.size(1);
-    p.elem = elem_type(u.scalar_type());
-    launch_checked([&] { cuda::short_conv_launch(p, at::cuda::getCurrentCUDAStream().stream()); });
+    auto y = short_conv(u, kc, dc, /*reverse=*/false);
     ctx->save_for_backward({u, kc, dc});
     ctx->saved_data["k_dtype"] = k.scalar_type();
     ctx->saved_data["D_dtype"] = D.scalar_type();
@@ -208,21 +216,8 @@ class FftConvShortFunction : public torch::autograd::Function<FftConvShortFuncti
     if (!grads[0].defined()) return out;
     const auto dy = grads[0].to(u.scalar_type()).contiguous();
     const int64_t B = u.size(0), H = u.size(1), L = u.size(2), Lk = kc.size(1);
-    const auto stream = at::cuda::getCurrentCUDAStream().stream();
-    if (need_u) {
-      // The transpose of the causal convolution: du[t] = D dy[t] + sum_j k[j] dy[t + j].
-      auto du = torch::empty_like(u);
-      cuda::ShortConvParams p;
-      p.x = dy.data_ptr();
-      p.k = kc.data_ptr<float>();
-      p.D = dc.data_ptr<float>();
-      p.y = du.data_ptr();
-      p.B = B, p.H = H, p.L = L, p.Lk = Lk;
-      p.elem = elem_type(u.scalar_type());
-      p.reverse = true;
-      launch_checked([&] { cuda::short_conv_launch(p, stream); });
-      out[0] = du;
-    }
+    // The transpose of the causal convolution: du[t] = D dy[t] + sum_j k[j] dy[t + j].
+    if (need_u) out[0] = short_conv(dy, kc, dc, /*reverse=*/true);
     if (need_k || need_D) {
       const auto f32 = u.options().dtype(torch::kFloat);
       const int64_t tiles = (L + cuda::kShortGradTile - 1) / cuda::kShortGradTile;
@@ -236,7 +231,7 @@ class FftConvShortFunction : public torch::autograd::Function<FftConvShortFuncti
       g.dD = dD.defined() ? dD.data_ptr<float>() : nullptr;
       g.B = B, g.H = H, g.L = L, g.Lk = Lk;
       g.elem = elem_type(u.scalar_type());
-      launch_checked([&] { cuda::short_conv_grad_launch(g, stream); });
+      launch_checked([&] { cuda::short_conv_grad_launch(g, at::cuda::getCurrentCUDAStream().stream()); });
       if (need_k) out[1] = dk.to(ctx->saved_data["k_dtype"].toScalarType());
       if (need_D) out[2] = dD.to(ctx->saved_data["D_dtype"].toScalarType());
     }
@@ -326,7 +321,8 @@ Tensor fftconv_short(const Tensor& u, const Tensor& k, const Tensor& D, const Ff
   TORCH_CHECK(fftconv_short_supported(u, k, D, o), "fftconv_short: unsupported case for the CUDA kernel: u ",
               u.sizes(), " ", u.scalar_type(), " on ", u.device(), ", k ", k.sizes(), " on ", k.device(),
               " (needs CUDA tensors, float32/float16/bfloat16 u, 1 <= L_k <= min(L, ", kFftConvDirectMaxTaps,
-              "), no gates, GELU or dropout mask); fftconv() falls back to the FFT paths");
+              "), B * H < 2^31, L <= ", kFftConvShortMaxLen, ", no gates, GELU or dropout mask); fftconv() falls back to the FFT "
+              "paths");
   return FftConvShortFunction::apply(u.contiguous(), k, D);
 }
 

@@ -96,7 +96,7 @@ const std::vector<TableDef>& schema_tables() {
          "summation on the GPU, fftconv_short), state_passing (a "
          "diagonal-SSM filter in chunks of --chunk-len (default 16384 up to L = 262144, 8192 beyond) past the fused limit) or chunked (a short "
          "filter, --kernel-len, past the fused limit: overlapping windows through the fused kernel, fftconv_chunked; "
-         "kernel_len and window in environment); layer: h3 (default path: fused, state passing past L = 16384 or "
+         "kernel_len and window in environment); layer: h3 (default path: fused, its 64-tap shift SSM by direct summation, state passing past L = 16384 or "
          "past --chunk-len), h3_reference (torch::fft over the whole sequence) or attention; generate: transformer "
          "(the reference) or hybrid_h3"},
         {"pass", "TEXT NOT NULL CHECK (pass IN ('forward','forward+backward'))",

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "kernels/fftconv.h"
+#include "kernels/fftconv_blockfft.h"
 #include "tests/testing.h"
 
 namespace hippo {
@@ -96,7 +97,7 @@ TEST(FftConvDirect, DispatchModesAndTheirErrors) {
   EXPECT_TRUE(fftconv_takes_direct(u, k_short));
   EXPECT_FALSE(fftconv_takes_direct(u, k_long));
   EXPECT_FALSE(fftconv_takes_direct(u.narrow(2, 0, 10), k_short)) << "L_k > L is left to the path that rejects it";
-  if (torch::cuda::is_available())  // kCpu leaves a GPU's tensors to the fused kernel (checked where a GPU is)
+  if (torch::cuda::is_available())  // kCpu leaves a GPU's tensors to fftconv_short (checked where a GPU is)
     EXPECT_FALSE(fftconv_takes_direct(u.to(torch::kCUDA), k_short.to(torch::kCUDA)));
   EXPECT_TRUE(torch::equal(fftconv(u, k_short, D), fftconv_direct(u, k_short, D)));
   EXPECT_TRUE(torch::equal(fftconv(u, k_long, D), fftconv_ref(u, k_long, D)));
@@ -111,6 +112,30 @@ TEST(FftConvDirect, DispatchModesAndTheirErrors) {
   }
   set_direct_dispatch(FftConvDirectDispatch::kOn);
   EXPECT_TRUE(fftconv_takes_direct(u, k_short));
+}
+
+// The path past the block FFT follows the direct mode, and the block FFT's autotune times that path (not a fixed
+// fused-or-reference guess).
+TEST(FftConvDirect, BlockFftAutotuneTimesThePathFftconvWouldTake) {
+  DirectModeGuard guard;
+  const BlockFftDispatch saved_block = blockfft_dispatch();
+  torch::manual_seed(7);
+  auto u = torch::randn({2, 3, 100}), D = torch::randn({3}), k = torch::randn({3, 16});
+  set_direct_dispatch(FftConvDirectDispatch::kAuto);
+  EXPECT_EQ(internal::fftconv_path_past_blockfft(u, k, D, {}), internal::FftConvPath::kReference) << "CPU: the FFT";
+  set_direct_dispatch(FftConvDirectDispatch::kCpu);
+  EXPECT_EQ(internal::fftconv_path_past_blockfft(u, k, D, {}), internal::FftConvPath::kDirect);
+  EXPECT_STREQ(internal::fftconv_path_name(internal::FftConvPath::kDirect), "direct");
+  EXPECT_TRUE(torch::equal(internal::fftconv_past_blockfft(u, k, D, {}), fftconv_direct(u, k, D)));
+  set_blockfft_dispatch(BlockFftDispatch::kAuto);
+  clear_blockfft_autotune();
+  const bool block = fftconv_takes_blockfft(u, k, D, {});
+  const auto rec = blockfft_autotune_record();
+  set_blockfft_dispatch(saved_block);
+  clear_blockfft_autotune();
+  ASSERT_EQ(rec.size(), 1u);
+  EXPECT_EQ(rec[0].other_path, "direct");
+  EXPECT_EQ(rec[0].blockfft, block);
 }
 
 }  // namespace

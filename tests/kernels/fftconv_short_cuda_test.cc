@@ -139,6 +139,33 @@ TEST(FftConvShortCudaOnce, FilterGradientIsBitwiseRepeatable) {
   }
 }
 
+// Any subset of the gradients: each equals the one computed with all three (the kernels are deterministic).
+TEST(FftConvShortCudaOnce, GradientsOfAnySubset) {
+  HIPPO_REQUIRE_CUDA();
+  const auto in = draw({2, 64, 1500, 64, torch::kBFloat16}, 14);
+  const auto w = torch::randn({2, 64, 1500}, in.u.options().dtype(torch::kFloat));
+  const auto all = in.as(torch::kBFloat16, torch::kFloat, true);
+  const auto g_all = torch::autograd::grad({(fftconv_short(all.u, all.k, all.D).to(torch::kFloat) * w).sum()},
+                                           {all.u, all.k, all.D});
+  for (int mask = 1; mask < 7; ++mask) {  // which of u, k, D require grad (not all three)
+    SCOPED_TRACE("mask " + std::to_string(mask));
+    auto x = in.as(torch::kBFloat16, torch::kFloat, false);
+    std::vector<Tensor> wrt;
+    std::vector<int> which;
+    Tensor* leaves[] = {&x.u, &x.k, &x.D};
+    for (int i = 0; i < 3; ++i) {
+      if (mask & (1 << i)) {
+        leaves[i]->requires_grad_(true);
+        wrt.push_back(*leaves[i]);
+        which.push_back(i);
+      }
+    }
+    const auto g = torch::autograd::grad({(fftconv_short(x.u, x.k, x.D).to(torch::kFloat) * w).sum()}, wrt);
+    for (size_t j = 0; j < which.size(); ++j)
+      EXPECT_TRUE(torch::equal(g[j], g_all[which[j]])) << "gradient " << which[j];
+  }
+}
+
 TEST(FftConvShortCudaOnce, OddAlignmentAndNonContiguousU) {
   HIPPO_REQUIRE_CUDA();
   torch::manual_seed(12);
@@ -151,6 +178,9 @@ TEST(FftConvShortCudaOnce, OddAlignmentAndNonContiguousU) {
     return fftconv_ref(u.to(torch::kDouble), k.to(torch::kDouble), D.to(torch::kDouble));
   };
   EXPECT_LE(rel_error(fftconv_short(odd, k, D), ref64(odd)), 2 * rel_error(fftconv_ref(odd, k, D), ref64(odd)));
+  // Even L from a pointer one element off a pair boundary: the pairs would be unaligned, so the unpaired path.
+  auto even = flat.narrow(0, 1, 3 * 8 * 1000).view({3, 8, 1000});
+  EXPECT_LE(rel_error(fftconv_short(even, k, D), ref64(even)), 2 * rel_error(fftconv_ref(even, k, D), ref64(even)));
   // A transposed view (what a layer could pass): fftconv_short makes it contiguous.
   auto t = torch::randn({2, 1000, 8}, f).transpose(1, 2);
   EXPECT_LT(rel_error(fftconv_short(t, k, D), ref64(t)), 1e-6);
@@ -183,6 +213,7 @@ TEST(FftConvShortCudaOnce, DispatchAndUnsupportedCases) {
   // Deterministic paths: equal results mean the same path ran.
   set_direct_dispatch(FftConvDirectDispatch::kAuto);
   EXPECT_TRUE(torch::equal(fftconv(u, k, D), fftconv_short(u, k, D))) << "kAuto takes the CUDA kernel";
+  EXPECT_EQ(internal::fftconv_path_past_blockfft(u, k, D, {}), internal::FftConvPath::kShort);
   EXPECT_TRUE(torch::equal(fftconv(u, k, D, gated), fftconv_fused(u, k, D, gated))) << "gated: the FFT kernel";
   EXPECT_TRUE(torch::equal(fftconv(u, k_long, D), fftconv_fused(u, k_long, D)));
   {

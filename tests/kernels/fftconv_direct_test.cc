@@ -11,17 +11,14 @@
 
 #include "kernels/fftconv.h"
 #include "kernels/fftconv_blockfft.h"
+#include "tests/kernels/fftconv_inputs.h"
 #include "tests/testing.h"
 
 namespace hippo {
 namespace {
 using testing::all_close;
 
-// Restores the dispatch mode a test changed.
-struct DirectModeGuard {
-  FftConvDirectDispatch saved = direct_dispatch();
-  ~DirectModeGuard() { set_direct_dispatch(saved); }
-};
+using testing::DirectModeGuard;
 
 TEST(FftConvDirect, MatchesTheLoopConvolutionAndTheReferenceInFloat64) {
   struct S {

@@ -64,4 +64,10 @@ inline std::vector<torch::Tensor> grads_of(const torch::Tensor& y, const torch::
   return torch::autograd::grad({loss}, {in.u, in.k, in.D, in.v, in.q});
 }
 
+// Restores the direct dispatch mode (HIPPO_FFTCONV_DIRECT, set_direct_dispatch) a test changed, on scope exit.
+struct DirectModeGuard {
+  FftConvDirectDispatch saved = direct_dispatch();
+  ~DirectModeGuard() { set_direct_dispatch(saved); }
+};
+
 }  // namespace hippo::testing

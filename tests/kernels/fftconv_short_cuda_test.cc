@@ -43,11 +43,7 @@ testing::FftConvInputs draw(const Case& c, uint64_t seed) {
   return in;
 }
 
-// Restores the direct dispatch mode on scope exit.
-struct DirectModeGuard {
-  FftConvDirectDispatch saved = direct_dispatch();
-  ~DirectModeGuard() { set_direct_dispatch(saved); }
-};
+using testing::DirectModeGuard;
 
 class FftConvShortCuda : public ::testing::TestWithParam<int64_t> {};
 

@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
-  // HIPPO_FFTCONV_BLOCKFFT, HIPPO_FFTCONV_DIRECT, HIPPO_FFTCONV_FILTER and HIPPO_SSM_KERNEL are read on first use, deep inside a run: a bad value is bad
+  // HIPPO_FFTCONV_BLOCKFFT, HIPPO_FFTCONV_DIRECT, HIPPO_FFTCONV_FILTER, HIPPO_FFTCONV_RECOMPUTE and HIPPO_SSM_KERNEL are read on first use, deep inside a run: a bad value is bad
   // input here, before any command writes anything (not a failed run in the database).
   const struct {
     const char* name;
@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
       {"HIPPO_FFTCONV_BLOCKFFT", [](const char* v) { hippo::parse_blockfft_dispatch(v); }, "off"},
       {"HIPPO_FFTCONV_DIRECT", [](const char* v) { hippo::parse_direct_dispatch(v); }, "auto"},
       {"HIPPO_FFTCONV_FILTER", [](const char* v) { hippo::internal::parse_fftconv_filter_env(v); }, "kernel"},
+      {"HIPPO_FFTCONV_RECOMPUTE", [](const char* v) { hippo::internal::parse_fftconv_recompute_env(v); }, "off"},
       {"HIPPO_SSM_KERNEL", [](const char* v) { hippo::internal::parse_ssm_kernel_env(v); }, "fused"},
   };
   for (const auto& sw : env_switches) {

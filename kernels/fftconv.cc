@@ -120,6 +120,25 @@ FftConvDirectDispatch direct_dispatch() {
 
 void set_direct_dispatch(FftConvDirectDispatch mode) { direct_mode.store(static_cast<int>(mode)); }
 
+namespace {
+// -1: not read yet; else 0 (save z) or 1 (recompute; HIPPO_FFTCONV_RECOMPUTE, read on first use).
+std::atomic<int> recompute_mode{-1};
+}  // namespace
+
+bool fftconv_recompute_z() {
+  int mode = recompute_mode.load(std::memory_order_relaxed);
+  if (mode < 0) {
+    const char* env = std::getenv("HIPPO_FFTCONV_RECOMPUTE");
+    mode = env && *env && internal::parse_fftconv_recompute_env(env) ? 1 : 0;
+    int unset = -1;
+    recompute_mode.compare_exchange_strong(unset, mode);  // a concurrent set_fftconv_recompute_z wins
+    mode = recompute_mode.load();
+  }
+  return mode == 1;
+}
+
+void set_fftconv_recompute_z(bool on) { recompute_mode.store(on ? 1 : 0); }
+
 bool fftconv_takes_direct(const torch::Tensor& u, const torch::Tensor& k) {
   const FftConvDirectDispatch mode = direct_dispatch();
   if (mode == FftConvDirectDispatch::kOff || mode == FftConvDirectDispatch::kAuto || u.dim() != 3 || k.dim() != 2)
@@ -198,6 +217,12 @@ bool parse_fftconv_filter_env(const std::string& value) {
   if (value.empty() || value == "kernel") return false;
   if (value == "aten") return true;
   TORCH_CHECK(false, "HIPPO_FFTCONV_FILTER: unknown value '", printable(value), "'; accepted: kernel, aten");
+}
+
+bool parse_fftconv_recompute_env(const std::string& value) {
+  if (value.empty() || value == "off") return false;
+  if (value == "on") return true;
+  TORCH_CHECK(false, "HIPPO_FFTCONV_RECOMPUTE: unknown value '", printable(value), "'; accepted: off, on");
 }
 
 torch::Tensor gelu_exact(const torch::Tensor& x) {

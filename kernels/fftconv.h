@@ -53,6 +53,14 @@ FftConvDirectDispatch direct_dispatch();
 void set_direct_dispatch(FftConvDirectDispatch mode);
 // Parses "off", "auto", "cpu" or "on"; raises c10::Error naming HIPPO_FFTCONV_DIRECT and the accepted values otherwise.
 FftConvDirectDispatch parse_direct_dispatch(const std::string& text);
+
+// Whether fftconv_fused's backward recomputes the pre-activation z of a call with a gate q or GELU (true) instead of
+// reading the float32 copy (B, H, L) its forward kept for it (false, the default: 4 bytes per element held from
+// forward to backward, for one spectrum product and inverse FFT per row less in the backward; measured in
+// docs/FLASHCONV.md). Set by HIPPO_FFTCONV_RECOMPUTE=off|on (read once; internal::parse_fftconv_recompute_env) or
+// set_fftconv_recompute_z; a call's forward decides for its backward.
+bool fftconv_recompute_z();
+void set_fftconv_recompute_z(bool on);
 // Whether fftconv() takes fftconv_direct (ATen's conv1d): u (B, H, L) and k (H, L_k) with L_k <= min(L,
 // kFftConvDirectMaxTaps), on a device the dispatch mode gives to it (kCpu: the CPU; kOn: any). Malformed arguments
 // are left to the path taken; raises c10::Error only for a bad HIPPO_FFTCONV_DIRECT (read on the first call; `hippo`
@@ -186,6 +194,9 @@ std::string printable(const std::string& value);
 // Parses HIPPO_FFTCONV_FILTER: "kernel" or "" (the default) -> false, "aten" -> true (the torch::fft path for the
 // filter spectrum and its gradient); raises c10::Error naming the variable and the accepted values otherwise.
 bool parse_fftconv_filter_env(const std::string& value);
+// Parses HIPPO_FFTCONV_RECOMPUTE (fftconv_recompute_z): "off" or "" (the default) -> false, "on" -> true; raises
+// c10::Error naming the variable and the accepted values otherwise.
+bool parse_fftconv_recompute_env(const std::string& value);
 // The filter spectrum the fused kernels read (H3.md 2.3, the skip D folded in as the tap at lag 0): k (H, L_k)
 // and D (H) of any floating dtype and device, 1 <= L_k <= fft_size, fft_size a power of two >= 16; returns
 // rfft(k + D delta_0, fft_size) * 2/fft_size as (H, fft_size/2 + 1, 2) float32 on k's device (2/fft_size: the

@@ -81,8 +81,17 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     p.B = B, p.H = H, p.L = L, p.log_n = log2_exact(n);
     p.elem = elem_type(u.scalar_type());
     p.gelu = gelu;
+    // The backward needs z = conv(u * v, k) + D (u * v) for dq and GELU's derivative: kept from here (4 bytes per
+    // element) unless no gradient will be asked for or HIPPO_FFTCONV_RECOMPUTE=on.
+    const bool any_grad = u.requires_grad() || k.requires_grad() || D.requires_grad() ||
+                          (v.defined() && v.requires_grad()) || (q.defined() && q.requires_grad());
+    Tensor z;
+    if ((gelu || q.defined()) && any_grad && !fftconv_recompute_z()) {
+      z = torch::empty(u.sizes(), u.options().dtype(torch::kFloat));
+      p.z = z.data_ptr<float>();
+    }
     launch_checked([&] { cuda::fftconv_fwd_launch(p, at::cuda::getCurrentCUDAStream().stream()); });
-    ctx->save_for_backward({u, v, q, mask, kf});
+    ctx->save_for_backward({u, v, q, mask, kf, z});
     ctx->saved_data["gelu"] = gelu;
     ctx->saved_data["n"] = n;
     ctx->saved_data["kernel_len"] = k.size(1);
@@ -98,7 +107,7 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const Tensor &u = saved[0], &v = saved[1], &q = saved[2], &mask = saved[3], &kf = saved[4];
+    const Tensor &u = saved[0], &v = saved[1], &q = saved[2], &mask = saved[3], &kf = saved[4], &z = saved[5];
     const c10::cuda::CUDAGuard guard(u.device());
     const int64_t B = u.size(0), H = u.size(1), L = u.size(2);
     const int64_t n = ctx->saved_data["n"].toInt(), Lk = ctx->saved_data["kernel_len"].toInt();
@@ -133,6 +142,7 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     p.mask = mask.defined() ? mask.data_ptr<float>() : nullptr;
     p.kf = kf.data_ptr<float>();
     p.dy = dy.data_ptr();
+    p.z = z.defined() ? z.data_ptr<float>() : nullptr;
     p.du = mut_ptr_or_null(du);
     p.dv = mut_ptr_or_null(dv);
     p.dq = mut_ptr_or_null(dq);

@@ -399,6 +399,37 @@ __device__ __forceinline__ void load_product(const T* u, const T* v, int64_t L, 
   }
 }
 
+// ---- the saved pre-activation z
+// ----------------------------------------------------------------------------------
+// z (B, H, L) float32 (FftConvFwdParams::z): the P pairs of one item at t0 = Rows::first(c) .. t0 + 2P - 1, elements
+// at or past L skipped (store) or zero (load); 16-byte accesses when L % 4 == 0 (every row then starts 16-byte
+// aligned; the launchers check the base pointer) and the item lies inside the row. P is 2 or 4.
+template <int P>
+__device__ __forceinline__ void store_z(float* row, int64_t t0, int64_t L, const float2 (&z)[P]) {
+  if (L % 4 == 0 && t0 + 2 * P <= L) {
+#pragma unroll
+    for (int j = 0; j < P; j += 2)
+      *reinterpret_cast<float4*>(row + t0 + 2 * j) = make_float4(z[j].x, z[j].y, z[j + 1].x, z[j + 1].y);
+  } else {
+#pragma unroll
+    for (int j = 0; j < P; ++j) store_pair(row, t0 + 2 * j, L, false, z[j]);
+  }
+}
+template <int P>
+__device__ __forceinline__ void load_z(const float* row, int64_t t0, int64_t L, float2 (&z)[P]) {
+  if (L % 4 == 0 && t0 + 2 * P <= L) {
+#pragma unroll
+    for (int j = 0; j < P; j += 2) {
+      const float4 x = __ldg(reinterpret_cast<const float4*>(row + t0 + 2 * j));
+      z[j] = make_float2(x.x, x.y);
+      z[j + 1] = make_float2(x.z, x.w);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < P; ++j) z[j] = load_pair(row, t0 + 2 * j, L, false);
+  }
+}
+
 // ---- forward
 // ------------------------------------------------------------------------------------------------
 template <typename T, int LOG_M, int THREADS>
@@ -415,6 +446,7 @@ __global__ void __launch_bounds__(THREADS, fwd_min_blocks(LOG_M)) fftconv_fwd_ke
   const T* v = p.v ? static_cast<const T*>(p.v) + off : nullptr;
   const T* q = p.q ? static_cast<const T*>(p.q) + off : nullptr;
   T* y = static_cast<T*>(p.y) + off;
+  float* zs = p.z ? p.z + off : nullptr;
   load_product<T, M, THREADS, G>(u, v, L, io, smem);
   fft<LOG_M, THREADS, -1>(smem, L <= M);
   spectrum_multiply<LOG_M, THREADS>(smem, smem, reinterpret_cast<const float2*>(p.kf) + h * (M + 1));
@@ -431,8 +463,10 @@ __global__ void __launch_bounds__(THREADS, fwd_min_blocks(LOG_M)) fftconv_fwd_ke
       if (c < 0 || R::first(c) >= L) continue;
       float2 z[P];
 #pragma unroll
+      for (int j = 0; j < P; ++j) z[j] = smem[pad(c * P + j)];
+      if (zs) store_z<P>(zs, R::first(c), L, z);
+#pragma unroll
       for (int j = 0; j < P; ++j) {
-        z[j] = smem[pad(c * P + j)];
         if (p.gelu) z[j] = make_float2(gelu(z[j].x), gelu(z[j].y));
         z[j] = make_float2(z[j].x * mk, z[j].y * mk);
       }
@@ -449,7 +483,7 @@ __global__ void __launch_bounds__(THREADS, fwd_min_blocks(LOG_M)) fftconv_fwd_ke
 
 // ---- backward
 // -----------------------------------------------------------------------------------------------
-// Per row: W = FFT(w) (kept for dk), z recomputed when a gate or GELU needs it, dz, DZ = FFT(dz), the dk
+// Per row: W = FFT(w) (kept for dk), z (when a gate or GELU needs it) read from p.z or else recomputed, dz, DZ = FFT(dz), the dk
 // accumulation sum_b conj(W) DZ, dW = conj(K') DZ and its inverse FFT. On chip (bwd_on_chip) W, the work buffer
 // and the accumulator are three shared buffers; past it only the work buffer is, W goes (unpacked) to the
 // block's scratch row p.spec_scratch and the accumulator is the block's dk_spec row. Every thread then reads back
@@ -476,7 +510,7 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
   const float2* kf = reinterpret_cast<const float2*>(p.kf) + h * (M + 1);
   float2* dk_row = p.dk_spec ? reinterpret_cast<float2*>(p.dk_spec) + (chunk * p.H + h) * (M + 1) : nullptr;
   float2* w_row = kOnChip || !p.dk_spec ? nullptr : reinterpret_cast<float2*>(p.spec_scratch) + blockIdx.x * int64_t{M + 1};
-  const bool need_z = p.gelu || p.q;
+  const bool need_z = p.gelu || p.q, recompute_z = need_z && !p.z;
   if (p.dk_spec && (kOnChip || b_begin >= b_end)) {
     float2* a = kOnChip ? acc : dk_row;
     for (int f = threadIdx.x; f <= M; f += THREADS) a[kOnChip ? pad(f) : f] = make_float2(0.f, 0.f);
@@ -491,8 +525,9 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
     T* du = p.du ? static_cast<T*>(p.du) + off : nullptr;
     T* dv = p.dv ? static_cast<T*>(p.dv) + off : nullptr;
     T* dq = p.dq ? static_cast<T*>(p.dq) + off : nullptr;
+    const float* zs = p.z ? p.z + off : nullptr;
     const float mk = p.mask ? p.mask[row] : 1.f;
-    if (need_z || p.dk_spec) {  // W is needed for z or for dk
+    if (recompute_z || p.dk_spec) {  // W is needed for z or for dk
       float2* wbuf = kOnChip ? spec_w : work;
       load_product<T, M, THREADS, G>(u, v, L, io, wbuf);
       fft<LOG_M, THREADS, -1>(wbuf, L <= M);
@@ -510,7 +545,7 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
           if (g != f) w_row[g] = unpack(sg, sf, make_float2(-c, s));
         }
       }
-      if (need_z) {  // recompute the pre-activation z = conv(w, k) + D w (in place past the on-chip limit)
+      if (recompute_z) {  // recompute the pre-activation z = conv(w, k) + D w (in place past the on-chip limit)
         spectrum_multiply<LOG_M, THREADS>(wbuf, work, kf);
         fft<LOG_M, THREADS, 1>(work);
       } else if (!kOnChip) {
@@ -534,10 +569,11 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
         if (R::first(c) < L) {
           float2 g[P], z[P];
           R::get(dy, i, L, io, rdy[ii], g);
+          if (zs) load_z<P>(zs, R::first(c), L, z);
 #pragma unroll
           for (int j = 0; j < P; ++j) {
             g[j] = make_float2(g[j].x * mk, g[j].y * mk);
-            z[j] = need_z ? work[pad(c * P + j)] : make_float2(0.f, 0.f);
+            if (!zs) z[j] = need_z ? work[pad(c * P + j)] : make_float2(0.f, 0.f);
           }
           if (q) {
             float2 act[P], qv[P];
@@ -734,6 +770,7 @@ void launch_fwd(const FftConvFwdParams& p, cudaStream_t stream) {
   const Io io{(p.L * static_cast<int64_t>(sizeof(T))) % 16 == 0 && all_aligned(16),
               p.L % 2 == 0 && all_aligned(2 * sizeof(T))};
   const auto shape = shape_str(p.B, p.H, p.L, p.log_n, p.elem);
+  if (!aligned(p.z, 16)) throw std::runtime_error("fftconv_fwd_kernel: z must be 16-byte aligned for " + shape);
   auto* kernel = fftconv_fwd_kernel<T, LOG_M, kThreads>;
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "fftconv_fwd_kernel", "setting shared memory", shape);
@@ -754,6 +791,7 @@ void launch_bwd(const FftConvBwdParams& p, cudaStream_t stream) {
   const Io io{(p.L * static_cast<int64_t>(sizeof(T))) % 16 == 0 && all_aligned(16),
               p.L % 2 == 0 && all_aligned(2 * sizeof(T))};
   const auto shape = shape_str(p.B, p.H, p.L, p.log_n, p.elem) + " chunks=" + std::to_string(p.chunks);
+  if (!aligned(p.z, 16)) throw std::runtime_error("fftconv_bwd_kernel: z must be 16-byte aligned for " + shape);
   if (!bwd_on_chip(LOG_M) && p.dk_spec && !p.spec_scratch)
     throw std::runtime_error("fftconv_bwd_kernel: spec_scratch is required with dk_spec for " + shape);
   auto* kernel = fftconv_bwd_kernel<T, LOG_M, kThreads>;

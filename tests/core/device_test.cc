@@ -9,8 +9,9 @@ namespace hippo {
 namespace {
 
 TEST(Environment, RecordsTheKernelSwitchesThatAreSet) {
-  const char* names[] = {"HIPPO_FFTCONV_BLOCKFFT", "HIPPO_FFTCONV_DIRECT", "HIPPO_FFTCONV_FILTER", "HIPPO_SSM_KERNEL"};
-  constexpr int kNames = 4;
+  const char* names[] = {"HIPPO_FFTCONV_BLOCKFFT", "HIPPO_FFTCONV_DIRECT", "HIPPO_FFTCONV_FILTER",
+                         "HIPPO_FFTCONV_RECOMPUTE", "HIPPO_SSM_KERNEL"};
+  constexpr int kNames = 5;
   std::string saved[kNames];
   bool had[kNames];
   for (int i = 0; i < kNames; ++i) {
@@ -25,8 +26,10 @@ TEST(Environment, RecordsTheKernelSwitchesThatAreSet) {
   setenv("HIPPO_SSM_KERNEL", "aten", 1);
   setenv("HIPPO_FFTCONV_DIRECT", "cpu", 1);
   setenv("HIPPO_FFTCONV_FILTER", "", 1);  // empty: unset
+  setenv("HIPPO_FFTCONV_RECOMPUTE", "on", 1);
   const auto some = environment(c10::Device("cpu"));
-  EXPECT_EQ(some.at("kernel_switches").size(), 2u) << some.dump();
+  EXPECT_EQ(some.at("kernel_switches").size(), 3u) << some.dump();
+  EXPECT_EQ(some.at("kernel_switches").at("HIPPO_FFTCONV_RECOMPUTE"), "on");
   EXPECT_EQ(some.at("kernel_switches").at("HIPPO_SSM_KERNEL"), "aten");
   EXPECT_EQ(some.at("kernel_switches").at("HIPPO_FFTCONV_DIRECT"), "cpu");
   for (int i = 0; i < kNames; ++i) {

@@ -198,6 +198,53 @@ TEST(FftConvCuda, BackwardWithoutFilterGradient) {
   }
 }
 
+// The backward reads the forward's saved z (the default) or recomputes it (HIPPO_FFTCONV_RECOMPUTE=on): the same
+// gradients either way, on chip (L 1000) and past it (L 16384), with and without the filter's gradient (without
+// it the saved-z backward skips the spectrum of w altogether).
+TEST(FftConvCuda, SavedAndRecomputedZGiveTheSameGradients) {
+  HIPPO_REQUIRE_CUDA();
+  const bool saved_mode = fftconv_recompute_z();
+  struct Restore {
+    bool mode;
+    ~Restore() { set_fftconv_recompute_z(mode); }
+  } restore{saved_mode};
+  const char* names[] = {"du", "dk", "dD", "dv", "dq"};
+  for (const int64_t L : {int64_t{1000}, int64_t{16384}}) {
+    for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+      for (const bool filter_grad : {true, false}) {
+        const Case c{3, 40, L, L, dtype, kV | kQ | kGelu | kMask};
+        SCOPED_TRACE(case_name(c) + (filter_grad ? " with dk" : " without dk"));
+        const auto in = Inputs::draw(c, 6500 + L);
+        const auto w = torch::randn({c.B, c.H, c.L}, torch::TensorOptions().device(torch::kCUDA).dtype(torch::kDouble));
+        // Gradients of u, v, q, and of k and D when filter_grad (then k and D are leaves that require grad).
+        auto run = [&](bool recompute) {
+          set_fftconv_recompute_z(recompute);
+          auto x = in.as(c.dtype, torch::kFloat, true);
+          if (!filter_grad) {
+            x.k = x.k.detach();
+            x.D = x.D.detach();
+          }
+          auto loss = (fftconv_fused(x.u, x.k, x.D, x.options()).to(torch::kDouble) * w).sum();
+          std::vector<Tensor> wrt = {x.u, x.v, x.q};
+          if (filter_grad) wrt.insert(wrt.end(), {x.k, x.D});
+          auto g = torch::autograd::grad({loss}, wrt);
+          if (!filter_grad) g.insert(g.end(), {Tensor(), Tensor()});
+          return std::vector<Tensor>{g[0], g[3], g[4], g[1], g[2]};  // du, dk, dD, dv, dq
+        };
+        const auto saved = run(false), recomputed = run(true);
+        for (int i = 0; i < 5; ++i) {
+          if (!filter_grad && (i == 1 || i == 2)) continue;
+          ASSERT_TRUE(saved[i].defined() && recomputed[i].defined()) << names[i];
+          ASSERT_TRUE(all_finite(saved[i])) << names[i];
+          // The same float32 arithmetic computes z in both (the forward's FFTs or the backward's copy of them); a
+          // bf16 gradient may still differ by one rounding where the compiled code contracts differently.
+          EXPECT_LT(rel_error(saved[i], recomputed[i]), dtype == torch::kFloat ? 1e-6 : 4e-3) << names[i];
+        }
+      }
+    }
+  }
+}
+
 // ---- dispatch and errors
 // ------------------------------------------------------------------------------------
 TEST(FftConvCuda, DispatcherTakesTheFusedPathWhenSupportedElseTheReference) {

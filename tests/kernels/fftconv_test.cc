@@ -73,6 +73,22 @@ TEST(FftConv, FilterSpectrumIsTheScaledRfftOfTheFilterWithItsSkipTap) {
   EXPECT_THROW(internal::fftconv_filter_spectrum(torch::randn({0, 7}), torch::randn({0}), 16), c10::Error);  // H 0
 }
 
+TEST(FftConv, RecomputeEnvironmentSwitchAcceptsOffAndOnOnly) {
+  EXPECT_FALSE(internal::parse_fftconv_recompute_env(""));
+  EXPECT_FALSE(internal::parse_fftconv_recompute_env("off"));
+  EXPECT_TRUE(internal::parse_fftconv_recompute_env("on"));
+  for (const char* bad : {"ON", "1", "true", " on"}) {
+    try {
+      internal::parse_fftconv_recompute_env(bad);
+      FAIL() << "accepted '" << bad << "'";
+    } catch (const c10::Error& e) {
+      const std::string m = e.what_without_backtrace();
+      EXPECT_NE(m.find("HIPPO_FFTCONV_RECOMPUTE: unknown value"), std::string::npos) << m;
+      EXPECT_NE(m.find("accepted: off, on"), std::string::npos) << m;
+    }
+  }
+}
+
 TEST(FftConv, FilterEnvironmentSwitchAcceptsKernelAndAtenOnly) {
   EXPECT_FALSE(internal::parse_fftconv_filter_env(""));
   EXPECT_FALSE(internal::parse_fftconv_filter_env("kernel"));

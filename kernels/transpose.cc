@@ -4,6 +4,10 @@
 
 #include <torch/torch.h>
 
+#include <cstdlib>
+
+#include "kernels/fftconv.h"  // internal::printable
+
 #ifdef HIPPO_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -108,6 +112,22 @@ torch::Tensor transpose_contiguous(const torch::Tensor& x) {
     return TransposeFunction::apply(x);
 #endif
   return view.contiguous();
+}
+
+namespace internal {
+bool parse_transpose_bias_env(const std::string& value) {
+  if (value.empty() || value == "fused") return true;
+  if (value == "aten") return false;
+  TORCH_CHECK(false, "HIPPO_TRANSPOSE_BIAS: unknown value '", printable(value), "'; accepted: fused, aten");
+}
+}  // namespace internal
+
+bool transpose_bias_fused() {
+  static const bool fused = [] {
+    const char* e = std::getenv("HIPPO_TRANSPOSE_BIAS");
+    return e == nullptr || internal::parse_transpose_bias_env(e);
+  }();
+  return fused;
 }
 
 torch::Tensor transpose_add_bias(const torch::Tensor& x, const torch::Tensor& bias) {

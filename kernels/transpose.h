@@ -6,6 +6,8 @@
 
 #include <torch/types.h>
 
+#include <string>
+
 namespace hippo {
 
 // x (B, R, C), any dtype, device and strides -> (B, C, R), contiguous, out[b, c, r] = x[b, r, c], same dtype and
@@ -27,5 +29,16 @@ torch::Tensor transpose_contiguous(const torch::Tensor& x);
 // transpose_contiguous(x + bias.to(x's dtype)) through ATen. Raises c10::Error when x is not 3-D or not floating,
 // or bias is not (C) floating on x's device; c10::Error naming the kernel and shape when a launch fails.
 torch::Tensor transpose_add_bias(const torch::Tensor& x, const torch::Tensor& bias);
+
+// Whether layers add a projection's bias by transpose_add_bias (true, the default) or in the GEMM followed by
+// transpose_contiguous (false; layers/mixer.h, linear_transposed): HIPPO_TRANSPOSE_BIAS=fused|aten, read once, an
+// A/B switch for benchmarks. Raises c10::Error for another value (`hippo` refuses one at start).
+bool transpose_bias_fused();
+
+namespace internal {
+// Parses HIPPO_TRANSPOSE_BIAS: "fused" or "" -> true, "aten" -> false; raises c10::Error naming the variable and the
+// accepted values otherwise.
+bool parse_transpose_bias_env(const std::string& value);
+}  // namespace internal
 
 }  // namespace hippo

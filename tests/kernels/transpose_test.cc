@@ -94,6 +94,23 @@ TEST(Transpose, AddBiasRejectsBadShapesNamingThem) {
   expect_error(torch::zeros({2, 3, 4}), torch::zeros({1, 4}), "bias must be (C) = (4)");
 }
 
+TEST(Transpose, BiasEnvironmentSwitchAcceptsFusedAndAtenOnly) {
+  EXPECT_TRUE(internal::parse_transpose_bias_env(""));
+  EXPECT_TRUE(internal::parse_transpose_bias_env("fused"));
+  EXPECT_FALSE(internal::parse_transpose_bias_env("aten"));
+  for (const char* bad : {"Fused", "gemm", "aten\t"}) {
+    try {
+      internal::parse_transpose_bias_env(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const c10::Error& e) {
+      const std::string m = e.what_without_backtrace();
+      EXPECT_NE(m.find("HIPPO_TRANSPOSE_BIAS: unknown value"), std::string::npos) << m;
+      EXPECT_NE(m.find("accepted: fused, aten"), std::string::npos) << m;
+      EXPECT_EQ(m.find('\t'), std::string::npos) << m;
+    }
+  }
+}
+
 TEST(TransposeCuda, KernelMatchesAtenBitForBit) {
   HIPPO_REQUIRE_CUDA();
   torch::manual_seed(1);

@@ -46,19 +46,18 @@ torch::Tensor H3Impl::contract(const torch::Tensor& q, const torch::Tensor& y) c
 }
 
 torch::Tensor H3Impl::forward(const torch::Tensor& x) {
-  // (B, L, D) -> (B, D, L), the FFT convolution's rows, by the tiled transpose on the GPU with the bias added on the
-  // way (layers/mixer.h, linear_transposed).
-  auto q = linear_transposed(q_proj_, x);
-  auto k = shift_->forward(linear_transposed(k_proj_, x));
-  auto v = linear_transposed(v_proj_, x);
+  // (B, L, D) -> (B, D, L), the FFT convolution's rows, by the tiled transpose on the GPU (kernels/transpose.h).
+  auto q = transpose_contiguous(linear(q_proj_, x));
+  auto k = shift_->forward(transpose_contiguous(linear(k_proj_, x)));
+  auto v = transpose_contiguous(linear(v_proj_, x));
   return mix(x, q, k, v);
 }
 
 torch::Tensor H3Impl::forward_with_state(const torch::Tensor& x, MixerState& state) {
-  auto q = linear_transposed(q_proj_, x);
-  auto k_in = linear_transposed(k_proj_, x);
+  auto q = transpose_contiguous(linear(q_proj_, x));
+  auto k_in = transpose_contiguous(linear(k_proj_, x));
   auto k = shift_->forward(k_in);
-  auto v = linear_transposed(v_proj_, x);
+  auto v = transpose_contiguous(linear(v_proj_, x));
   state = {shift_->state_after(k_in), diag_->state_after(head_dim_ == 1 ? k * v : outer(k, v))};
   return mix(x, q, k, v);
 }

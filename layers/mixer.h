@@ -10,7 +10,6 @@
 
 #include "core/options.h"
 #include "core/registry.h"
-#include "kernels/transpose.h"
 
 namespace hippo {
 
@@ -23,16 +22,6 @@ namespace hippo {
 // bf16 before it is added).
 inline torch::Tensor linear(const torch::nn::Linear& l, const torch::Tensor& x) {
   return torch::linear(x, l->weight, l->bias);
-}
-
-// transpose_contiguous(linear(l, x)) for x (B, L, in_features): (B, out_features, L) contiguous, the rows the FFT
-// convolution reads. On a GPU the bias is added by the transpose (kernels/transpose.h, transpose_add_bias) rather
-// than by the GEMM, so that its gradient is summed inside the backward's transpose instead of by a separate column
-// reduction (measured in docs/FLASHCONV.md); elsewhere, without a bias, or with HIPPO_TRANSPOSE_BIAS=aten
-// (transpose_bias_fused), it is transpose_contiguous(linear(l, x)).
-inline torch::Tensor linear_transposed(const torch::nn::Linear& l, const torch::Tensor& x) {
-  if (!x.is_cuda() || !l->bias.defined() || !transpose_bias_fused()) return transpose_contiguous(linear(l, x));
-  return transpose_add_bias(torch::linear(x, l->weight), l->bias);
 }
 
 // What a mixer is built from: the model width, its place in the stack and its validated options.

@@ -11,6 +11,7 @@
 #include "kernels/ssm_fused.h"
 #include "kernels/fftconv.h"
 #include "kernels/fftconv_blockfft.h"
+#include "layers/projection.h"
 
 namespace {
 const char* kUsage =
@@ -38,8 +39,9 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
-  // HIPPO_FFTCONV_BLOCKFFT, HIPPO_FFTCONV_DIRECT, HIPPO_FFTCONV_FILTER, HIPPO_FFTCONV_RECOMPUTE and HIPPO_SSM_KERNEL are read on first use, deep inside a run: a bad value is bad
-  // input here, before any command writes anything (not a failed run in the database).
+  // HIPPO_FFTCONV_BLOCKFFT, HIPPO_FFTCONV_DIRECT, HIPPO_FFTCONV_FILTER, HIPPO_FFTCONV_RECOMPUTE, HIPPO_SSM_KERNEL and
+  // HIPPO_PROJECTION are read on first use, deep inside a run: a bad value is bad input here, before any command writes
+  // anything (not a failed run in the database).
   const struct {
     const char* name;
     void (*parse)(const char*);
@@ -50,6 +52,7 @@ int main(int argc, char** argv) {
       {"HIPPO_FFTCONV_FILTER", [](const char* v) { hippo::internal::parse_fftconv_filter_env(v); }, "kernel"},
       {"HIPPO_FFTCONV_RECOMPUTE", [](const char* v) { hippo::internal::parse_fftconv_recompute_env(v); }, "off"},
       {"HIPPO_SSM_KERNEL", [](const char* v) { hippo::internal::parse_ssm_kernel_env(v); }, "fused"},
+      {"HIPPO_PROJECTION", [](const char* v) { hippo::internal::parse_projection_env(v); }, "direct"},
   };
   for (const auto& sw : env_switches) {
     const char* env = std::getenv(sw.name);

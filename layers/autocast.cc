@@ -61,4 +61,10 @@ bool autocast_enabled(c10::DeviceType device_type) {
   return get_state(device_type, &dtype);
 }
 
+c10::ScalarType autocast_dtype(c10::DeviceType device_type) {
+  c10::ScalarType dtype;
+  get_state(device_type, &dtype);
+  return dtype;
+}
+
 }  // namespace hippo

@@ -30,6 +30,8 @@ class AutocastScope {
 
 // Whether autocast is on for `device_type` on this thread right now (false inside a NoAutocastScope).
 bool autocast_enabled(c10::DeviceType device_type);
+// The dtype autocast computes matrix products in on `device_type` when it is on (bf16 or fp16; undefined when off).
+c10::ScalarType autocast_dtype(c10::DeviceType device_type);
 
 // While an instance lives, autocast is off for every device type on this thread: tensors keep their dtypes, so
 // float32 parameters give float32 results. The SSM layers (layers/ssm.h) open one around their kernel,

@@ -3,8 +3,8 @@
 #include "layers/h3.h"
 
 #include "kernels/fftconv.h"
-#include "kernels/transpose.h"
 #include "layers/autocast.h"
+#include "layers/projection.h"
 
 namespace hippo {
 
@@ -46,18 +46,18 @@ torch::Tensor H3Impl::contract(const torch::Tensor& q, const torch::Tensor& y) c
 }
 
 torch::Tensor H3Impl::forward(const torch::Tensor& x) {
-  // (B, L, D) -> (B, D, L), the FFT convolution's rows, by the tiled transpose on the GPU (kernels/transpose.h).
-  auto q = transpose_contiguous(linear(q_proj_, x));
-  auto k = shift_->forward(transpose_contiguous(linear(k_proj_, x)));
-  auto v = transpose_contiguous(linear(v_proj_, x));
+  // (B, L, D) -> (B, D, L), the FFT convolution's rows, by batched GEMMs on the GPU (layers/projection.h).
+  auto q = linear_to_rows(q_proj_, x);
+  auto k = shift_->forward(linear_to_rows(k_proj_, x));
+  auto v = linear_to_rows(v_proj_, x);
   return mix(x, q, k, v);
 }
 
 torch::Tensor H3Impl::forward_with_state(const torch::Tensor& x, MixerState& state) {
-  auto q = transpose_contiguous(linear(q_proj_, x));
-  auto k_in = transpose_contiguous(linear(k_proj_, x));
+  auto q = linear_to_rows(q_proj_, x);
+  auto k_in = linear_to_rows(k_proj_, x);
   auto k = shift_->forward(k_in);
-  auto v = transpose_contiguous(linear(v_proj_, x));
+  auto v = linear_to_rows(v_proj_, x);
   state = {shift_->state_after(k_in), diag_->state_after(head_dim_ == 1 ? k * v : outer(k, v))};
   return mix(x, q, k, v);
 }
@@ -74,7 +74,7 @@ torch::Tensor H3Impl::mix(const torch::Tensor& x, const torch::Tensor& q, const 
   } else {
     y = contract(q, diag_->forward(outer(k, v)));
   }
-  return linear(out_proj_, transpose_contiguous(y));
+  return linear_from_rows(out_proj_, y);
 }
 
 MixerState H3Impl::initial_state(int64_t batch) const { return {shift_->initial_state(batch), diag_->initial_state(batch)}; }

@@ -2,6 +2,7 @@
 #include "layers/ssm_mixer.h"
 
 #include "kernels/transpose.h"
+#include "layers/projection.h"
 
 namespace hippo {
 
@@ -10,7 +11,7 @@ ShiftSSMMixerImpl::ShiftSSMMixerImpl(const MixerArgs& a) : RecurrentMixerImpl(a.
   out_proj_ = register_module("out_proj", torch::nn::Linear(a.d_model, a.d_model));
 }
 torch::Tensor ShiftSSMMixerImpl::forward(const torch::Tensor& x) {
-  return linear(out_proj_, transpose_contiguous(ssm_->forward(transpose_contiguous(x))));
+  return linear_from_rows(out_proj_, ssm_->forward(transpose_contiguous(x)));
 }
 MixerState ShiftSSMMixerImpl::initial_state(int64_t batch) const { return {ssm_->initial_state(batch)}; }
 torch::Tensor ShiftSSMMixerImpl::step(const torch::Tensor& x_t, MixerState& state) {
@@ -23,7 +24,7 @@ DiagSSMMixerImpl::DiagSSMMixerImpl(const MixerArgs& a) : RecurrentMixerImpl(a.op
   out_proj_ = register_module("out_proj", torch::nn::Linear(a.d_model, a.d_model));
 }
 torch::Tensor DiagSSMMixerImpl::forward(const torch::Tensor& x) {
-  return linear(out_proj_, transpose_contiguous(ssm_->forward(transpose_contiguous(x))));
+  return linear_from_rows(out_proj_, ssm_->forward(transpose_contiguous(x)));
 }
 MixerState DiagSSMMixerImpl::initial_state(int64_t batch) const { return {ssm_->initial_state(batch)}; }
 torch::Tensor DiagSSMMixerImpl::step(const torch::Tensor& x_t, MixerState& state) {

@@ -283,8 +283,8 @@ grid:
   EXPECT_EQ(err.find("ended abnormally"), std::string::npos) << err;
 }
 
-// A bad HIPPO_FFTCONV_BLOCKFFT, HIPPO_FFTCONV_DIRECT, HIPPO_FFTCONV_FILTER or HIPPO_FFTCONV_RECOMPUTE is bad input before
-// anything is written, not a failed run in the database.
+// A bad HIPPO_FFTCONV_BLOCKFFT, HIPPO_FFTCONV_DIRECT, HIPPO_FFTCONV_FILTER, HIPPO_FFTCONV_RECOMPUTE or HIPPO_PROJECTION
+// is bad input before anything is written, not a failed run in the database.
 TEST(Cli, BadFftConvEnvironmentIsRefusedBeforeAnythingIsWritten) {
   struct Case {
     const char *name, *value, *message;
@@ -296,7 +296,9 @@ TEST(Cli, BadFftConvEnvironmentIsRefusedBeforeAnythingIsWritten) {
                        Case{"HIPPO_FFTCONV_FILTER", "atn",
                             "HIPPO_FFTCONV_FILTER: unknown value 'atn'; accepted: kernel, aten (unset means kernel)"},
                        Case{"HIPPO_FFTCONV_RECOMPUTE", "1",
-                            "HIPPO_FFTCONV_RECOMPUTE: unknown value '1'; accepted: off, on (unset means off)"}}) {
+                            "HIPPO_FFTCONV_RECOMPUTE: unknown value '1'; accepted: off, on (unset means off)"},
+                       Case{"HIPPO_PROJECTION", "bmm",
+                            "HIPPO_PROJECTION: unknown value 'bmm'; accepted: direct, transpose (unset means direct)"}}) {
     TempDir d;
     ::setenv(c.name, c.value, 1);
     auto r = run_hippo("train --layer h3 --task associative_recall --d-model 16 --epochs 1 --db out.db", d.path());

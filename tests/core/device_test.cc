@@ -10,8 +10,8 @@ namespace {
 
 TEST(Environment, RecordsTheKernelSwitchesThatAreSet) {
   const char* names[] = {"HIPPO_FFTCONV_BLOCKFFT", "HIPPO_FFTCONV_DIRECT", "HIPPO_FFTCONV_FILTER",
-                         "HIPPO_FFTCONV_RECOMPUTE", "HIPPO_SSM_KERNEL"};
-  constexpr int kNames = 5;
+                         "HIPPO_FFTCONV_RECOMPUTE", "HIPPO_SSM_KERNEL", "HIPPO_PROJECTION"};
+  constexpr int kNames = 6;
   std::string saved[kNames];
   bool had[kNames];
   for (int i = 0; i < kNames; ++i) {

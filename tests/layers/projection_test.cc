@@ -1,0 +1,155 @@
+// layers/projection.h: the batched-GEMM projections between (B, L, D) and (B, D, L) against torch::linear plus a
+// transpose, values and gradients of x, W and bias, in float32, float64 and under bf16 autocast, on the CPU (through
+// internal::linear_rows_direct) and on a GPU (the public functions; skipped with the reason without one).
+#include "layers/projection.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "layers/autocast.h"
+#include "tests/kernels/cuda_required.h"
+
+namespace hippo {
+namespace {
+
+using torch::Tensor;
+
+struct Grads {
+  Tensor y, dx, dW, db;
+};
+
+// y and the gradients of (y * w).sum() for x, W, bias (bias undefined: none), by f(x, W, bias).
+template <typename F>
+Grads run(F f, const Tensor& x0, const Tensor& W0, const Tensor& b0, const Tensor& w) {
+  auto x = x0.detach().clone().requires_grad_(true), W = W0.detach().clone().requires_grad_(true);
+  Tensor b = b0.defined() ? b0.detach().clone().requires_grad_(true) : Tensor();
+  Grads g;
+  g.y = f(x, W, b);
+  std::vector<Tensor> wrt = {x, W};
+  if (b.defined()) wrt.push_back(b);
+  auto d = torch::autograd::grad({(g.y.to(torch::kDouble) * w).sum()}, wrt);
+  g.dx = d[0], g.dW = d[1];
+  if (b.defined()) g.db = d[2];
+  return g;
+}
+
+Tensor reference(const Tensor& x, const Tensor& W, const Tensor& b, bool to_rows) {
+  if (to_rows) return torch::linear(x, W, b).transpose(1, 2).contiguous();
+  return torch::linear(x.transpose(1, 2), W, b);
+}
+
+double rel(const Tensor& a, const Tensor& b) {
+  return ((a.to(torch::kDouble) - b.to(torch::kDouble)).norm() / b.to(torch::kDouble).norm().clamp_min(1e-300))
+      .item<double>();
+}
+
+// Both directions, with and without a bias, x of (B, L, in) or (B, in, L): the batched GEMMs agree with linear plus
+// transpose to float rounding, and so do the gradients (each in its own input's layout and dtype).
+void check_against_linear(torch::Device device, torch::ScalarType dtype, double tol, bool autocast) {
+  torch::manual_seed(7);
+  const auto o = torch::TensorOptions().device(device).dtype(dtype);
+  const int64_t B = 3, L = 37, in = 24, out = 40;
+  for (const bool to_rows : {true, false}) {
+    for (const bool with_bias : {true, false}) {
+      SCOPED_TRACE(std::string(to_rows ? "to_rows" : "from_rows") + (with_bias ? " bias" : " no bias"));
+      const auto x = to_rows ? torch::randn({B, L, in}, o) : torch::randn({B, in, L}, o);
+      const auto W = torch::randn({out, in}, o) / 5.0, b = with_bias ? torch::randn({out}, o) : Tensor();
+      const auto w = torch::randn(to_rows ? std::vector<int64_t>{B, out, L} : std::vector<int64_t>{B, L, out},
+                                  torch::TensorOptions().device(device).dtype(torch::kDouble));
+      auto direct = [&](const Tensor& xx, const Tensor& WW, const Tensor& bb) {
+        if (!autocast) return internal::linear_rows_direct(xx, WW, bb, to_rows);
+        AutocastScope scope(device.type(), torch::kBFloat16);
+        return internal::linear_rows_direct(xx, WW, bb, to_rows);
+      };
+      auto plain = [&](const Tensor& xx, const Tensor& WW, const Tensor& bb) {
+        if (!autocast) return reference(xx, WW, bb, to_rows);
+        AutocastScope scope(device.type(), torch::kBFloat16);
+        return reference(xx, WW, bb, to_rows);
+      };
+      const auto got = run(direct, x, W, b, w), want = run(plain, x, W, b, w);
+      ASSERT_EQ(got.y.sizes(), want.y.sizes());
+      EXPECT_TRUE(got.y.is_contiguous());
+      EXPECT_EQ(got.y.scalar_type(), want.y.scalar_type());
+      EXPECT_LT(rel(got.y, want.y), tol);
+      EXPECT_EQ(got.dx.scalar_type(), x.scalar_type());
+      EXPECT_EQ(got.dW.scalar_type(), W.scalar_type());
+      EXPECT_LT(rel(got.dx, want.dx), tol);
+      EXPECT_LT(rel(got.dW, want.dW), tol);
+      if (with_bias) EXPECT_LT(rel(got.db, want.db), tol);
+    }
+  }
+}
+
+TEST(Projection, BatchedGemmsMatchLinearAndTransposeOnTheCpu) {
+  check_against_linear(torch::kCPU, torch::kFloat, 1e-6, false);
+  check_against_linear(torch::kCPU, torch::kDouble, 1e-14, false);
+  // bf16 operands, float32 accumulation: a few bf16 roundings apart (the per-batch weight gradients are rounded
+  // before their float32 sum; linear's one GEMM rounds once).
+  check_against_linear(torch::kCPU, torch::kFloat, 2e-2, true);
+}
+
+TEST(Projection, PublicFunctionsAreLinearPlusTransposeOnTheCpu) {
+  torch::manual_seed(8);
+  torch::nn::Linear l(6, 10);
+  const auto x = torch::randn({2, 9, 6});
+  EXPECT_TRUE(torch::equal(linear_to_rows(l, x), torch::linear(x, l->weight, l->bias).transpose(1, 2).contiguous()));
+  const auto y = torch::randn({2, 6, 9});
+  EXPECT_TRUE(torch::equal(linear_from_rows(l, y), torch::linear(y.transpose(1, 2), l->weight, l->bias)));
+}
+
+TEST(Projection, BadShapesAreRefusedNamingThem) {
+  torch::nn::Linear l(6, 10);
+  auto expect_error = [](auto f, const std::string& what) {
+    try {
+      f();
+      ADD_FAILURE() << "no error, expected " << what;
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  expect_error([&] { linear_to_rows(l, torch::randn({2, 9, 5})); },
+               "linear_to_rows: x must be (B, L, in) with in = 6, got [2, 9, 5]");
+  expect_error([&] { linear_from_rows(l, torch::randn({2, 9, 6})); },
+               "linear_from_rows: x must be (B, in, L) with in = 6, got [2, 9, 6]");
+  expect_error([&] { linear_to_rows(l, torch::randn({9, 6})); }, "linear_to_rows: x must be (B, L, in)");
+  expect_error([&] { internal::linear_rows_direct(torch::randn({2, 9, 6}), torch::randn({6}), Tensor(), true); },
+               "linear_to_rows: weight must be (out, in)");
+}
+
+TEST(Projection, EnvironmentSwitchAcceptsDirectAndTransposeOnly) {
+  EXPECT_TRUE(internal::parse_projection_env(""));
+  EXPECT_TRUE(internal::parse_projection_env("direct"));
+  EXPECT_FALSE(internal::parse_projection_env("transpose"));
+  for (const char* bad : {"Direct", "bmm", "direct\n"}) {
+    try {
+      internal::parse_projection_env(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const c10::Error& e) {
+      const std::string m = e.what_without_backtrace();
+      EXPECT_NE(m.find("HIPPO_PROJECTION: unknown value"), std::string::npos) << m;
+      EXPECT_NE(m.find("accepted: direct, transpose"), std::string::npos) << m;
+      EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    }
+  }
+}
+
+// On a GPU: float32 (TF32 off by default in LibTorch's matmuls), and bf16 autocast as the layers train; then the
+// public functions, which take the batched GEMMs there unless HIPPO_PROJECTION=transpose.
+TEST(ProjectionCuda, BatchedGemmsMatchLinearAndTranspose) {
+  HIPPO_REQUIRE_CUDA();
+  check_against_linear(torch::kCUDA, torch::kFloat, 1e-5, false);
+  check_against_linear(torch::kCUDA, torch::kFloat, 2e-2, true);
+  torch::manual_seed(9);
+  torch::nn::Linear l(64, 96);
+  l->to(torch::kCUDA);
+  const auto x = torch::randn({4, 128, 64}, torch::kCUDA);
+  const auto want = torch::linear(x, l->weight, l->bias).transpose(1, 2);
+  EXPECT_LT(rel(linear_to_rows(l, x), want), 1e-5);
+  const auto y = torch::randn({4, 64, 128}, torch::kCUDA);
+  EXPECT_LT(rel(linear_from_rows(l, y), torch::linear(y.transpose(1, 2), l->weight, l->bias)), 1e-5);
+}
+
+}  // namespace
+}  // namespace hippo

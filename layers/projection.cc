@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "kernels/bias.h"
 #include "kernels/fftconv.h"  // internal::printable
 #include "kernels/transpose.h"
 #include "layers/autocast.h"
@@ -40,9 +41,17 @@ class RowsLinear : public torch::autograd::Function<RowsLinear> {
     const auto b = to_rows ? xd.transpose(1, 2) : Wd.t().unsqueeze(0).expand({B, in, out});
     Tensor y;
     if (bias.defined()) {
-      const auto bd = bias.to(dt);
-      const auto c = to_rows ? bd.view({1, out, 1}).expand({B, out, L}) : bd.view({1, 1, out}).expand({B, L, out});
-      y = at::baddbmm(c, a, b);  // the bias as the GEMM's C operand (beta = 1): one rounding of the sum
+      // The bias as the GEMM's C operand (beta = 1): one rounding of the sum. On a GPU broadcast by a kernel of ours,
+      // then accumulated onto in place (ATen's broadcast copy inside baddbmm took 14.7 us for a bf16 (4, 768, 2048) on
+      // an H200, ncu; an in-place broadcast add after bmm, 21 us); elsewhere baddbmm with the expanded bias.
+      const std::vector<int64_t> sizes = to_rows ? std::vector<int64_t>{B, out, L} : std::vector<int64_t>{B, L, out};
+      y = internal::bias_broadcast(bias, sizes, to_rows, dt);
+      if (y.defined()) {
+        y.baddbmm_(a, b);
+      } else {
+        const auto bd = bias.to(dt);
+        y = at::baddbmm(to_rows ? bd.view({1, out, 1}).expand(sizes) : bd.view({1, 1, out}).expand(sizes), a, b);
+      }
     } else {
       y = at::bmm(a, b);
     }
@@ -81,8 +90,14 @@ class RowsLinear : public torch::autograd::Function<RowsLinear> {
     }
     if (ctx->saved_data["need_bias"].toBool()) {
       // to_rows: sums along contiguous rows (b, o, :); else along columns, as torch::linear's bias gradient.
-      const std::vector<int64_t> dims = to_rows ? std::vector<int64_t>{0, 2} : std::vector<int64_t>{0, 1};
-      out[2] = at::sum(g, dims, false, acc).to(ctx->saved_data["bias_dtype"].toScalarType());
+      // On a GPU the rows layout's sums run in a kernel of ours (internal::bias_row_sums): ATen's sum over dims {0, 2}
+      // of a bf16 (4, 768, 2048) took 16.4 us on an H200 (ncu).
+      Tensor db = to_rows ? internal::bias_row_sums(g) : Tensor();
+      if (!db.defined()) {
+        const std::vector<int64_t> dims = to_rows ? std::vector<int64_t>{0, 2} : std::vector<int64_t>{0, 1};
+        db = at::sum(g, dims, false, acc);
+      }
+      out[2] = db.to(ctx->saved_data["bias_dtype"].toScalarType());
     }
     return out;
   }

@@ -15,9 +15,9 @@ namespace hippo {
 // transpose_contiguous(linear(l, x)), for the Linear l (weight W (out, in), bias (out) or none). Same dtype rules as
 // torch::linear, autocast included (the GEMM in autocast's dtype, the result in it). On a CUDA device with
 // projection_direct(): y[b] = W x[b]^T + bias by one strided batched GEMM (W at batch stride 0, x[b] read
-// transposed), the bias accumulated by the GEMM (beta = 1 on the broadcast bias); the backward computes
-// dx (B, L, in) = g^T W, dW = sum_b g[b] x[b] (float32 sum of per-batch GEMMs) and dbias = sum over (b, l) of g (a
-// contiguous row reduction, float32 accumulation). Raises c10::Error when x is not 3-D with x.size(2) == in.
+// transposed), the bias accumulated by the GEMM (beta = 1 on the bias broadcast by kernels/bias.h); the backward
+// computes dx (B, L, in) = g^T W, dW = sum_b g[b] x[b] (float32 sum of per-batch GEMMs) and dbias = sum over (b, l)
+// of g (kernels/bias.h's row sums, float32). Raises c10::Error when x is not 3-D with x.size(2) == in.
 torch::Tensor linear_to_rows(const torch::nn::Linear& l, const torch::Tensor& x);
 
 // (B, in, L) rows -> (B, L, out) contiguous: linear(l, transpose_contiguous(y)), the way back (H3's output

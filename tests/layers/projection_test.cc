@@ -5,9 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
+#include "kernels/bias.h"
 #include "layers/autocast.h"
 #include "tests/kernels/cuda_required.h"
 
@@ -149,6 +151,42 @@ TEST(ProjectionCuda, BatchedGemmsMatchLinearAndTranspose) {
   EXPECT_LT(rel(linear_to_rows(l, x), want), 1e-5);
   const auto y = torch::randn({4, 64, 128}, torch::kCUDA);
   EXPECT_LT(rel(linear_from_rows(l, y), torch::linear(y.transpose(1, 2), l->weight, l->bias)), 1e-5);
+}
+
+// The bias kernels behind the GPU path (kernels/bias.h): the broadcast equals ATen's cast-and-expand bit for bit in both
+// layouts (16-byte chunks and, for rows not a multiple of 16 bytes, element by element), and the row sums match a
+// float64 sum and repeat bit for bit. Undefined results on the CPU (the ATen fallback's signal).
+TEST(ProjectionCuda, BiasKernelsMatchAten) {
+  EXPECT_FALSE(internal::bias_broadcast(torch::randn({5}), {2, 5, 7}, true, torch::kFloat).defined());
+  EXPECT_FALSE(internal::bias_row_sums(torch::randn({2, 5, 7})).defined());
+  HIPPO_REQUIRE_CUDA();
+  torch::manual_seed(10);
+  for (auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    for (const auto& s : {std::vector<int64_t>{2, 5, 7}, {4, 768, 2048}, {3, 40, 64}, {1, 1, 1}}) {
+      SCOPED_TRACE(::testing::Message() << dtype << " " << s[0] << "x" << s[1] << "x" << s[2]);
+      for (const bool per_row : {true, false}) {
+        const int64_t C = per_row ? s[1] : s[2];
+        const auto bias = torch::randn({C}, torch::kCUDA);
+        const auto got = internal::bias_broadcast(bias, s, per_row, dtype);
+        ASSERT_TRUE(got.defined());
+        const auto b = bias.to(dtype);
+        const auto want = per_row ? b.view({1, C, 1}).expand(s) : b.view({1, 1, C}).expand(s);
+        EXPECT_TRUE(torch::equal(got, want)) << (per_row ? "per row" : "per column");
+      }
+      const auto g = torch::randn(s, torch::kCUDA).to(dtype);
+      const auto sums = internal::bias_row_sums(g);
+      ASSERT_TRUE(sums.defined());
+      const auto want = g.to(torch::kDouble).sum(std::vector<int64_t>{0, 2});
+      const double scale = g.to(torch::kDouble).abs().sum(std::vector<int64_t>{0, 2}).max().item<double>();
+      EXPECT_LE((sums.to(torch::kDouble) - want).abs().max().item<double>(), 1e-6 * std::max(1.0, scale));
+      EXPECT_TRUE(torch::equal(sums, internal::bias_row_sums(g)));
+      // A strided gradient (a transposed view) is made contiguous first.
+      const auto gt = torch::randn({s[0], s[2], s[1]}, torch::kCUDA).to(dtype).transpose(1, 2);
+      EXPECT_LE((internal::bias_row_sums(gt).to(torch::kDouble) - gt.to(torch::kDouble).sum(std::vector<int64_t>{0, 2}))
+                    .abs().max().item<double>(),
+                1e-6 * std::max(1.0, gt.to(torch::kDouble).abs().sum(std::vector<int64_t>{0, 2}).max().item<double>()));
+    }
+  }
 }
 
 }  // namespace

@@ -54,7 +54,8 @@ Mixer build(const std::string& name, const Json& options, int64_t d_model, int64
 int bench_layer(const std::vector<std::string>& args) {
   po::options_description desc(
       "hippo bench layer: the H3 layer (head_dim 1) through the default path (fused CUDA FFT convolution,\n"
-      "the shift SSM's filter by direct summation unless HIPPO_FFTCONV_DIRECT=off; state passing past\n"
+      "the shift SSM's filter by direct summation unless HIPPO_FFTCONV_DIRECT=off; projections into and\n"
+      "out of the (B, D, L) rows by batched GEMMs unless HIPPO_PROJECTION=transpose; state passing past\n"
       "L = 16384, or past --chunk-len) and the reference path (torch::fft, whole sequence),\n"
       "against attention (scaled_dot_product_attention on LibTorch 2.x), forward and forward+backward.\n"
       "Timing: CUDA events on a GPU (the steady clock on the CPU), warm-up calls, the median of the timed\n"

@@ -29,8 +29,9 @@ struct BiasRowSumParams {
 };
 
 // Launch on `stream` (a cudaStream_t; null: the default stream). Throw std::runtime_error naming the kernel and the
-// shape when a size is negative, C is 0 with rows (or B and L) nonzero, per_row is false with row_len != C, the grid
-// would be too large, or the launch fails. Nothing is launched for an empty output.
+// shape when a size is negative, the fill has C = 0 with rows and row_len nonzero or per_row false with row_len != C,
+// the row sums have C > 2^31 - 1, or the launch fails. Nothing is launched for an empty output (the row sums with
+// C = 0); with B or L zero the row sums write zeros.
 void bias_fill_launch(const BiasFillParams& p, void* stream);
 void bias_row_sum_launch(const BiasRowSumParams& p, void* stream);
 

@@ -64,7 +64,7 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
   // u, v, q contiguous in one dtype on one device; mask float32 (B, H).
   static Tensor forward(AutogradContext* ctx, const Tensor& u, const Tensor& k, const Tensor& D,
                         const c10::optional<Tensor>& v_opt, const c10::optional<Tensor>& q_opt,
-                        const c10::optional<Tensor>& mask_opt, bool gelu) {
+                        const c10::optional<Tensor>& mask_opt, bool gelu, bool grad_possible) {
     const Tensor v = v_opt.value_or(Tensor()), q = q_opt.value_or(Tensor()),
                  mask = mask_opt.value_or(Tensor());
     const c10::cuda::CUDAGuard guard(u.device());
@@ -82,11 +82,10 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     p.elem = elem_type(u.scalar_type());
     p.gelu = gelu;
     // The backward needs z = conv(u * v, k) + D (u * v) for dq and GELU's derivative: kept from here (4 bytes per
-    // element) unless no gradient will be asked for or HIPPO_FFTCONV_RECOMPUTE=on.
-    const bool any_grad = u.requires_grad() || k.requires_grad() || D.requires_grad() ||
-                          (v.defined() && v.requires_grad()) || (q.defined() && q.requires_grad());
+    // element) unless no gradient can be asked for (grad_possible, decided by the caller: inside forward grad mode is
+    // always off) or HIPPO_FFTCONV_RECOMPUTE=on.
     Tensor z;
-    if ((gelu || q.defined()) && any_grad && !fftconv_recompute_z()) {
+    if ((gelu || q.defined()) && grad_possible && !fftconv_recompute_z()) {
       z = torch::empty(u.sizes(), u.options().dtype(torch::kFloat));
       p.z = z.data_ptr<float>();
     }
@@ -120,7 +119,7 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
                 "fftconv_fused: the fused backward is not differentiable "
                 "(create_graph / double backward) for u ",
                 u.sizes(), "; use fftconv_ref for higher derivatives");
-    variable_list out(7);
+    variable_list out(8);  // one per forward input: u, k, D, v, q, mask, gelu, grad_possible
     if (!grads[0].defined() || !(need_u || need_k || need_D || need_v || need_q)) return out;
     const auto dy = grads[0].to(u.scalar_type()).contiguous();
     // Groups of rows per channel: enough blocks to fill the device a few times over, each group adding one
@@ -310,7 +309,12 @@ Tensor fftconv_fused(const Tensor& u, const Tensor& k, const Tensor& D, const Ff
   if (o.v) v = o.v->contiguous();
   if (o.q) q = o.q->contiguous();
   if (o.dropout_mask) mask = o.dropout_mask->to(torch::kFloat).contiguous();
-  return FftConvFunction::apply(u.contiguous(), k, D, v, q, mask, o.gelu);
+  // Whether autograd can ask for a gradient of this call (grad mode on and an input that requires one): only then
+  // does the forward keep z for the backward.
+  const bool grad_possible = torch::GradMode::is_enabled() &&
+                             (u.requires_grad() || k.requires_grad() || D.requires_grad() ||
+                              (o.v && o.v->requires_grad()) || (o.q && o.q->requires_grad()));
+  return FftConvFunction::apply(u.contiguous(), k, D, v, q, mask, o.gelu, grad_possible);
 }
 
 bool fftconv_short_supported(const Tensor& u, const Tensor& k, const Tensor& D, const FftConvOptions& o) {

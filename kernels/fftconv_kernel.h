@@ -24,7 +24,7 @@ struct FftConvFwdParams {
   const float* kf = nullptr;    // (H, n/2 + 1) complex64 interleaved: (rfft(k, n) + D) / (n/2)
   void* y = nullptr;            // (B, H, L), elem, written
   // (B, H, L) float32, 16-byte aligned, written, or null: the pre-activation z = conv(u * v, k) + D (u * v) before
-  // GELU, mask and q, for the backward (FftConvBwdParams::z), which otherwise recomputes it with two FFTs per row.
+  // GELU, mask and q, read by the backward (FftConvBwdParams::z says what recomputing it costs instead).
   float* z = nullptr;
   int64_t B = 0, H = 0, L = 0;
   int log_n = 0;
@@ -44,8 +44,9 @@ struct FftConvBwdParams {
   const float* mask = nullptr;  // (B, H) or null
   const float* kf = nullptr;    // as in the forward
   const void* dy = nullptr;     // (B, H, L), elem
-  // (B, H, L) float32, 16-byte aligned, or null: z as the forward wrote it (FftConvFwdParams::z). Read only when
-  // a gate q or GELU needs z; null there means recompute it (an inverse FFT and a spectrum product per row more).
+  // (B, H, L) float32, 16-byte aligned, or null: z as the forward wrote it (FftConvFwdParams::z), read whenever set
+  // (the glue sets it only where a gate q or GELU needs z). Null where z is needed means recompute it: a spectrum
+  // product and an inverse FFT per row more, plus the forward FFT of w when dk_spec is null.
   const float* z = nullptr;
   void* du = nullptr;           // (B, H, L), elem, or null (not needed)
   void* dv = nullptr;           // (B, H, L), elem, or null (not needed or no v)

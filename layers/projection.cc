@@ -19,9 +19,13 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 // The dtype torch::linear would compute x W^T in: autocast's on x's device when it is on, else x's and W's promoted.
+// (Autocast leaves float64 alone, so float64 operands keep float64. Mismatched dtypes without autocast are promoted,
+// where torch::linear would raise.)
 c10::ScalarType compute_dtype(const Tensor& x, const Tensor& W) {
   const auto t = x.device().type();
-  if ((t == c10::DeviceType::CUDA || t == c10::DeviceType::CPU) && autocast_enabled(t)) return autocast_dtype(t);
+  const bool f64 = x.scalar_type() == torch::kDouble || W.scalar_type() == torch::kDouble;
+  if (!f64 && (t == c10::DeviceType::CUDA || t == c10::DeviceType::CPU) && autocast_enabled(t))
+    return autocast_dtype(t);
   return c10::promoteTypes(x.scalar_type(), W.scalar_type());
 }
 
@@ -60,8 +64,6 @@ class RowsLinear : public torch::autograd::Function<RowsLinear> {
     ctx->saved_data["x_dtype"] = x.scalar_type();
     ctx->saved_data["W_dtype"] = W.scalar_type();
     ctx->saved_data["bias_dtype"] = bias.defined() ? bias.scalar_type() : W.scalar_type();
-    ctx->saved_data["need_x"] = x.requires_grad();
-    ctx->saved_data["need_W"] = W.requires_grad();
     ctx->saved_data["need_bias"] = bias.defined() && bias.requires_grad();
     return y;
   }
@@ -69,6 +71,11 @@ class RowsLinear : public torch::autograd::Function<RowsLinear> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const Tensor &xd = saved[0], &Wd = saved[1];
+    // Grad mode is on inside backward only when a graph of the backward is asked for (create_graph): the saved
+    // operands were cast without history, so second derivatives would silently be missing.
+    TORCH_CHECK(!torch::GradMode::is_enabled(),
+                "linear_to_rows / linear_from_rows: the batched-GEMM backward is not differentiable (create_graph / "
+                "double backward); HIPPO_PROJECTION=transpose takes torch::linear");
     variable_list out(5);
     if (!grads[0].defined()) return out;
     NoAutocastScope no_autocast;
@@ -76,13 +83,14 @@ class RowsLinear : public torch::autograd::Function<RowsLinear> {
     const auto g = grads[0].to(xd.scalar_type()).contiguous();  // to_rows: (B, out, L); else (B, L, out)
     const int64_t B = xd.size(0), n_out = Wd.size(0), n_in = Wd.size(1);
     const auto acc = xd.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;  // the sums' dtype
-    if (ctx->saved_data["need_x"].toBool()) {
+    // x and W are inputs 0 and 1 whatever the (optional, last) bias is, so needs_input_grad names them.
+    if (ctx->needs_input_grad(0)) {
       // to_rows: dx[b] = g[b]^T W (L, in); else dx[b] = W^T g[b]^T (in, L): each in its own layout.
       const auto dx = to_rows ? at::bmm(g.transpose(1, 2), Wd.unsqueeze(0).expand({B, n_out, n_in}))
                               : at::bmm(Wd.t().unsqueeze(0).expand({B, n_in, n_out}), g.transpose(1, 2));
       out[0] = dx.to(ctx->saved_data["x_dtype"].toScalarType());
     }
-    if (ctx->saved_data["need_W"].toBool()) {
+    if (ctx->needs_input_grad(1)) {
       // dW = sum_b g[b] x[b] (to_rows) or sum_b g[b]^T x[b]^T: per-batch GEMMs, summed in float32 (float64 for float64).
       const auto per_batch = to_rows ? at::bmm(g, xd) : at::bmm(g.transpose(1, 2), xd.transpose(1, 2));
       out[1] = at::sum(per_batch, std::vector<int64_t>{0}, false, acc)
@@ -113,8 +121,9 @@ void check_rows_args(const Tensor& x, const Tensor& W, bool to_rows) {
   const char* name = to_rows ? "linear_to_rows" : "linear_from_rows";
   const int64_t in_dim = to_rows ? 2 : 1;
   TORCH_CHECK(W.dim() == 2, name, ": weight must be (out, in), got ", W.sizes());
-  TORCH_CHECK(x.dim() == 3 && x.size(in_dim) == W.size(1), name, ": x must be ",
-              to_rows ? "(B, L, in)" : "(B, in, L)", " with in = ", W.size(1), ", got ", x.sizes());
+  TORCH_CHECK(x.dim() == 3 && x.size(in_dim) == W.size(1), name,
+              to_rows ? ": x must be (B, L, in)" : ": y must be (B, in, L)", " with in = ", W.size(1), ", got ",
+              x.sizes());
 }
 
 }  // namespace

@@ -27,8 +27,10 @@ TEST(Environment, RecordsTheKernelSwitchesThatAreSet) {
   setenv("HIPPO_FFTCONV_DIRECT", "cpu", 1);
   setenv("HIPPO_FFTCONV_FILTER", "", 1);  // empty: unset
   setenv("HIPPO_FFTCONV_RECOMPUTE", "on", 1);
+  setenv("HIPPO_PROJECTION", "transpose", 1);
   const auto some = environment(c10::Device("cpu"));
-  EXPECT_EQ(some.at("kernel_switches").size(), 3u) << some.dump();
+  EXPECT_EQ(some.at("kernel_switches").size(), 4u) << some.dump();
+  EXPECT_EQ(some.at("kernel_switches").at("HIPPO_PROJECTION"), "transpose");
   EXPECT_EQ(some.at("kernel_switches").at("HIPPO_FFTCONV_RECOMPUTE"), "on");
   EXPECT_EQ(some.at("kernel_switches").at("HIPPO_SSM_KERNEL"), "aten");
   EXPECT_EQ(some.at("kernel_switches").at("HIPPO_FFTCONV_DIRECT"), "cpu");

@@ -199,7 +199,7 @@ TEST(FftConvCuda, BackwardWithoutFilterGradient) {
 }
 
 // The backward reads the forward's saved z (the default) or recomputes it (HIPPO_FFTCONV_RECOMPUTE=on): the same
-// gradients either way, on chip (L 1000) and past it (L 16384), with and without the filter's gradient (without
+// gradients either way, on chip (L 12 to 1004) and past it (L 16384), with and without the filter's gradient (without
 // it the saved-z backward skips the spectrum of w altogether).
 TEST(FftConvCuda, SavedAndRecomputedZGiveTheSameGradients) {
   HIPPO_REQUIRE_CUDA();
@@ -209,7 +209,8 @@ TEST(FftConvCuda, SavedAndRecomputedZGiveTheSameGradients) {
     ~Restore() { set_fftconv_recompute_z(mode); }
   } restore{saved_mode};
   const char* names[] = {"du", "dk", "dD", "dv", "dq"};
-  for (const int64_t L : {int64_t{1000}, int64_t{16384}}) {
+  // L 12 and 1004: rows of z a multiple of 4 floats whose last bf16 chunk (8 elements) is partial.
+  for (const int64_t L : {int64_t{12}, int64_t{1000}, int64_t{1004}, int64_t{16384}}) {
     for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
       for (const bool filter_grad : {true, false}) {
         const Case c{3, 40, L, L, dtype, kV | kQ | kGelu | kMask};

@@ -114,10 +114,29 @@ TEST(Projection, BadShapesAreRefusedNamingThem) {
   expect_error([&] { linear_to_rows(l, torch::randn({2, 9, 5})); },
                "linear_to_rows: x must be (B, L, in) with in = 6, got [2, 9, 5]");
   expect_error([&] { linear_from_rows(l, torch::randn({2, 9, 6})); },
-               "linear_from_rows: x must be (B, in, L) with in = 6, got [2, 9, 6]");
+               "linear_from_rows: y must be (B, in, L) with in = 6, got [2, 9, 6]");
   expect_error([&] { linear_to_rows(l, torch::randn({9, 6})); }, "linear_to_rows: x must be (B, L, in)");
   expect_error([&] { internal::linear_rows_direct(torch::randn({2, 9, 6}), torch::randn({6}), Tensor(), true); },
                "linear_to_rows: weight must be (out, in)");
+}
+
+// Only the gradients asked for are computed (needs_input_grad), and a graph of the backward is refused, not left
+// silently incomplete.
+TEST(Projection, GradientsOfASubsetAndDoubleBackwardRefused) {
+  torch::manual_seed(11);
+  const auto x = torch::randn({2, 7, 6}, torch::requires_grad()), W = torch::randn({5, 6}, torch::requires_grad()),
+             b = torch::randn({5}, torch::requires_grad());
+  const auto y = internal::linear_rows_direct(x, W, b, true);
+  const auto w = torch::randn(y.sizes());
+  const auto dx = torch::autograd::grad({(y * w).sum()}, {x}, {}, /*retain_graph=*/true);
+  EXPECT_TRUE(torch::allclose(dx[0], torch::linear(w.transpose(1, 2), W.t().detach()), 1e-5, 1e-5));
+  try {
+    torch::autograd::grad({(y * w).sum()}, {x}, {}, /*retain_graph=*/true, /*create_graph=*/true);
+    ADD_FAILURE() << "create_graph accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not differentiable (create_graph / double backward)"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Projection, EnvironmentSwitchAcceptsDirectAndTransposeOnly) {

@@ -203,11 +203,7 @@ TEST(FftConvCuda, BackwardWithoutFilterGradient) {
 // it the saved-z backward skips the spectrum of w altogether).
 TEST(FftConvCuda, SavedAndRecomputedZGiveTheSameGradients) {
   HIPPO_REQUIRE_CUDA();
-  const bool saved_mode = fftconv_recompute_z();
-  struct Restore {
-    bool mode;
-    ~Restore() { set_fftconv_recompute_z(mode); }
-  } restore{saved_mode};
+  const testing::RecomputeModeGuard restore;
   const char* names[] = {"du", "dk", "dD", "dv", "dq"};
   // L 12 and 1004: rows of z a multiple of 4 floats whose last bf16 chunk (8 elements) is partial.
   for (const int64_t L : {int64_t{12}, int64_t{1000}, int64_t{1004}, int64_t{16384}}) {

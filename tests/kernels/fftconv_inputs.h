@@ -70,4 +70,10 @@ struct DirectModeGuard {
   ~DirectModeGuard() { set_direct_dispatch(saved); }
 };
 
+// Restores the saved-z mode (HIPPO_FFTCONV_RECOMPUTE, set_fftconv_recompute_z) a test changed, on scope exit.
+struct RecomputeModeGuard {
+  bool saved = fftconv_recompute_z();
+  ~RecomputeModeGuard() { set_fftconv_recompute_z(saved); }
+};
+
 }  // namespace hippo::testing

@@ -18,8 +18,8 @@ bool diag_ssm_kernel_fused_supported(const torch::Tensor& log_dt, const torch::T
 
 // K (H, L) float32 on the parameters' device: K[h, l] = 2 Re(sum_n C'_n exp(l w_n)) with w = log dA and C' = C dB
 // of the bilinear (H3) or zero-order-hold (S4D) discretisation, Re A = -max(exp(log_A_real), 1e-4), dt =
-// exp(log_dt): the same function as DiagSSMImpl::kernel_of(discretize(), L); w, C' and each power's phase in float64
-// (ssm_math::power_reduced), the tables and sums in float32, K about 1.6e-7 off (the float32 expression: 1e-5). log_dt (H),
+// exp(log_dt): the same function as DiagSSMImpl::kernel_of(discretize(), L); w, C' and the powers of exp(w) in float64
+// (kernels/ssm_kernel.cu), the tables and sums in float32, K about 1.6e-7 off (the float32 expression: 1e-5). log_dt (H),
 // log_A_real (H, N2), A_imag (H, N2), B (H, N2, 2) and C (H, N2, 2) as (re, im), float32, CUDA. Gradients flow to
 // all five, computed in float64 and returned in float32; the backward's scratch is H (L / 1024) N2 4 float64 values
 // (N2 / 128 times the size of K). Not twice differentiable: a backward with create_graph raises. Raises c10::Error

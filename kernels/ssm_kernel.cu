@@ -5,17 +5,23 @@
 // the ATen expressions of both SSMs and the small elementwise ops around them took 63 launches of one H3 forward
 // (58 of them the diagonal SSM's kernel) and 232 of its forward+backward (ncu, B4 D768 L2K, H200). Positions are
 // split as l = 32 m + r: a block owns 1024 positions (32 values of m) of one channel and, per group of 32 modes,
-// tabulates z^r and z^(32 m) in shared memory (the forward: one exp and one sincos each; the backward: by repeated
-// squaring, small_power), so that each (l, n) term is one complex multiply-add. Backward: per block and mode the sums S0 = sum_l dK_l z^l and S1 = sum_l dK_l l z^l over its
-// positions; a second kernel adds the blocks' sums in a fixed order (deterministic) and applies the chain rule of
-// kernels/ssm_math.h. The forward: w and C' in float64, each table entry's phase formed and reduced in float64
-// (ssm_math::power_reduced), the tables and the sums in float32. The backward in float64 (w, tables, sums and chain
-// rule), its gradients rounded to float32 once. The backward is the exact gradient, so the forward must be
-// accurate too: with the phases in float32 (as the ATen expression forms them) K was about 2e-5 off, and with
-// a loss of y = K * u (y^2, white u) the float32 expression's own gradient errors cancel that K error in part
-// while the exact gradient does not, so the fused gradients of log_dt and A_imag were 4x the expression's error
-// (CPU emulation, H 64, N2 32, L 3000: 2.7e-4 / 2.0e-4 against 6.0e-5 / 4.4e-5; with the reduced phases K is
-// 1.3e-7 off and those gradients 2.4e-7 / 2.6e-7). CUDA runtime only.
+// tabulates z^r and z^(32 m) in shared memory, each table row by successive products in float64 from one float64
+// exponential (the phase formed and reduced in float64: exact to about 1e-15 relative at every exponent), so that each
+// (l, n) term is one complex multiply-add. Forward: the tables rounded to float32, 16 outputs per thread, sums in
+// float32. Backward: per block and mode the sums S0 = sum_l dK_l z^l and S1 = sum_l dK_l l z^l over its positions,
+// the 32-term inner sums over r in float32 and the rest (z^(32 m), the sums over m and tiles, the chain rule of
+// kernels/ssm_math.h) in float64; a second kernel adds the blocks' sums in a fixed order (deterministic), and the
+// gradients are rounded to float32 once. The backward is the exact gradient, so the forward must be accurate too:
+// with the phases in float32 (as the ATen expression forms them) K was about 2e-5 off, and with a loss of y = K * u
+// (y^2, white u) the float32 expression's own gradient errors cancel that K error in part while the exact gradient
+// does not, so the fused gradients of log_dt and A_imag were 4x the expression's error (CPU emulation, H 64, N2 32,
+// L 3000: 2.7e-4 / 2.0e-4 against 6.0e-5 / 4.4e-5; with the phases reduced in float64 K is 1.3e-7 off and those
+// gradients 2.4e-7 / 2.6e-7). Session 13 (H200, ncu, H 768, N2 32, L 2048): the tables, one exponential, sine and
+// cosine per entry (in the backward repeated squaring in float64), took most of both kernels' instructions (the
+// forward was issue-bound: about 15M warp instructions where its multiply-adds and loads need about 4M); by
+// products from one exponential per row, with 4 x 4 outputs per thread in the forward and float32 inner sums in
+// the backward, the forward went from 28.2 to 16.5 us and the backward's partial sums from 52.2 to 31.8 us.
+// CUDA runtime only.
 #include <cuda_runtime.h>
 
 #include <climits>
@@ -52,63 +58,7 @@ __device__ __forceinline__ Mode<T> load_mode(const DiagSsmParams& p, int64_t h, 
   return m;
 }
 
-// exp(e w) in float32 for w in float64 (ssm_math::power_reduced: the phase reduced in float64).
-__device__ __forceinline__ float2 power(double2 w, int64_t e) {
-  const Cx<float> z = ssm_math::power_reduced(Cx<double>{w.x, w.y}, e);
-  return make_float2(z.re, z.im);
-}
-
-__device__ __forceinline__ float2 cmul(float2 a, float2 b) {
-  return make_float2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
-}
-
-// Block (h, tile): K[h, l] for l in [1024 tile, 1024 (tile + 1)) and l < L. Thread t owns r = t % 32 and
-// m = t / 32 + 8 i, i < 4.
-__global__ void __launch_bounds__(kThreads) diag_ssm_fwd_kernel(DiagSsmParams p, float* __restrict__ K) {
-  __shared__ float2 lo[kModes][kR];  // z_j^r, r fastest (the lanes)
-  __shared__ float2 ch[kM][kModes];  // C'_j z_j^(32 m), read as a broadcast
-  __shared__ double2 w_s[kModes];
-  __shared__ float2 cp_s[kModes];
-  const int64_t h = blockIdx.x, m0 = static_cast<int64_t>(blockIdx.y) * kM;
-  const int t = threadIdx.x, r = t % kR, mq = t / kR;
-  float acc[kM / kWarps] = {};
-  for (int64_t n0 = 0; n0 < p.N2; n0 += kModes) {
-    if (t < kModes) {
-      double2 w = make_double2(0.0, 0.0);  // past N2: a mode with C' = 0
-      float2 cp = make_float2(0.f, 0.f);
-      if (n0 + t < p.N2) {
-        Cx<double> W, CP;
-        ssm_math::discretize(load_mode<double>(p, h, n0 + t), p.bilinear, W, CP);
-        w = make_double2(W.re, W.im);
-        cp = make_float2(static_cast<float>(CP.re), static_cast<float>(CP.im));
-      }
-      w_s[t] = w;
-      cp_s[t] = cp;
-    }
-    __syncthreads();
-    for (int i = t; i < kModes * kR; i += kThreads) {
-      lo[i / kR][i % kR] = power(w_s[i / kR], i % kR);
-      ch[i / kModes][i % kModes] = cmul(cp_s[i % kModes], power(w_s[i % kModes], (m0 + i / kModes) * kR));
-    }
-    __syncthreads();
-#pragma unroll 4
-    for (int j = 0; j < kModes; ++j) {
-      const float2 z = lo[j][r];
-#pragma unroll
-      for (int i = 0; i < kM / kWarps; ++i) {
-        const float2 c = ch[mq + kWarps * i][j];
-        acc[i] += c.x * z.x - c.y * z.y;
-      }
-    }
-    __syncthreads();  // the next group rewrites the tables
-  }
-#pragma unroll
-  for (int i = 0; i < kM / kWarps; ++i) {
-    const int64_t l = (m0 + mq + kWarps * i) * kR + r;
-    if (l < p.L) K[h * p.L + l] = 2.f * acc[i];
-  }
-}
-
+// exp(e w) in float64: the phase e Im w formed and reduced in float64 (sincos), e up to 65535 * 1024.
 __device__ __forceinline__ double2 power_f64(double2 w, int64_t e) {
   const double x = static_cast<double>(e);
   double s, c;
@@ -121,68 +71,138 @@ __device__ __forceinline__ double2 cmul(double2 a, double2 b) {
   return make_double2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
 }
 
-// z^a for 0 <= a < 32 by repeated squaring: at most 10 complex products in float64 (relative error about 1e-15)
-// instead of a float64 sine, cosine and exponential per table entry. Measured on the H200 (session 10, H 768,
-// N2 32): the backward 2% faster (0.0616 -> 0.0604 ms at L 2048), gradients bit-identical; the tables were
-// not the bottleneck. ncu: the kernel is FP64-bound in the sums below (12.6M FP64 warp instructions at L 2048,
-// 42% of the FP64 peak, 52 us).
-__device__ __forceinline__ double2 small_power(double2 z, int a) {
-  double2 r = make_double2(1.0, 0.0);
-  for (; a > 0; a >>= 1) {
-    if (a & 1) r = cmul(r, z);
-    z = cmul(z, z);
+__device__ __forceinline__ float2 to_float2(double2 v) {
+  return make_float2(static_cast<float>(v.x), static_cast<float>(v.y));
+}
+
+// The forward's tables hold rows of kR + 2 float2 (272 bytes: 16-byte aligned rows, and lanes writing one row each fall
+// 4 banks apart).
+constexpr int kFwdRow = kR + 2;
+constexpr int kFwdThreads = 64;
+
+// Block (h, tile): K[h, l] for the tile's 1024 positions l = 32 m + r, l < L. Per group of 32 modes, warp 0's lane j
+// tabulates z_j^r (r < 32) and warp 1's lane j C'_j z_j^(32 m) (the block's 32 values of m), each by products in
+// float64 from one exponential (power_f64) and rounded once to float32. Thread t then owns a 4 x 4 block of outputs,
+// r in [4 (t % 8), + 4) and m in [m0 + 4 (t / 8), + 4): per mode two 16-byte loads of powers and two of
+// coefficients for 16 complex multiply-adds in float32.
+__global__ void __launch_bounds__(kFwdThreads) diag_ssm_fwd_kernel(DiagSsmParams p, float* __restrict__ K) {
+  static_assert(kFwdThreads == 64 && kR == 32 && kM == 32 && kModes == 32, "two warps: one table each");
+  __shared__ __align__(16) float2 lo[kModes][kFwdRow];  // z_j^r, r fastest
+  __shared__ __align__(16) float2 ch[kModes][kFwdRow];  // C'_j z_j^(32 m), m - m0 fastest
+  const int64_t h = blockIdx.x, m0 = static_cast<int64_t>(blockIdx.y) * kM;
+  const int t = threadIdx.x, r0 = 4 * (t % 8), mr0 = 4 * (t / 8);
+  float acc[4][4] = {};  // [m - m0 - mr0][r - r0]
+  for (int64_t n0 = 0; n0 < p.N2; n0 += kModes) {
+    {
+      const int j = t % 32;
+      double2 w = make_double2(0.0, 0.0), cp = make_double2(0.0, 0.0);  // past N2: a mode with C' = 0
+      if (n0 + j < p.N2) {
+        Cx<double> W, CP;
+        ssm_math::discretize(load_mode<double>(p, h, n0 + j), p.bilinear, W, CP);
+        w = make_double2(W.re, W.im);
+        cp = make_double2(CP.re, CP.im);
+      }
+      if (t < 32) {
+        const double2 z = power_f64(w, 1);
+        double2 v = make_double2(1.0, 0.0);
+        for (int r = 0; r < kR; ++r) {
+          lo[j][r] = to_float2(v);
+          v = cmul(v, z);
+        }
+      } else {
+        const double2 z32 = power_f64(w, kR);
+        double2 v = cmul(cp, power_f64(w, m0 * kR));
+        for (int m = 0; m < kM; ++m) {
+          ch[j][m] = to_float2(v);
+          v = cmul(v, z32);
+        }
+      }
+    }
+    __syncthreads();
+#pragma unroll 2
+    for (int j = 0; j < kModes; ++j) {
+      const float4 z01 = *reinterpret_cast<const float4*>(&lo[j][r0]);
+      const float4 z23 = *reinterpret_cast<const float4*>(&lo[j][r0 + 2]);
+      const float4 c01 = *reinterpret_cast<const float4*>(&ch[j][mr0]);
+      const float4 c23 = *reinterpret_cast<const float4*>(&ch[j][mr0 + 2]);
+      const float2 z[4] = {{z01.x, z01.y}, {z01.z, z01.w}, {z23.x, z23.y}, {z23.z, z23.w}};
+      const float2 c[4] = {{c01.x, c01.y}, {c01.z, c01.w}, {c23.x, c23.y}, {c23.z, c23.w}};
+#pragma unroll
+      for (int b = 0; b < 4; ++b) {
+#pragma unroll
+        for (int a = 0; a < 4; ++a) acc[b][a] += c[b].x * z[a].x - c[b].y * z[a].y;
+      }
+    }
+    __syncthreads();  // the next group rewrites the tables
   }
-  return r;
+#pragma unroll
+  for (int b = 0; b < 4; ++b) {
+#pragma unroll
+    for (int a = 0; a < 4; ++a) {
+      const int64_t l = (m0 + mr0 + b) * kR + r0 + a;
+      if (l < p.L) K[h * p.L + l] = 2.f * acc[b][a];
+    }
+  }
 }
 
 // Block (h, tile): for every mode n, S0 = sum dK_l z_n^l and S1 = sum dK_l l z_n^l over the block's positions,
 // written to partial[h, tile, n, :] = (Re S0, Im S0, Re S1, Im S1). Thread t owns mode n0 + t % 32 and
-// m = t / 32 + 8 i; sum_l = sum_m z^(32 m) sum_r dK z^r, and l z^l = z^(32 m) (32 m z^r + r z^r). In float64
-// (w, the power tables, the sums): the float32 form lost up to 48 times the float32 ATen expression's accuracy
-// in the gradients of log_dt, log_A_real and A_imag (measured on the H200 against float64, H = 1, N2 = 70).
+// m = t / 32 + 8 i; sum_l = sum_m z^(32 m) sum_r dK z^r, and l z^l = z^(32 m) (32 m z^r + r z^r). Per group of 32
+// modes, warp 0's lane j tabulates z_j^r (r < 32) and warp 1's lane j z_j^(32 m), by products in float64 from one
+// exponential each. w, z^(32 m) and the sums over m are float64 (in float32 throughout, the gradients of log_dt,
+// log_A_real and A_imag lost up to 48 times the float32 ATen expression's accuracy: measured on the H200 against
+// float64, H = 1, N2 = 70: the phases of z^(32 m) at large m). The inner sums over r (32 terms, |z^r| <= 1) are
+// float32, z^r rounded once from float64 and (dK_l, r dK_l) read as one pair: about 1e-7 of their own size, and no
+// phase grows with L there; in float64 the kernel was FP64-bound (ncu, H 768, N2 32, L 2048: 12.6M FP64 warp
+// instructions, 42% of the FP64 peak, 52 us).
 __global__ void __launch_bounds__(kThreads)
     diag_ssm_bwd_partial_kernel(DiagSsmParams p, const float* __restrict__ dK, double* __restrict__ partial) {
-  __shared__ float dk_s[kM][kR];
-  __shared__ double2 lo[kR][kModes];  // z_j^r, mode fastest (the lanes)
+  __shared__ float2 dk_s[kM][kR];     // (dK_l, r dK_l) for l = 32 (m0 + row) + r
+  __shared__ float2 lo[kR][kModes];   // z_j^r, mode fastest (the lanes)
   __shared__ double2 hi[kM][kModes];  // z_j^(32 m)
-  __shared__ double2 base_s[3][kModes];  // per mode: z, z^32 and z^(32 m0)
   __shared__ double red[4][kWarps][kModes];
   const int64_t h = blockIdx.x, tile = blockIdx.y, tiles = gridDim.y, m0 = tile * kM;
   const int t = threadIdx.x, j = t % kModes, ms = t / kModes;
   for (int i = t; i < kM * kR; i += kThreads) {
     const int64_t l = m0 * kR + i;
-    dk_s[i / kR][i % kR] = l < p.L ? dK[h * p.L + l] : 0.f;
+    const float d = l < p.L ? dK[h * p.L + l] : 0.f;
+    dk_s[i / kR][i % kR] = make_float2(d, d * static_cast<float>(i % kR));
   }
   for (int64_t n0 = 0; n0 < p.N2; n0 += kModes) {
-    if (t < kModes) {
+    if (t < 64) {
       double2 w = make_double2(0.0, 0.0);
-      if (n0 + t < p.N2) {
+      if (n0 + j < p.N2) {
         Cx<double> W, CP;
-        ssm_math::discretize(load_mode<double>(p, h, n0 + t), p.bilinear, W, CP);
+        ssm_math::discretize(load_mode<double>(p, h, n0 + j), p.bilinear, W, CP);
         w = make_double2(W.re, W.im);
       }
-      base_s[0][t] = power_f64(w, 1);
-      base_s[1][t] = power_f64(w, kR);
-      base_s[2][t] = power_f64(w, m0 * kR);
-    }
-    __syncthreads();
-    for (int i = t; i < kR * kModes; i += kThreads) {
-      const int a = i / kModes, jj = i % kModes;  // a: r for lo, m - m0 for hi
-      lo[a][jj] = small_power(base_s[0][jj], a);
-      hi[a][jj] = cmul(base_s[2][jj], small_power(base_s[1][jj], a));
+      if (t < 32) {
+        const double2 z = power_f64(w, 1);
+        double2 v = make_double2(1.0, 0.0);
+        for (int r = 0; r < kR; ++r) {
+          lo[r][j] = to_float2(v);
+          v = cmul(v, z);
+        }
+      } else {
+        const double2 z32 = power_f64(w, kR);
+        double2 v = power_f64(w, m0 * kR);
+        for (int m = 0; m < kM; ++m) {
+          hi[m][j] = v;
+          v = cmul(v, z32);
+        }
+      }
     }
     __syncthreads();
     double s0x = 0, s0y = 0, s1x = 0, s1y = 0;
     for (int mi = ms; mi < kM; mi += kWarps) {
-      double px = 0, py = 0, qx = 0, qy = 0;
+      float px = 0, py = 0, qx = 0, qy = 0;
 #pragma unroll 8
       for (int r = 0; r < kR; ++r) {
-        const double d = dk_s[mi][r], dr = d * r;
-        const double2 z = lo[r][j];
-        px += d * z.x;
-        py += d * z.y;
-        qx += dr * z.x;
-        qy += dr * z.y;
+        const float2 d = dk_s[mi][r], z = lo[r][j];
+        px += d.x * z.x;
+        py += d.x * z.y;
+        qx += d.y * z.x;
+        qy += d.y * z.y;
       }
       const double2 hz = hi[mi][j];
       const double base = static_cast<double>((m0 + mi) * kR);
@@ -338,7 +358,7 @@ void shift_ssm_kernel_backward_launch(const float* B, const float* C, const floa
 void diag_ssm_kernel_launch(const DiagSsmParams& p, float* K, void* stream) {
   check_sizes(p, "diag_ssm_fwd_kernel");
   const dim3 grid(static_cast<unsigned>(p.H), static_cast<unsigned>(diag_ssm_tiles(p.L)));
-  diag_ssm_fwd_kernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p, K);
+  diag_ssm_fwd_kernel<<<grid, kFwdThreads, 0, static_cast<cudaStream_t>(stream)>>>(p, K);
   check_launch("diag_ssm_fwd_kernel", p);
 }
 
@@ -346,8 +366,8 @@ void diag_ssm_kernel_backward_launch(const DiagSsmParams& p, const float* dK, co
   check_sizes(p, "diag_ssm_bwd_partial_kernel");
   const int64_t tiles = diag_ssm_tiles(p.L);
   auto s = static_cast<cudaStream_t>(stream);
-  diag_ssm_bwd_partial_kernel<<<dim3(static_cast<unsigned>(p.H), static_cast<unsigned>(tiles)), kThreads, 0, s>>>(
-      p, dK, g.partial);
+  const dim3 grid(static_cast<unsigned>(p.H), static_cast<unsigned>(tiles));
+  diag_ssm_bwd_partial_kernel<<<grid, kThreads, 0, s>>>(p, dK, g.partial);
   check_launch("diag_ssm_bwd_partial_kernel", p);
   diag_ssm_bwd_params_kernel<<<static_cast<unsigned>(p.H), 128, 0, s>>>(p, g.partial, tiles, g);
   check_launch("diag_ssm_bwd_params_kernel", p);

@@ -25,7 +25,6 @@ HIPPO_HD float m_cos(float x) { return cosf(x); }
 HIPPO_HD double m_cos(double x) { return cos(x); }
 HIPPO_HD float m_sin(float x) { return sinf(x); }
 HIPPO_HD double m_sin(double x) { return sin(x); }
-HIPPO_HD double m_rint(double x) { return rint(x); }
 
 // A complex number as (re, im); the gradient of a real loss with respect to a complex value z is carried as
 // dl/dre + i dl/dim (PyTorch's convention), so that for a holomorphic y = f(x): G_x = conj(f'(x)) G_y.
@@ -56,22 +55,6 @@ HIPPO_HD Cx<T> cexp(Cx<T> a) {
 // Re(conj(g) * d): dl/dt for a real t from the gradient g of y and dy/dt = d.
 template <typename T>
 HIPPO_HD T real_dot(Cx<T> g, Cx<T> d) { return g.re * d.re + g.im * d.im; }
-
-// exp(e w) in float32 for a mode's w = log dA in float64 and an exponent e (a position l, or a multiple of the
-// tile's row length), 0 <= e < 2^53. The phase e Im w is formed in float64 and reduced to [-pi, pi] there, then one
-// float32 sine and cosine; the magnitude is exp of e Re w rounded to float32. Error: about 2.4e-7 in the phase
-// for every e (one float32 rounding of the reduced phase), and 6e-8 |e Re w| relative in the magnitude. Forming
-// the phase in float32, as exp(l w) over a float32 tensor does, costs an absolute phase error of about
-// 6e-8 |l Im w| (6e-4 rad at l = 3000, |Im w| = 3), which made the fused kernel's K 1e-5-accurate only and its
-// float64 gradients 4x worse than the float32 expression's (kernels/ssm_kernel.cu; docs/FLASHCONV.md).
-HIPPO_HD Cx<float> power_reduced(Cx<double> w, int64_t e) {
-  constexpr double kTwoPi = 6.283185307179586476925286766559;
-  const double x = static_cast<double>(e);
-  double ph = x * w.im;
-  ph -= kTwoPi * m_rint(ph * (1.0 / kTwoPi));
-  const float phf = static_cast<float>(ph), mag = m_exp(static_cast<float>(x * w.re));
-  return {mag * m_cos(phf), mag * m_sin(phf)};
-}
 
 // The smallest |Re A| (DiagSSMImpl::discretize: Re A = -max(exp(log_A_real), kMinNegReal)).
 constexpr double kMinNegReal = 1e-4;

@@ -72,4 +72,48 @@ torch::Tensor bias_row_sums(const torch::Tensor& g) {
 #endif
 }
 
+torch::Tensor bias_col_sums(const torch::Tensor& g) {
+  TORCH_CHECK(g.dim() == 3, "bias_col_sums: g must be (B, L, C), got ", g.sizes());
+#ifdef HIPPO_WITH_CUDA
+  cuda::ElemType e;
+  if (!g.is_cuda() || !elem_of(g.scalar_type(), &e)) return {};
+  const c10::cuda::CUDAGuard guard(g.device());
+  const auto gc = g.contiguous();
+  cuda::BiasColSumParams p;
+  p.N = g.size(0) * g.size(1);
+  p.C = g.size(2);
+  auto partial = torch::empty({cuda::bias_col_sum_slabs(p.N), p.C}, g.options().dtype(torch::kFloat));
+  auto out = torch::empty({p.C}, g.options().dtype(torch::kFloat));
+  p.in = gc.data_ptr();
+  p.partial = partial.data_ptr<float>();
+  p.out = out.data_ptr<float>();
+  p.elem = e;
+  launch_checked([&] { cuda::bias_col_sum_launch(p, at::cuda::getCurrentCUDAStream().stream()); });
+  return out;
+#else
+  return {};
+#endif
+}
+
+torch::Tensor batch_sums(const torch::Tensor& t) {
+  TORCH_CHECK(t.dim() == 3, "batch_sums: t must be (B, M, N), got ", t.sizes());
+#ifdef HIPPO_WITH_CUDA
+  cuda::ElemType e;
+  if (!t.is_cuda() || !elem_of(t.scalar_type(), &e)) return {};
+  const c10::cuda::CUDAGuard guard(t.device());
+  const auto tc = t.contiguous();
+  auto out = torch::empty({t.size(1), t.size(2)}, t.options().dtype(torch::kFloat));  // every entry written (zeros for B = 0)
+  cuda::BatchSumParams p;
+  p.in = tc.data_ptr();
+  p.out = out.data_ptr<float>();
+  p.B = t.size(0);
+  p.N = t.size(1) * t.size(2);
+  p.elem = e;
+  launch_checked([&] { cuda::batch_sum_launch(p, at::cuda::getCurrentCUDAStream().stream()); });
+  return out;
+#else
+  return {};
+#endif
+}
+
 }  // namespace hippo::internal

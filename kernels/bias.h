@@ -1,5 +1,6 @@
-// The bias kernels (kernels/bias_kernel.h) for LibTorch tensors: a projection's bias broadcast into a fresh output, and
-// its gradient summed over the (B, C, L) rows layout (layers/projection.h). Both answer an undefined tensor where the
+// The bias kernels (kernels/bias_kernel.h) for LibTorch tensors: a projection's bias broadcast into a fresh output, its
+// gradient summed over the (B, C, L) rows layout or the (B, L, C) layout, and the weight gradient's per-batch products
+// summed (layers/projection.h). Both answer an undefined tensor where the
 // kernels do not apply (a build without CUDA kernels, a CPU tensor, float64), and the caller then takes ATen's way.
 #pragma once
 
@@ -17,5 +18,16 @@ torch::Tensor bias_broadcast(const torch::Tensor& bias, at::IntArrayRef sizes, b
 // strides; made contiguous), float32 accumulation in a fixed order. Undefined where unsupported. Raises c10::Error when
 // g is not 3-D, or naming the kernel and shape when the launch fails.
 torch::Tensor bias_row_sums(const torch::Tensor& g);
+
+// (C) float32 = sum over b and l of g[b, l, c] for g (B, L, C) float32, float16 or bfloat16 on a CUDA device (any
+// strides; made contiguous): torch::linear's bias gradient, float32 accumulation in a fixed order (two passes over
+// row slabs). Undefined where unsupported. Raises c10::Error when g is not 3-D, or naming the kernel and shape when
+// a launch fails.
+torch::Tensor bias_col_sums(const torch::Tensor& g);
+
+// (M, N) float32 = sum over b of t[b] for t (B, M, N) float32, float16 or bfloat16 on a CUDA device (any strides;
+// made contiguous), added in b order: a weight gradient from per-batch GEMM products. Undefined where unsupported.
+// Raises c10::Error when t is not 3-D, or naming the kernel and shape when the launch fails.
+torch::Tensor batch_sums(const torch::Tensor& t);
 
 }  // namespace hippo::internal

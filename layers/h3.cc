@@ -47,17 +47,15 @@ torch::Tensor H3Impl::contract(const torch::Tensor& q, const torch::Tensor& y) c
 
 torch::Tensor H3Impl::forward(const torch::Tensor& x) {
   // (B, L, D) -> (B, D, L), the FFT convolution's rows, by batched GEMMs on the GPU (layers/projection.h).
-  auto q = linear_to_rows(q_proj_, x);
-  auto k = shift_->forward(linear_to_rows(k_proj_, x));
-  auto v = linear_to_rows(v_proj_, x);
-  return mix(x, q, k, v);
+  // q, k and v as one node: the backward adds their gradients of x inside the GEMMs.
+  const auto qkv = linear_to_rows_many({q_proj_, k_proj_, v_proj_}, x);
+  return mix(x, qkv[0], shift_->forward(qkv[1]), qkv[2]);
 }
 
 torch::Tensor H3Impl::forward_with_state(const torch::Tensor& x, MixerState& state) {
-  auto q = linear_to_rows(q_proj_, x);
-  auto k_in = linear_to_rows(k_proj_, x);
+  const auto qkv = linear_to_rows_many({q_proj_, k_proj_, v_proj_}, x);
+  const auto &q = qkv[0], &k_in = qkv[1], &v = qkv[2];
   auto k = shift_->forward(k_in);
-  auto v = linear_to_rows(v_proj_, x);
   state = {shift_->state_after(k_in), diag_->state_after(head_dim_ == 1 ? k * v : outer(k, v))};
   return mix(x, q, k, v);
 }

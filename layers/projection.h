@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <string>
+#include <vector>
 
 namespace hippo {
 
@@ -19,6 +20,13 @@ namespace hippo {
 // computes dx (B, L, in) = g^T W, dW = sum_b g[b] x[b] (float32 sum of per-batch GEMMs) and dbias = sum over (b, l)
 // of g (kernels/bias.h's row sums, float32). Raises c10::Error when x is not 3-D with x.size(2) == in.
 torch::Tensor linear_to_rows(const torch::nn::Linear& l, const torch::Tensor& x);
+
+// Several projections of one x (B, L, in): {linear_to_rows(l, x) for l in ls}, each (B, out_l, L), same rules. On a
+// CUDA device with projection_direct() they are one autograd node whose backward adds the projections' gradients of
+// x inside the GEMMs (beta = 1 onto the first) instead of autograd adding them afterwards (two (B, L, in) adds for
+// H3's q, k and v). Raises c10::Error when ls is empty or x does not fit a weight.
+std::vector<torch::Tensor> linear_to_rows_many(const std::vector<torch::nn::Linear>& ls,
+                                               const torch::Tensor& x);
 
 // (B, in, L) rows -> (B, L, out) contiguous: linear(l, transpose_contiguous(y)), the way back (H3's output
 // projection). Same rules; on a CUDA device with projection_direct() one batched GEMM reading y[b] transposed, and a
@@ -38,6 +46,10 @@ bool parse_projection_env(const std::string& value);
 // linear_from_rows. weight (out, in), bias (out) or undefined.
 torch::Tensor linear_rows_direct(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                                  bool to_rows);
+// The several-weights path of linear_to_rows_many on any device: weights (out_i, in) of one dtype and device, biases
+// one per weight ((out_i) or undefined). Raises c10::Error on a count mismatch or a weight that does not fit x.
+std::vector<torch::Tensor> linear_to_rows_direct(const torch::Tensor& x, const std::vector<torch::Tensor>& weights,
+                                                 const std::vector<torch::Tensor>& biases);
 }  // namespace internal
 
 }  // namespace hippo

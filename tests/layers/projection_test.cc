@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -139,6 +140,97 @@ TEST(Projection, GradientsOfASubsetAndDoubleBackwardRefused) {
   }
 }
 
+// Several projections of one x as one node (linear_to_rows_many, H3's q, k and v): values and every gradient
+// against separate torch::linear references, where the gradient of x is the sum over the projections (added inside
+// the GEMMs here, by autograd there); one projection without a bias, one output left out of the loss (its gradient
+// undefined), and only x's gradient asked for.
+void check_several(torch::Device device, torch::ScalarType dtype, double tol, bool autocast) {
+  torch::manual_seed(13);
+  const auto o = torch::TensorOptions().device(device).dtype(dtype);
+  const int64_t B = 3, L = 29, in = 16;
+  const auto x0 = torch::randn({B, L, in}, o);
+  const std::vector<int64_t> outs = {24, 16, 8};
+  std::vector<Tensor> W0, b0;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    W0.push_back(torch::randn({outs[i], in}, o) / 4.0);
+    b0.push_back(i == 1 ? Tensor() : torch::randn({outs[i]}, o));
+  }
+  for (const bool all_outputs : {true, false}) {
+    SCOPED_TRACE(all_outputs ? "all outputs in the loss" : "output 1 left out");
+    auto leaf = [](const Tensor& t) { return t.defined() ? t.detach().clone().requires_grad_(true) : Tensor(); };
+    auto run_with = [&](bool several) {
+      auto x = leaf(x0);
+      std::vector<Tensor> W, b, wrt = {x};
+      for (size_t i = 0; i < outs.size(); ++i) {
+        W.push_back(leaf(W0[i]));
+        b.push_back(leaf(b0[i]));
+        wrt.push_back(W.back());
+        if (b.back().defined()) wrt.push_back(b.back());
+      }
+      std::vector<Tensor> ys;
+      {
+        std::optional<AutocastScope> scope;
+        if (autocast) scope.emplace(device.type(), torch::kBFloat16);
+        if (several) {
+          ys = internal::linear_to_rows_direct(x, W, b);
+        } else {
+          for (size_t i = 0; i < outs.size(); ++i) ys.push_back(reference(x, W[i], b[i], true));
+        }
+      }
+      Tensor loss = torch::zeros({}, o.dtype(torch::kDouble));
+      for (size_t i = 0; i < ys.size(); ++i) {
+        if (!all_outputs && i == 1) continue;
+        const auto w = torch::randn(ys[i].sizes(), torch::TensorOptions().device(device).dtype(torch::kDouble)
+                                                        .requires_grad(false));
+        loss = loss + (ys[i].to(torch::kDouble) * w).sum();
+      }
+      auto grads = torch::autograd::grad({loss}, wrt, {}, /*retain_graph=*/false, /*create_graph=*/false,
+                                         /*allow_unused=*/true);
+      grads.insert(grads.begin(), ys.begin(), ys.end());
+      return grads;
+    };
+    torch::manual_seed(14);
+    const auto got = run_with(true);
+    torch::manual_seed(14);
+    const auto want = run_with(false);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      SCOPED_TRACE("tensor " + std::to_string(i) + " (3 outputs, then x, W0, b0, W1, W2, b2)");
+      ASSERT_EQ(got[i].defined(), want[i].defined());
+      if (!got[i].defined()) continue;
+      EXPECT_EQ(got[i].scalar_type(), want[i].scalar_type());
+      EXPECT_LT(rel(got[i], want[i]), tol);
+    }
+    if (!all_outputs) EXPECT_FALSE(got[3 + 1 + 2].defined()) << "W1's gradient, its output unused";
+  }
+  // Only x's gradient asked for.
+  auto x = x0.detach().clone().requires_grad_(true);
+  const auto ys = internal::linear_to_rows_direct(x, W0, b0);
+  const auto dx = torch::autograd::grad({ys[0].sum() + ys[2].sum()}, {x})[0];
+  EXPECT_LT(rel(dx, (W0[0].sum(0) + W0[2].sum(0)).expand({B, L, in})), autocast ? tol : 1e-5);
+}
+
+TEST(Projection, SeveralProjectionsOfOneInputMatchSeparateLinears) {
+  check_several(torch::kCPU, torch::kFloat, 1e-5, false);
+  check_several(torch::kCPU, torch::kDouble, 1e-12, false);
+  check_several(torch::kCPU, torch::kFloat, 2e-2, true);
+  try {
+    internal::linear_to_rows_direct(torch::randn({2, 3, 4}), {torch::randn({5, 4})}, {});
+    ADD_FAILURE() << "a missing bias entry accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("one bias entry (possibly undefined) per weight"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(linear_to_rows_many({}, torch::randn({2, 3, 4})), c10::Error);
+  // The public function on the CPU: separate projections, the same values.
+  torch::nn::Linear a(4, 6), b(4, 2);
+  const auto xx = torch::randn({2, 5, 4});
+  const auto ys = linear_to_rows_many({a, b}, xx);
+  ASSERT_EQ(ys.size(), 2u);
+  EXPECT_TRUE(torch::equal(ys[0], linear_to_rows(a, xx)));
+  EXPECT_TRUE(torch::equal(ys[1], linear_to_rows(b, xx)));
+}
+
 TEST(Projection, EnvironmentSwitchAcceptsDirectAndTransposeOnly) {
   EXPECT_TRUE(internal::parse_projection_env(""));
   EXPECT_TRUE(internal::parse_projection_env("direct"));
@@ -162,6 +254,8 @@ TEST(ProjectionCuda, BatchedGemmsMatchLinearAndTranspose) {
   HIPPO_REQUIRE_CUDA();
   check_against_linear(torch::kCUDA, torch::kFloat, 1e-5, false);
   check_against_linear(torch::kCUDA, torch::kFloat, 2e-2, true);
+  check_several(torch::kCUDA, torch::kFloat, 1e-5, false);
+  check_several(torch::kCUDA, torch::kFloat, 2e-2, true);
   torch::manual_seed(9);
   torch::nn::Linear l(64, 96);
   l->to(torch::kCUDA);
@@ -204,6 +298,65 @@ TEST(ProjectionCuda, BiasKernelsMatchAten) {
       EXPECT_LE((internal::bias_row_sums(gt).to(torch::kDouble) - gt.to(torch::kDouble).sum(std::vector<int64_t>{0, 2}))
                     .abs().max().item<double>(),
                 1e-6 * std::max(1.0, gt.to(torch::kDouble).abs().sum(std::vector<int64_t>{0, 2}).max().item<double>()));
+    }
+  }
+}
+
+// The column sums (torch::linear's bias gradient in the (B, L, C) layout, kernels/bias.h) against a float64 sum, and
+// repeatable bit for bit: row counts below, at and past one slab of 64 and past 256 slabs (uneven slabs), channel
+// counts a multiple of 16 bytes (vector loads) and not (element loads), and a misaligned start (element loads).
+TEST(ProjectionCuda, ColumnSumsMatchFloat64AndRepeat) {
+  EXPECT_FALSE(internal::bias_col_sums(torch::randn({2, 5, 7})).defined());
+  EXPECT_THROW(internal::bias_col_sums(torch::randn({5, 7})), c10::Error);
+  HIPPO_REQUIRE_CUDA();
+  torch::manual_seed(11);
+  for (auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    for (const auto& s : {std::vector<int64_t>{4, 2048, 768}, {1, 1, 1}, {2, 32, 8}, {1, 65, 7}, {3, 7000, 40},
+                          {1, 20000, 300}, {0, 5, 16}}) {
+      SCOPED_TRACE(::testing::Message() << dtype << " " << s[0] << "x" << s[1] << "x" << s[2]);
+      for (const bool misaligned : {false, true}) {
+        const int64_t n = s[0] * s[1] * s[2];
+        const auto flat = torch::randn({n + 1}, torch::kCUDA).to(dtype);
+        const auto g = (misaligned ? flat.narrow(0, 1, n) : flat.narrow(0, 0, n)).view(s);
+        const auto sums = internal::bias_col_sums(g);
+        ASSERT_TRUE(sums.defined());
+        ASSERT_EQ(sums.sizes(), torch::IntArrayRef({s[2]}));
+        EXPECT_EQ(sums.scalar_type(), torch::kFloat);
+        const auto g64 = g.to(torch::kDouble);
+        const auto want = g64.sum(std::vector<int64_t>{0, 1});
+        const double scale = s[0] * s[1] == 0 ? 1.0 : g64.abs().sum(std::vector<int64_t>{0, 1}).max().item<double>();
+        EXPECT_LE((sums.to(torch::kDouble) - want).abs().max().item<double>(), 1e-6 * std::max(1.0, scale))
+            << (misaligned ? "misaligned" : "aligned");
+        EXPECT_TRUE(torch::equal(sums, internal::bias_col_sums(g)));
+      }
+    }
+  }
+}
+
+// The per-batch products' sum behind the weight gradients (kernels/bias.h) against a float64 sum, bit-repeatable:
+// sizes a multiple of 16 bytes (vector loads) and not, a misaligned start, batch 0 (zeros) and 1.
+TEST(ProjectionCuda, BatchSumsMatchFloat64AndRepeat) {
+  EXPECT_FALSE(internal::batch_sums(torch::randn({2, 5, 7})).defined());
+  EXPECT_THROW(internal::batch_sums(torch::randn({5, 7})), c10::Error);
+  HIPPO_REQUIRE_CUDA();
+  torch::manual_seed(12);
+  for (auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf}) {
+    for (const auto& s : {std::vector<int64_t>{4, 768, 768}, {1, 1, 1}, {3, 5, 7}, {2, 8, 16}, {0, 4, 8}, {7, 40, 24}}) {
+      SCOPED_TRACE(::testing::Message() << dtype << " " << s[0] << "x" << s[1] << "x" << s[2]);
+      for (const bool misaligned : {false, true}) {
+        const int64_t n = s[0] * s[1] * s[2];
+        const auto flat = torch::randn({n + 1}, torch::kCUDA).to(dtype);
+        const auto t = (misaligned ? flat.narrow(0, 1, n) : flat.narrow(0, 0, n)).view(s);
+        const auto sums = internal::batch_sums(t);
+        ASSERT_TRUE(sums.defined());
+        ASSERT_EQ(sums.sizes(), torch::IntArrayRef({s[1], s[2]}));
+        EXPECT_EQ(sums.scalar_type(), torch::kFloat);
+        const auto t64 = t.to(torch::kDouble);
+        const auto err = (sums.to(torch::kDouble) - t64.sum(0)).abs();
+        EXPECT_TRUE((err <= 1e-6 * t64.abs().sum(0) + 1e-30).all().item<bool>())
+            << (misaligned ? "misaligned" : "aligned") << ": max error " << err.max().item<double>();
+        EXPECT_TRUE(torch::equal(sums, internal::batch_sums(t)));
+      }
     }
   }
 }

@@ -1,7 +1,7 @@
 // The bias kernels (kernels/bias_kernel.h) for LibTorch tensors: a projection's bias broadcast into a fresh output, its
 // gradient summed over the (B, C, L) rows layout or the (B, L, C) layout, and the weight gradient's per-batch products
-// summed (layers/projection.h). Both answer an undefined tensor where the
-// kernels do not apply (a build without CUDA kernels, a CPU tensor, float64), and the caller then takes ATen's way.
+// summed (layers/projection.h). Each answers an undefined tensor where the kernels do not apply (a build without CUDA
+// kernels, a CPU tensor, float64), and the caller then takes ATen's way.
 #pragma once
 
 #include <torch/types.h>

@@ -11,7 +11,6 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
 
 #include "kernels/bias_kernel.h"
 #include "kernels/cuda_elem.cuh"

@@ -31,7 +31,7 @@ struct BiasRowSumParams {
 // out (C) float32, written: out[c] = sum over r < N of in[r, c] for in (N, C) of elem (the (B, L, C) layout's bias
 // gradient, N = B L). Two passes, both in a fixed order (the same bits every run): the rows are cut into
 // bias_col_sum_slabs(N) slabs whose column sums go to partial (slabs, C) float32 (scratch), then each column's
-// slab sums are added in slab order.
+// slab sums are added by 8 lanes (lane w: slabs w, w + 8, ...) whose sums are added in lane order.
 struct BiasColSumParams {
   const void* in = nullptr;
   float* partial = nullptr;
@@ -56,7 +56,7 @@ struct BatchSumParams {
 
 // Launch on `stream` (a cudaStream_t; null: the default stream). Throw std::runtime_error naming the kernel and the
 // shape when a size is negative, the fill has C = 0 with rows and row_len nonzero or per_row false with row_len != C,
-// the row sums have C > 2^31 - 1, or the launch fails. Nothing is launched for an empty output (the row or column sums
+// the row sums have C > 2^31 - 1, the column sums more than 2^31 - 1 groups of 32 columns, or the launch fails. Nothing is launched for an empty output (the row or column sums
 // with C = 0, the batch sum with N = 0); with B or L (or N) zero the row (column) sums, with B zero the batch sum,
 // write zeros.
 void bias_fill_launch(const BiasFillParams& p, void* stream);

@@ -21,7 +21,7 @@ bool diag_ssm_kernel_fused_supported(const torch::Tensor& log_dt, const torch::T
 // exp(log_dt): the same function as DiagSSMImpl::kernel_of(discretize(), L); w, C' and the powers of exp(w) in float64
 // (kernels/ssm_kernel.cu), the tables and sums in float32, K about 1.6e-7 off (the float32 expression: 1e-5). log_dt (H),
 // log_A_real (H, N2), A_imag (H, N2), B (H, N2, 2) and C (H, N2, 2) as (re, im), float32, CUDA. Gradients flow to
-// all five, computed in float64 and returned in float32; the backward's scratch is H (L / 1024) N2 4 float64 values
+// all five, computed in float64 but for 32-term inner sums in float32, and returned in float32; the backward's scratch is H (L / 1024) N2 4 float64 values
 // (N2 / 128 times the size of K). Not twice differentiable: a backward with create_graph raises. Raises c10::Error
 // when the arguments are not supported (see above), L < 1 or L > 65535 * 1024, or naming the kernel and shape when
 // a launch fails.

@@ -5,9 +5,10 @@
 // the ATen expressions of both SSMs and the small elementwise ops around them took 63 launches of one H3 forward
 // (58 of them the diagonal SSM's kernel) and 232 of its forward+backward (ncu, B4 D768 L2K, H200). Positions are
 // split as l = 32 m + r: a block owns 1024 positions (32 values of m) of one channel and, per group of 32 modes,
-// tabulates z^r and z^(32 m) in shared memory, each table row by successive products in float64 from one float64
-// exponential (the phase formed and reduced in float64: exact to about 1e-15 relative at every exponent), so that each
-// (l, n) term is one complex multiply-add. Forward: the tables rounded to float32, 16 outputs per thread, sums in
+// tabulates z^r and z^(32 m) in shared memory, each table row by successive products in float64 from one or two
+// float64 exponentials (the phase e Im w rounded once in float64: an error of about 1e-16 |e Im w|, at most 2.4e-8
+// rad at e = 65535 * 1024, |Im w| = 3.2, below float32's resolution), so that each (l, n) term is one complex
+// multiply-add. Forward: the tables rounded to float32, 16 outputs per thread, sums in
 // float32. Backward: per block and mode the sums S0 = sum_l dK_l z^l and S1 = sum_l dK_l l z^l over its positions,
 // the 32-term inner sums over r in float32 and the rest (z^(32 m), the sums over m and tiles, the chain rule of
 // kernels/ssm_math.h) in float64; a second kernel adds the blocks' sums in a fixed order (deterministic), and the
@@ -16,11 +17,11 @@
 // (y^2, white u) the float32 expression's own gradient errors cancel that K error in part while the exact gradient
 // does not, so the fused gradients of log_dt and A_imag were 4x the expression's error (CPU emulation, H 64, N2 32,
 // L 3000: 2.7e-4 / 2.0e-4 against 6.0e-5 / 4.4e-5; with the phases reduced in float64 K is 1.3e-7 off and those
-// gradients 2.4e-7 / 2.6e-7). Session 13 (H200, ncu, H 768, N2 32, L 2048): the tables, one exponential, sine and
-// cosine per entry (in the backward repeated squaring in float64), took most of both kernels' instructions (the
-// forward was issue-bound: about 15M warp instructions where its multiply-adds and loads need about 4M); by
-// products from one exponential per row, with 4 x 4 outputs per thread in the forward and float32 inner sums in
-// the backward, the forward went from 28.2 to 16.5 us and the backward's partial sums from 52.2 to 31.8 us.
+// gradients 2.4e-7 / 2.6e-7). Session 13 (H200, ncu, H 768, N2 32, L 2048): the forward's tables, one exponential,
+// sine and cosine per entry, took most of its instructions (issue-bound: about 15M warp instructions where its
+// multiply-adds and loads need about 4M), and the backward was FP64-bound in its float64 inner sums; with the tables
+// by products, 4 x 4 outputs per thread in the forward and float32 inner sums in the backward, the forward went from
+// 28.2 to 16.5 us and the backward's partial sums from 52.2 to 31.8 us.
 // CUDA runtime only.
 #include <cuda_runtime.h>
 
@@ -82,7 +83,7 @@ constexpr int kFwdThreads = 64;
 
 // Block (h, tile): K[h, l] for the tile's 1024 positions l = 32 m + r, l < L. Per group of 32 modes, warp 0's lane j
 // tabulates z_j^r (r < 32) and warp 1's lane j C'_j z_j^(32 m) (the block's 32 values of m), each by products in
-// float64 from one exponential (power_f64) and rounded once to float32. Thread t then owns a 4 x 4 block of outputs,
+// float64 from one exponential (z^r) or two (z^32 and z^(32 m0); power_f64) and rounded once to float32. Thread t then owns a 4 x 4 block of outputs,
 // r in [4 (t % 8), + 4) and m in [m0 + 4 (t / 8), + 4): per mode two 16-byte loads of powers and two of
 // coefficients for 16 complex multiply-adds in float32.
 __global__ void __launch_bounds__(kFwdThreads) diag_ssm_fwd_kernel(DiagSsmParams p, float* __restrict__ K) {
@@ -149,7 +150,7 @@ __global__ void __launch_bounds__(kFwdThreads) diag_ssm_fwd_kernel(DiagSsmParams
 // written to partial[h, tile, n, :] = (Re S0, Im S0, Re S1, Im S1). Thread t owns mode n0 + t % 32 and
 // m = t / 32 + 8 i; sum_l = sum_m z^(32 m) sum_r dK z^r, and l z^l = z^(32 m) (32 m z^r + r z^r). Per group of 32
 // modes, warp 0's lane j tabulates z_j^r (r < 32) and warp 1's lane j z_j^(32 m), by products in float64 from one
-// exponential each. w, z^(32 m) and the sums over m are float64 (in float32 throughout, the gradients of log_dt,
+// exponential (z^r) or two (z^32 and z^(32 m0)). w, z^(32 m) and the sums over m are float64 (in float32 throughout, the gradients of log_dt,
 // log_A_real and A_imag lost up to 48 times the float32 ATen expression's accuracy: measured on the H200 against
 // float64, H = 1, N2 = 70: the phases of z^(32 m) at large m). The inner sums over r (32 terms, |z^r| <= 1) are
 // float32, z^r rounded once from float64 and (dK_l, r dK_l) read as one pair: about 1e-7 of their own size, and no

@@ -28,7 +28,8 @@ inline int64_t diag_ssm_tiles(int64_t L) { return (L + kDiagSsmTile - 1) / kDiag
 // (H, N2, L >= 1; H <= 2^31 - 1; at most 65535 tiles of 1024 positions) or the launch fails.
 void diag_ssm_kernel_launch(const DiagSsmParams& p, float* K, void* stream);
 
-// Gradients from dK (H, L), computed in float64 and written as float32: partial (H, tiles, N2, 4) float64 is
+// Gradients from dK (H, L), written as float32: z^(32 m), the sums over m and over tiles and the chain rule in
+// float64, the 32-term inner sums over r in float32 (kernels/ssm_kernel.cu); partial (H, tiles, N2, 4) float64 is
 // scratch (tiles = diag_ssm_tiles(L)); the outputs, each written (none may be null): g_log_dt (H), g_log_A_real
 // (H, N2), g_A_imag (H, N2), g_B (H, N2, 2), g_C (H, N2, 2). Same errors as the forward.
 struct DiagSsmGrads {

@@ -142,8 +142,9 @@ TEST(Projection, GradientsOfASubsetAndDoubleBackwardRefused) {
 
 // Several projections of one x as one node (linear_to_rows_many, H3's q, k and v): values and every gradient
 // against separate torch::linear references, where the gradient of x is the sum over the projections (added inside
-// the GEMMs here, by autograd there); one projection without a bias, one output left out of the loss (its gradient
-// undefined), and only x's gradient asked for.
+// the GEMMs here, by autograd there); one projection without a bias, the first or the second output left out of the
+// loss (its weight's and bias's gradients undefined; without the first, dx starts from a later projection), and only
+// x's gradient asked for while the weights and biases require theirs.
 void check_several(torch::Device device, torch::ScalarType dtype, double tol, bool autocast) {
   torch::manual_seed(13);
   const auto o = torch::TensorOptions().device(device).dtype(dtype);
@@ -155,8 +156,8 @@ void check_several(torch::Device device, torch::ScalarType dtype, double tol, bo
     W0.push_back(torch::randn({outs[i], in}, o) / 4.0);
     b0.push_back(i == 1 ? Tensor() : torch::randn({outs[i]}, o));
   }
-  for (const bool all_outputs : {true, false}) {
-    SCOPED_TRACE(all_outputs ? "all outputs in the loss" : "output 1 left out");
+  for (const int left_out : {-1, 0, 1}) {
+    SCOPED_TRACE("output left out of the loss: " + std::to_string(left_out));
     auto leaf = [](const Tensor& t) { return t.defined() ? t.detach().clone().requires_grad_(true) : Tensor(); };
     auto run_with = [&](bool several) {
       auto x = leaf(x0);
@@ -179,7 +180,7 @@ void check_several(torch::Device device, torch::ScalarType dtype, double tol, bo
       }
       Tensor loss = torch::zeros({}, o.dtype(torch::kDouble));
       for (size_t i = 0; i < ys.size(); ++i) {
-        if (!all_outputs && i == 1) continue;
+        if (static_cast<int>(i) == left_out) continue;
         const auto w = torch::randn(ys[i].sizes(), torch::TensorOptions().device(device).dtype(torch::kDouble)
                                                         .requires_grad(false));
         loss = loss + (ys[i].to(torch::kDouble) * w).sum();
@@ -201,13 +202,20 @@ void check_several(torch::Device device, torch::ScalarType dtype, double tol, bo
       EXPECT_EQ(got[i].scalar_type(), want[i].scalar_type());
       EXPECT_LT(rel(got[i], want[i]), tol);
     }
-    if (!all_outputs) EXPECT_FALSE(got[3 + 1 + 2].defined()) << "W1's gradient, its output unused";
+    // got: y0, y1, y2, then x, W0, b0, W1, W2, b2.
+    if (left_out == 0) EXPECT_FALSE(got[4].defined() || got[5].defined()) << "W0's and b0's gradients, y0 unused";
+    if (left_out == 1) EXPECT_FALSE(got[6].defined()) << "W1's gradient, y1 unused";
   }
-  // Only x's gradient asked for.
+  // Only x's gradient asked for, the weights and biases requiring theirs (no autocast here: float32 or float64).
   auto x = x0.detach().clone().requires_grad_(true);
-  const auto ys = internal::linear_to_rows_direct(x, W0, b0);
+  std::vector<Tensor> W, b;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    W.push_back(W0[i].detach().clone().requires_grad_(true));
+    b.push_back(b0[i].defined() ? b0[i].detach().clone().requires_grad_(true) : Tensor());
+  }
+  const auto ys = internal::linear_to_rows_direct(x, W, b);
   const auto dx = torch::autograd::grad({ys[0].sum() + ys[2].sum()}, {x})[0];
-  EXPECT_LT(rel(dx, (W0[0].sum(0) + W0[2].sum(0)).expand({B, L, in})), autocast ? tol : 1e-5);
+  EXPECT_LT(rel(dx, (W0[0].sum(0) + W0[2].sum(0)).expand({B, L, in})), dtype == torch::kDouble ? tol : 1e-5);
 }
 
 TEST(Projection, SeveralProjectionsOfOneInputMatchSeparateLinears) {
@@ -256,6 +264,29 @@ TEST(ProjectionCuda, BatchedGemmsMatchLinearAndTranspose) {
   check_against_linear(torch::kCUDA, torch::kFloat, 2e-2, true);
   check_several(torch::kCUDA, torch::kFloat, 1e-5, false);
   check_several(torch::kCUDA, torch::kFloat, 2e-2, true);
+  // The public several-projection function takes one node on a GPU (the three outputs share their grad_fn), with
+  // the values and the gradient of x of separate projections.
+  {
+    torch::manual_seed(8);
+    torch::nn::Linear la(32, 48), lb(32, 32), lc(32, 16);
+    la->to(torch::kCUDA), lb->to(torch::kCUDA), lc->to(torch::kCUDA);
+    const auto x = torch::randn({2, 40, 32}, torch::kCUDA).requires_grad_(true);
+    const auto ys = linear_to_rows_many({la, lb, lc}, x);
+    ASSERT_EQ(ys.size(), 3u);
+    ASSERT_NE(ys[0].grad_fn(), nullptr);
+    EXPECT_EQ(ys[0].grad_fn(), ys[1].grad_fn());
+    EXPECT_EQ(ys[0].grad_fn(), ys[2].grad_fn());
+    const std::vector<Tensor> sep = {linear_to_rows(la, x), linear_to_rows(lb, x), linear_to_rows(lc, x)};
+    Tensor l_many = torch::zeros({}, torch::kCUDA), l_sep = torch::zeros({}, torch::kCUDA);
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_LT(rel(ys[i], sep[i]), 1e-6) << "output " << i;
+      const auto w = torch::randn(ys[i].sizes(), torch::kCUDA);
+      l_many = l_many + (ys[i] * w).sum();
+      l_sep = l_sep + (sep[i] * w).sum();
+    }
+    const auto dx_many = torch::autograd::grad({l_many}, {x})[0], dx_sep = torch::autograd::grad({l_sep}, {x})[0];
+    EXPECT_LT(rel(dx_many, dx_sep), 1e-5);
+  }
   torch::manual_seed(9);
   torch::nn::Linear l(64, 96);
   l->to(torch::kCUDA);

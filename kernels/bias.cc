@@ -22,6 +22,13 @@ bool elem_of(c10::ScalarType t, cuda::ElemType* e) {
   else return false;
   return true;
 }
+
+// The input of a sum kernel: contiguous, with its element type in *e; undefined when the kernels do not take t (a CPU
+// tensor, float64), so that the caller answers undefined too.
+torch::Tensor sum_input(const torch::Tensor& t, cuda::ElemType* e) {
+  if (!t.is_cuda() || !elem_of(t.scalar_type(), e)) return {};
+  return t.contiguous();
+}
 }  // namespace
 #endif
 
@@ -56,9 +63,9 @@ torch::Tensor bias_row_sums(const torch::Tensor& g) {
   TORCH_CHECK(g.dim() == 3, "bias_row_sums: g must be (B, C, L), got ", g.sizes());
 #ifdef HIPPO_WITH_CUDA
   cuda::ElemType e;
-  if (!g.is_cuda() || !elem_of(g.scalar_type(), &e)) return {};
+  const auto gc = sum_input(g, &e);
+  if (!gc.defined()) return {};
   const c10::cuda::CUDAGuard guard(g.device());
-  const auto gc = g.contiguous();
   auto out = torch::empty({g.size(1)}, g.options().dtype(torch::kFloat));
   cuda::BiasRowSumParams p;
   p.in = gc.data_ptr();
@@ -76,9 +83,9 @@ torch::Tensor bias_col_sums(const torch::Tensor& g) {
   TORCH_CHECK(g.dim() == 3, "bias_col_sums: g must be (B, L, C), got ", g.sizes());
 #ifdef HIPPO_WITH_CUDA
   cuda::ElemType e;
-  if (!g.is_cuda() || !elem_of(g.scalar_type(), &e)) return {};
+  const auto gc = sum_input(g, &e);
+  if (!gc.defined()) return {};
   const c10::cuda::CUDAGuard guard(g.device());
-  const auto gc = g.contiguous();
   cuda::BiasColSumParams p;
   p.N = g.size(0) * g.size(1);
   p.C = g.size(2);
@@ -99,10 +106,11 @@ torch::Tensor batch_sums(const torch::Tensor& t) {
   TORCH_CHECK(t.dim() == 3, "batch_sums: t must be (B, M, N), got ", t.sizes());
 #ifdef HIPPO_WITH_CUDA
   cuda::ElemType e;
-  if (!t.is_cuda() || !elem_of(t.scalar_type(), &e)) return {};
+  const auto tc = sum_input(t, &e);
+  if (!tc.defined()) return {};
   const c10::cuda::CUDAGuard guard(t.device());
-  const auto tc = t.contiguous();
-  auto out = torch::empty({t.size(1), t.size(2)}, t.options().dtype(torch::kFloat));  // every entry written (zeros for B = 0)
+  // Every entry is written (zeros for B = 0).
+  auto out = torch::empty({t.size(1), t.size(2)}, t.options().dtype(torch::kFloat));
   cuda::BatchSumParams p;
   p.in = tc.data_ptr();
   p.out = out.data_ptr<float>();

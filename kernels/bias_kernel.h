@@ -56,9 +56,9 @@ struct BatchSumParams {
 
 // Launch on `stream` (a cudaStream_t; null: the default stream). Throw std::runtime_error naming the kernel and the
 // shape when a size is negative, the fill has C = 0 with rows and row_len nonzero or per_row false with row_len != C,
-// the row sums have C > 2^31 - 1, the column sums more than 2^31 - 1 groups of 32 columns, or the launch fails. Nothing is launched for an empty output (the row or column sums
-// with C = 0, the batch sum with N = 0); with B or L (or N) zero the row (column) sums, with B zero the batch sum,
-// write zeros.
+// the row sums have C > 2^31 - 1, the column sums more than 2^31 - 1 groups of 32 columns, or the launch fails.
+// Nothing is launched for an empty output (the row or column sums with C = 0, the batch sum with N = 0); with B or L
+// (or N) zero the row (column) sums, with B zero the batch sum, write zeros.
 void bias_fill_launch(const BiasFillParams& p, void* stream);
 void bias_row_sum_launch(const BiasRowSumParams& p, void* stream);
 void bias_col_sum_launch(const BiasColSumParams& p, void* stream);

@@ -333,6 +333,15 @@ TEST(ProjectionCuda, BiasKernelsMatchAten) {
   }
 }
 
+// A random CUDA tensor of `sizes` and dtype, contiguous, starting one element past an aligned allocation when
+// `misaligned` (so that 16-byte loads do not apply).
+Tensor random_view(const std::vector<int64_t>& sizes, torch::ScalarType dtype, bool misaligned) {
+  int64_t n = 1;
+  for (const auto d : sizes) n *= d;
+  const auto flat = torch::randn({n + 1}, torch::kCUDA).to(dtype);
+  return (misaligned ? flat.narrow(0, 1, n) : flat.narrow(0, 0, n)).view(sizes);
+}
+
 // The column sums (torch::linear's bias gradient in the (B, L, C) layout, kernels/bias.h) against a float64 sum, and
 // repeatable bit for bit: row counts below, at and past one slab of 64 and past 256 slabs (uneven slabs), channel
 // counts a multiple of 16 bytes (vector loads) and not (element loads), and a misaligned start (element loads).
@@ -346,9 +355,7 @@ TEST(ProjectionCuda, ColumnSumsMatchFloat64AndRepeat) {
                           {1, 20000, 300}, {0, 5, 16}}) {
       SCOPED_TRACE(::testing::Message() << dtype << " " << s[0] << "x" << s[1] << "x" << s[2]);
       for (const bool misaligned : {false, true}) {
-        const int64_t n = s[0] * s[1] * s[2];
-        const auto flat = torch::randn({n + 1}, torch::kCUDA).to(dtype);
-        const auto g = (misaligned ? flat.narrow(0, 1, n) : flat.narrow(0, 0, n)).view(s);
+        const auto g = random_view(s, dtype, misaligned);
         const auto sums = internal::bias_col_sums(g);
         ASSERT_TRUE(sums.defined());
         ASSERT_EQ(sums.sizes(), torch::IntArrayRef({s[2]}));
@@ -375,9 +382,7 @@ TEST(ProjectionCuda, BatchSumsMatchFloat64AndRepeat) {
     for (const auto& s : {std::vector<int64_t>{4, 768, 768}, {1, 1, 1}, {3, 5, 7}, {2, 8, 16}, {0, 4, 8}, {7, 40, 24}}) {
       SCOPED_TRACE(::testing::Message() << dtype << " " << s[0] << "x" << s[1] << "x" << s[2]);
       for (const bool misaligned : {false, true}) {
-        const int64_t n = s[0] * s[1] * s[2];
-        const auto flat = torch::randn({n + 1}, torch::kCUDA).to(dtype);
-        const auto t = (misaligned ? flat.narrow(0, 1, n) : flat.narrow(0, 0, n)).view(s);
+        const auto t = random_view(s, dtype, misaligned);
         const auto sums = internal::batch_sums(t);
         ASSERT_TRUE(sums.defined());
         ASSERT_EQ(sums.sizes(), torch::IntArrayRef({s[1], s[2]}));

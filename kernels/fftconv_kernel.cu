@@ -1,9 +1,9 @@
 // The fused FFT convolution kernels (H3.md 2.3 and 8, FlashConv's fused kernel), forward and backward. One
 // thread block per row (b, h) (the backward: per channel and group of rows). The real signal of FFT size n is
 // packed as n/2 complex values (even samples real, odd imaginary), transformed in shared memory by a Stockham
-// radix-4 FFT (one radix-2 stage when log2(n/2) is odd), unpacked to the real spectrum, multiplied by the
-// filter's spectrum, repacked and transformed back, all in float32; every input is read once and every output
-// written once. CUDA runtime only (no LibTorch), so this file compiles on machines without a GPU.
+// FFT (radix-16 passes after one radix-2, 4 or 8 step), unpacked to the real spectrum, multiplied by the filter's
+// spectrum, repacked and transformed back, all in float32; every input is read once and every output written
+// once. CUDA runtime only (no LibTorch), so this file compiles on machines without a GPU.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -101,6 +101,10 @@ __device__ __forceinline__ float2 cmul(float2 a, float2 b) {
 }
 __device__ __forceinline__ float2 conjg(float2 a) { return make_float2(a.x, -a.y); }
 __device__ __forceinline__ float2 mul(float2 a, float2 b) { return make_float2(a.x * b.x, a.y * b.y); }
+// a + s * b, one fused multiply-add per component.
+__device__ __forceinline__ float2 fma_scaled(float2 a, float s, float2 b) {
+  return make_float2(fmaf(s, b.x, a.x), fmaf(s, b.y, a.y));
+}
 
 // ---- activation
 // ---------------------------------------------------------------------------------------------
@@ -216,13 +220,15 @@ __device__ __forceinline__ void dft(float2 (&x)[R]) {
   }
 }
 
-// One Stockham step of radix R on sub-transforms of length ns (ns = product of the previous radices):
-// butterfly j reads x[j + r * M/R], twiddles by exp(kSign 2 pi i r k / (ns R)) with k = j mod ns, and writes
-// x[(j - k) R + k + r ns]. In place: every thread reads its inputs into registers before the barrier.
-// kHalfZero (first pass only, ns = 1): inputs r >= R/2 lie in the zero padding (index >= M/2) and are not
-// read.
-template <int R, int M, int THREADS, int kSign, bool kHalfZero>
-__device__ __forceinline__ void fft_stage(float2* buf, int ns) {
+// One Stockham step of radix R on sub-transforms of length NS (the product of the previous radices, a
+// compile-time constant, so that every shared-memory address is the thread's base plus an immediate offset):
+// butterfly j reads x[j + r * M/R], twiddles by exp(kSign 2 pi i r k / (NS R)) with k = j mod NS, and writes
+// x[(j - k) R + k + r NS]. In place: every thread reads its inputs into registers before the barrier.
+// kHalfZero (first pass only, NS = 1): inputs r >= R/2 lie in the zero padding (index >= M/2) and are not read.
+template <int R, int M, int THREADS, int kSign, bool kHalfZero, int NS>
+__device__ __forceinline__ void fft_stage(float2* buf, int ns_runtime = 0) {
+  // NS = 0: the length comes at run time (one copy of the pass in a loop; see fft()).
+  const int ns = NS > 0 ? NS : ns_runtime;
   constexpr int kButterflies = M / R;
   constexpr int kItems = (kButterflies + THREADS - 1) / THREADS;
   float2 x[kItems][R];
@@ -235,7 +241,8 @@ __device__ __forceinline__ void fft_stage(float2* buf, int ns) {
     }
   }
   __syncthreads();
-  const float angle_step = kSign * 2.f * kPi / static_cast<float>(ns * R);
+  const float angle_step = NS > 0 ? kSign * 2.f * kPi / static_cast<float>(NS * R)
+                                  : kSign * 2.f * kPi / static_cast<float>(ns * R);
 #pragma unroll
   for (int it = 0; it < kItems; ++it) {
     const int j = threadIdx.x + it * THREADS;
@@ -268,12 +275,27 @@ __device__ __forceinline__ void fft_stage(float2* buf, int ns) {
         }
       }
       dft<R, kSign, kHalfZero>(x[it]);
-      const int base = (j - k) * R + k;
+      float2* out = buf + pad((j - k) * R + k);
 #pragma unroll
-      for (int r = 0; r < R; ++r) buf[pad(base + r * ns)] = x[it][r];
+      for (int r = 0; r < R; ++r) {
+        // (j - k) R + k + r ns, padded: for NS a multiple of 16 the padding of r NS adds r NS / 16 exactly.
+        if constexpr (NS > 0 && NS % 16 == 0)
+          out[r * (NS + NS / 16)] = x[it][r];
+        else
+          buf[pad((j - k) * R + k + r * ns)] = x[it][r];
+      }
     }
   }
   __syncthreads();
+}
+
+// The radix-16 passes from sub-transform length NS up to M.
+template <int M, int THREADS, int kSign, int NS>
+__device__ __forceinline__ void fft_radix16_from(float2* buf) {
+  if constexpr (NS < M) {
+    fft_stage<16, M, THREADS, kSign, false, NS>(buf);
+    fft_radix16_from<M, THREADS, kSign, NS * 16>(buf);
+  }
 }
 
 // Unnormalised DFT of M values in shared memory (padded layout), in place: kSign -1 forward, +1 inverse.
@@ -286,18 +308,18 @@ __device__ void fft(float2* buf, bool half_zero = false) {
   constexpr int kFirst = LOG_M % 4 == 1 || LOG_M % 4 == 3 ? 2 : (LOG_M % 4 == 2 ? 4 : 16);
   __syncthreads();
   if (half_zero)
-    fft_stage<kFirst, M, THREADS, kSign, true>(buf, 1);
+    fft_stage<kFirst, M, THREADS, kSign, true, 1>(buf);
   else
-    fft_stage<kFirst, M, THREADS, kSign, false>(buf, 1);
-  int ns = kFirst;
-  if constexpr (LOG_M % 4 == 3) {
-    fft_stage<4, M, THREADS, kSign, false>(buf, ns);
-    ns *= 4;
-  }
-  if constexpr (LOG_M >= 4) {
+    fft_stage<kFirst, M, THREADS, kSign, false, 1>(buf);
+  if constexpr (LOG_M % 4 == 3) fft_stage<4, M, THREADS, kSign, false, 2>(buf);
+  constexpr int kNs16 = LOG_M % 4 == 3 ? 8 : kFirst;  // the first radix-16 pass's sub-transform length
+  if constexpr (M / 16 <= THREADS) {
+    fft_radix16_from<M, THREADS, kSign, kNs16>(buf);
+  } else {
+    // Two or more butterflies per thread (M = 16384): unrolled passes spilled in the backward (1.8 KB against 0.25
+    // KB), so one copy of the pass runs in a loop with the length at run time.
 #pragma unroll 1
-    for (int s = kFirst == 16 ? 1 : 0; s < LOG_M / 4; ++s, ns *= 16)
-      fft_stage<16, M, THREADS, kSign, false>(buf, ns);
+    for (int ns = kNs16; ns < M; ns *= 16) fft_stage<16, M, THREADS, kSign, false, 0>(buf, ns);
   }
 }
 
@@ -340,10 +362,28 @@ __device__ __forceinline__ void load_filter(const float2* __restrict__ kf, int i
   }
 }
 
-// out (packed) = repack(unpack(in) * kf); in and out may alias (each thread reads and writes only f, M - f).
+// The pair (f, g = M - f) of the packed spectrum, a = Z[f], b = Z[g], w = exp(-i pi f / M), unpacked to twice the
+// real spectrum: xf = 2 X[f], xg = 2 X[g] (s = a + b*, d = a - b*, p + i q = w d: 2 X[f] = s - i w d, and at g
+// s, d and w turn into s*, -d* and -w*). Twelve instructions for the pair; unpack() twice takes about twice that.
+__device__ __forceinline__ void unpack_pair2(float2 a, float2 b, float2 w, float2& xf, float2& xg) {
+  const float sx = a.x + b.x, sy = a.y - b.y, dx = a.x - b.x, dy = a.y + b.y;
+  const float p = fmaf(w.x, dx, -w.y * dy), q = fmaf(w.x, dy, w.y * dx);
+  xf = make_float2(sx + q, sy - p);
+  xg = make_float2(sx - q, -sy - p);
+}
+// The inverse: the real spectrum's pair yf = Y[f], yg = Y[g] to twice the packed values, zf = 2 Z'[f],
+// zg = 2 Z'[g] (s = yf + yg*, d = yf - yg*, P + i Q = w* d: 2 Z'[f] = s + i w* d).
+__device__ __forceinline__ void repack_pair2(float2 yf, float2 yg, float2 w, float2& zf, float2& zg) {
+  const float sx = yf.x + yg.x, sy = yf.y - yg.y, dx = yf.x - yg.x, dy = yf.y + yg.y;
+  const float P = fmaf(w.x, dx, w.y * dy), Q = fmaf(w.x, dy, -w.y * dx);
+  zf = make_float2(sx - Q, sy + P);
+  zg = make_float2(sx + Q, P - sy);
+}
+
+// out (packed) = repack(unpack(in) * kf), per pair (f, M - f) through the doubled spectra above (the two factors of
+// 2 taken out of the filter as 1/4); in and out may alias (each thread reads and writes only f and M - f).
 template <int LOG_M, int THREADS>
-__device__ __forceinline__ void spectrum_multiply(const float2* in, float2* out,
-                                                  const float2* __restrict__ kf) {
+__device__ __forceinline__ void spectrum_multiply(const float2* in, float2* out, const float2* __restrict__ kf) {
   constexpr int M = 1 << LOG_M, kIters = freq_iters<M, THREADS>();
 #pragma unroll 1
   for (int i0 = 0; i0 < kIters; i0 += kFreqGroup) {
@@ -353,14 +393,17 @@ __device__ __forceinline__ void spectrum_multiply(const float2* in, float2* out,
     for (int ii = 0; ii < kFreqGroup; ++ii) {
       const int f = threadIdx.x + (i0 + ii) * THREADS;
       if (f > M / 2) continue;
-      const int g = M - f, gi = g & (M - 1);
-      const float2 a = in[pad(f)], b = in[pad(gi)];
+      const int gi = (M - f) & (M - 1);
       float s, c;
       __sincosf(-kPi * static_cast<float>(f) / M, &s, &c);  // |angle| <= pi/2
-      const float2 wf = make_float2(c, s), wg = make_float2(-c, s);  // w^g = -conj(w^f)
-      const float2 yf = cmul(unpack(a, b, wf), ka[ii]), yg = cmul(unpack(b, a, wg), kb[ii]);
-      out[pad(f)] = repack(yf, yg, wf);
-      if (gi != f) out[pad(gi)] = repack(yg, yf, wg);
+      const float2 w = make_float2(c, s);
+      float2 xf, xg, zf, zg;
+      unpack_pair2(in[pad(f)], in[pad(gi)], w, xf, xg);
+      const float2 kfa = make_float2(0.25f * ka[ii].x, 0.25f * ka[ii].y);
+      const float2 kfb = make_float2(0.25f * kb[ii].x, 0.25f * kb[ii].y);
+      repack_pair2(cmul(xf, kfa), cmul(xg, kfb), w, zf, zg);
+      out[pad(f)] = zf;
+      if (gi != f) out[pad(gi)] = zg;
     }
   }
 }
@@ -612,24 +655,28 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
         const int g = M - f, gi = g & (M - 1);
         float s, c;
         __sincosf(-kPi * static_cast<float>(f) / M, &s, &c);  // |angle| <= pi/2
-        const float2 wf = make_float2(c, s), wg = make_float2(-c, s);
-        const float2 zf = work[pad(f)], zg = work[pad(gi)];
-        const float2 dzf = unpack(zf, zg, wf), dzg = unpack(zg, zf, wg);
+        const float2 w = make_float2(c, s);
+        // dzf, dzg: twice DZ at f and g; the products with twice W (or W from the scratch row) are scaled back.
+        float2 dzf, dzg;
+        unpack_pair2(work[pad(f)], work[pad(gi)], w, dzf, dzg);
         if (p.dk_spec) {
           if constexpr (kOnChip) {
-            const float2 sf = spec_w[pad(f)], sg = spec_w[pad(gi)];
-            const float2 wwf = unpack(sf, sg, wf), wwg = unpack(sg, sf, wg);
-            acc[pad(f)] = acc[pad(f)] + cmul(conjg(wwf), dzf);
-            if (g != f) acc[pad(g)] = acc[pad(g)] + cmul(conjg(wwg), dzg);
+            float2 wwf, wwg;
+            unpack_pair2(spec_w[pad(f)], spec_w[pad(gi)], w, wwf, wwg);
+            acc[pad(f)] = fma_scaled(acc[pad(f)], 0.25f, cmul(conjg(wwf), dzf));
+            if (g != f) acc[pad(g)] = fma_scaled(acc[pad(g)], 0.25f, cmul(conjg(wwg), dzg));
           } else {
             const float2 zero = make_float2(0.f, 0.f);
-            dk_row[f] = (first_row ? zero : dk_row[f]) + cmul(conjg(w_row[f]), dzf);
-            if (g != f) dk_row[g] = (first_row ? zero : dk_row[g]) + cmul(conjg(w_row[g]), dzg);
+            dk_row[f] = fma_scaled(first_row ? zero : dk_row[f], 0.5f, cmul(conjg(w_row[f]), dzf));
+            if (g != f) dk_row[g] = fma_scaled(first_row ? zero : dk_row[g], 0.5f, cmul(conjg(w_row[g]), dzg));
           }
         }
-        const float2 yf = cmul(conjg(ka[ii]), dzf), yg = cmul(conjg(kb[ii]), dzg);
-        work[pad(f)] = repack(yf, yg, wf);
-        if (gi != f) work[pad(gi)] = repack(yg, yf, wg);
+        const float2 kfa = make_float2(0.25f * ka[ii].x, 0.25f * ka[ii].y);
+        const float2 kfb = make_float2(0.25f * kb[ii].x, 0.25f * kb[ii].y);
+        float2 zf, zg;
+        repack_pair2(cmul(conjg(kfa), dzf), cmul(conjg(kfb), dzg), w, zf, zg);
+        work[pad(f)] = zf;
+        if (gi != f) work[pad(gi)] = zg;
       }
     }
     fft<LOG_M, THREADS, 1>(work);

@@ -1,8 +1,8 @@
 // The fused FFT convolution kernels (H3.md 2.3 and 8, FlashConv's fused kernel), forward and backward. One
 // thread block per row (b, h) (the backward: per channel and group of rows). The real signal of FFT size n is
 // packed as n/2 complex values (even samples real, odd imaginary), transformed in shared memory by a Stockham
-// FFT (radix-16 passes after one radix-2, 4 or 8 step), unpacked to the real spectrum, multiplied by the filter's
-// spectrum, repacked and transformed back, all in float32; every input is read once and every output written
+// FFT (radix-16 passes, preceded by a radix-2, radix-4 or radix-2-then-4 pass where log2(n/2) is not a multiple
+// of 4), unpacked to the real spectrum, multiplied by the filter's spectrum, repacked and transformed back, all in float32; every input is read once and every output written
 // once. CUDA runtime only (no LibTorch), so this file compiles on machines without a GPU.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -220,11 +220,13 @@ __device__ __forceinline__ void dft(float2 (&x)[R]) {
   }
 }
 
-// One Stockham step of radix R on sub-transforms of length NS (the product of the previous radices, a
-// compile-time constant, so that every shared-memory address is the thread's base plus an immediate offset):
-// butterfly j reads x[j + r * M/R], twiddles by exp(kSign 2 pi i r k / (NS R)) with k = j mod NS, and writes
-// x[(j - k) R + k + r NS]. In place: every thread reads its inputs into registers before the barrier.
-// kHalfZero (first pass only, NS = 1): inputs r >= R/2 lie in the zero padding (index >= M/2) and are not read.
+// One Stockham step of radix R on sub-transforms of length ns (the product of the previous radices): butterfly
+// j reads x[j + r * M/R], twiddles by exp(kSign 2 pi i r k / (ns R)) with k = j mod ns, and writes
+// x[(j - k) R + k + r ns]. In place: every thread reads its inputs into registers before the barrier.
+// ns is the template parameter NS when it is not 0 (a compile-time constant: the twiddle step is a constant and,
+// for NS a multiple of 16, every store is the butterfly's base address plus an immediate offset), else the
+// argument ns_runtime. kHalfZero (first pass only, ns = 1): inputs r >= R/2 lie in the zero padding (index >=
+// M/2) and are not read.
 template <int R, int M, int THREADS, int kSign, bool kHalfZero, int NS>
 __device__ __forceinline__ void fft_stage(float2* buf, int ns_runtime = 0) {
   // NS = 0: the length comes at run time (one copy of the pass in a loop; see fft()).

@@ -39,8 +39,8 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
-  // HIPPO_FFTCONV_BLOCKFFT, HIPPO_FFTCONV_DIRECT, HIPPO_FFTCONV_FILTER, HIPPO_FFTCONV_RECOMPUTE, HIPPO_SSM_KERNEL and
-  // HIPPO_PROJECTION are read on first use, deep inside a run: a bad value is bad input here, before any command writes
+  // HIPPO_FFTCONV_BLOCKFFT, HIPPO_FFTCONV_DIRECT, HIPPO_FFTCONV_FILTER, HIPPO_FFTCONV_RECOMPUTE,
+  // HIPPO_FFTCONV_BWD_CHUNKS, HIPPO_SSM_KERNEL and HIPPO_PROJECTION are read on first use, deep inside a run: a bad value is bad input here, before any command writes
   // anything (not a failed run in the database).
   const struct {
     const char* name;
@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
       {"HIPPO_FFTCONV_DIRECT", [](const char* v) { hippo::parse_direct_dispatch(v); }, "auto"},
       {"HIPPO_FFTCONV_FILTER", [](const char* v) { hippo::internal::parse_fftconv_filter_env(v); }, "kernel"},
       {"HIPPO_FFTCONV_RECOMPUTE", [](const char* v) { hippo::internal::parse_fftconv_recompute_env(v); }, "off"},
+      {"HIPPO_FFTCONV_BWD_CHUNKS", [](const char* v) { hippo::internal::parse_fftconv_bwd_chunks_env(v); }, "auto"},
       {"HIPPO_SSM_KERNEL", [](const char* v) { hippo::internal::parse_ssm_kernel_env(v); }, "fused"},
       {"HIPPO_PROJECTION", [](const char* v) { hippo::internal::parse_projection_env(v); }, "direct"},
   };

@@ -2,12 +2,12 @@
 //
 //   nvcc -O3 -std=c++17 -arch=sm_90 -I. bench/fftconv_probe.cu kernels/fftconv_kernel.cu -o fftconv_probe
 //   ./fftconv_probe [--batch 16] [--channels 768] [--seq-len 1024,4096,8192] [--dtype bf16|fp16|fp32]
-//                   [--options none|v|all] [--iters 30] [--backward 0|1]
+//                   [--options none|v|all] [--iters 30] [--backward 0|1] [--chunks 0]
 //
 // --backward 1 times fftconv_bwd_launch instead, as the autograd glue calls it (gradients of u, v and q where
 // present, the dk spectrum in the glue's number of row groups, its scratch where needed), and checks nothing: the
 // backward's values are the GPU tests' job (tests/kernels/fftconv_cuda_test.cc). Bytes counted: u, dy (and v, q)
-// read, du (and dv, dq) written.
+// read, du (and dv, dq) written. --chunks N > 0 sets the row groups (capped at B) instead of the glue's choice.
 // For each L: fills u (and with --options all: v, q, a (B, H) mask, exact GELU) with uniform(-1, 1) values, builds
 // every channel's filter spectrum kf = rfft(k + D delta_0, n) * 2/n in double on the host (k uniform(-1,1)/sqrt(L),
 // D uniform(-1, 1); the layout FftConvFwdParams::kf documents), times fftconv_fwd_launch with CUDA events (5
@@ -115,7 +115,7 @@ std::vector<int64_t> parse_list(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int64_t B = 16, H = 768, iters = 30;
+  int64_t B = 16, H = 768, iters = 30, chunks_opt = 0;
   std::vector<int64_t> lens = {1024, 4096, 8192};
   std::string dtype = "bf16", options = "none";
   bool backward = false;
@@ -130,7 +130,9 @@ int main(int argc, char** argv) {
     else if (a == "--options") options = v;
     else if (a == "--iters") iters = std::stoll(v);
     else if (a == "--backward") backward = v == "1";
-    else die("unknown option " + a + " (accepted: --batch --channels --seq-len --dtype --options --iters --backward)");
+    else if (a == "--chunks") chunks_opt = std::stoll(v);
+    else die("unknown option " + a +
+             " (accepted: --batch --channels --seq-len --dtype --options --iters --backward --chunks)");
   }
   using hippo::cuda::ElemType;
   ElemType e;
@@ -142,8 +144,6 @@ int main(int argc, char** argv) {
   const bool use_v = options != "none", use_all = options == "all";
   const size_t es = e == ElemType::kFloat32 ? 4 : 2;
 
-  int sms = 0;
-  ck(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), "device");
   std::printf("| L | fft size | B | H | dtype | options | kernel ms | GB/s | worst rel. error |\n|---:|---:|---:|---:|---|---|---:|---:|---:|\n");
   bool ok = true;
   for (const int64_t L : lens) {
@@ -223,8 +223,10 @@ int main(int argc, char** argv) {
       ck(cudaDeviceSynchronize(), "kernel");
     };
     if (backward) {
-      // The glue's row groups: enough blocks to fill the device a few times over.
-      const int64_t chunks = std::min<int64_t>(B, std::max<int64_t>(1, (8 * sms + H - 1) / H));
+      // The glue's row groups (fftconv_bwd_chunks), or --chunks.
+      const int64_t chunks = chunks_opt > 0 ? std::min<int64_t>(B, chunks_opt)
+                                            : hippo::cuda::fftconv_bwd_chunks(B, H, log_n, e, true);
+      std::printf("# L %lld: chunks %lld\n", static_cast<long long>(L), static_cast<long long>(chunks));
       void *ddu, *ddv = nullptr, *ddq = nullptr;
       float *dspec, *dscratch = nullptr;
       ck(cudaMalloc(&ddu, count * es), "malloc");

@@ -83,7 +83,7 @@ Json environment(const c10::Device& device) {
   // The kernel switches read from the environment (docs/FLASHCONV.md), those set: a row's speed depends on them.
   Json switches = Json::object();
   for (const char* name : {"HIPPO_FFTCONV_BLOCKFFT", "HIPPO_FFTCONV_DIRECT", "HIPPO_FFTCONV_FILTER", "HIPPO_FFTCONV_RECOMPUTE",
-                           "HIPPO_SSM_KERNEL", "HIPPO_PROJECTION"})
+                           "HIPPO_FFTCONV_BWD_CHUNKS", "HIPPO_SSM_KERNEL", "HIPPO_PROJECTION"})
     if (const char* v = std::getenv(name); v != nullptr && *v != '\0') switches[name] = v;
   env["kernel_switches"] = switches;
   return env;

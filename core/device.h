@@ -26,8 +26,8 @@ int set_threads(int n);
 
 // The environment of this process as a JSON object: hippo version and commit, LibTorch version, CUDA and
 // cuDNN versions (or null), GPU name (or null), host name, intra-op threads, and "kernel_switches": the
-// HIPPO_FFTCONV_BLOCKFFT, HIPPO_FFTCONV_DIRECT, HIPPO_FFTCONV_FILTER, HIPPO_FFTCONV_RECOMPUTE, HIPPO_SSM_KERNEL and
-// HIPPO_PROJECTION values set in the environment (an object).
+// HIPPO_FFTCONV_BLOCKFFT, HIPPO_FFTCONV_DIRECT, HIPPO_FFTCONV_FILTER, HIPPO_FFTCONV_RECOMPUTE,
+// HIPPO_FFTCONV_BWD_CHUNKS, HIPPO_SSM_KERNEL and HIPPO_PROJECTION values set in the environment (an object).
 Json environment(const c10::Device& device);
 
 }  // namespace hippo

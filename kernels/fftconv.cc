@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -139,6 +140,28 @@ bool fftconv_recompute_z() {
 
 void set_fftconv_recompute_z(bool on) { recompute_mode.store(on ? 1 : 0); }
 
+namespace {
+// -1: not read yet; else 0 (auto) or the row groups (HIPPO_FFTCONV_BWD_CHUNKS, read on first use).
+std::atomic<int> bwd_chunks_mode{-1};
+}  // namespace
+
+int fftconv_bwd_chunks_setting() {
+  int n = bwd_chunks_mode.load(std::memory_order_relaxed);
+  if (n < 0) {
+    const char* env = std::getenv("HIPPO_FFTCONV_BWD_CHUNKS");
+    n = env ? internal::parse_fftconv_bwd_chunks_env(env) : 0;
+    int unset = -1;
+    bwd_chunks_mode.compare_exchange_strong(unset, n);  // a concurrent set_fftconv_bwd_chunks wins
+    n = bwd_chunks_mode.load();
+  }
+  return n;
+}
+
+void set_fftconv_bwd_chunks(int n) {
+  TORCH_CHECK(n >= 0 && n <= 65536, "set_fftconv_bwd_chunks: need 0 (auto) to 65536, got ", n);
+  bwd_chunks_mode.store(n);
+}
+
 bool fftconv_takes_direct(const torch::Tensor& u, const torch::Tensor& k) {
   const FftConvDirectDispatch mode = direct_dispatch();
   if (mode == FftConvDirectDispatch::kOff || mode == FftConvDirectDispatch::kAuto || u.dim() != 3 || k.dim() != 2)
@@ -223,6 +246,16 @@ bool parse_fftconv_recompute_env(const std::string& value) {
   if (value.empty() || value == "off") return false;
   if (value == "on") return true;
   TORCH_CHECK(false, "HIPPO_FFTCONV_RECOMPUTE: unknown value '", printable(value), "'; accepted: off, on");
+}
+
+int parse_fftconv_bwd_chunks_env(const std::string& value) {
+  if (value.empty() || value == "auto") return 0;
+  int n = 0;
+  const bool digits = value.size() <= 5 && std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (digits) n = std::stoi(value);
+  TORCH_CHECK(digits && n >= 1 && n <= 65536, "HIPPO_FFTCONV_BWD_CHUNKS: unknown value '", printable(value),
+              "'; accepted: auto, or an integer from 1 to 65536");
+  return n;
 }
 
 torch::Tensor gelu_exact(const torch::Tensor& x) {

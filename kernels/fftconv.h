@@ -61,6 +61,13 @@ FftConvDirectDispatch parse_direct_dispatch(const std::string& text);
 // set_fftconv_recompute_z; a call's forward decides for its backward.
 bool fftconv_recompute_z();
 void set_fftconv_recompute_z(bool on);
+// The fused backward's row groups per channel (FftConvBwdParams::chunks): 0, the default, lets
+// cuda::fftconv_bwd_chunks choose per call (whole waves of blocks, few groups: kernels/fftconv_kernel.h); N >= 1
+// takes min(N, B). Each group writes one float32 spectrum of n/2 + 1 complex values per channel for the filter's
+// gradient, so N also sets that workspace. Set by HIPPO_FFTCONV_BWD_CHUNKS=auto|N (read once;
+// internal::parse_fftconv_bwd_chunks_env) or set_fftconv_bwd_chunks (N in [0, 65536], else c10::Error).
+int fftconv_bwd_chunks_setting();
+void set_fftconv_bwd_chunks(int n);
 // Whether fftconv() takes fftconv_direct (ATen's conv1d): u (B, H, L) and k (H, L_k) with L_k <= min(L,
 // kFftConvDirectMaxTaps), on a device the dispatch mode gives to it (kCpu: the CPU; kOn: any). Malformed arguments
 // are left to the path taken; raises c10::Error only for a bad HIPPO_FFTCONV_DIRECT (read on the first call; `hippo`
@@ -197,6 +204,10 @@ bool parse_fftconv_filter_env(const std::string& value);
 // Parses HIPPO_FFTCONV_RECOMPUTE (fftconv_recompute_z): "off" or "" (the default) -> false, "on" -> true; raises
 // c10::Error naming the variable and the accepted values otherwise.
 bool parse_fftconv_recompute_env(const std::string& value);
+// Parses HIPPO_FFTCONV_BWD_CHUNKS (the fused backward's row groups per channel, FftConvBwdParams::chunks): "auto"
+// or "" (the default) -> 0 (cuda::fftconv_bwd_chunks decides), a decimal integer in [1, 65536] -> that many
+// (capped at B per call); raises c10::Error naming the variable and the accepted values otherwise.
+int parse_fftconv_bwd_chunks_env(const std::string& value);
 // The filter spectrum the fused kernels read (H3.md 2.3, the skip D folded in as the tap at lag 0): k (H, L_k)
 // and D (H) of any floating dtype and device, 1 <= L_k <= fft_size, fft_size a power of two >= 16; returns
 // rfft(k + D delta_0, fft_size) * 2/fft_size as (H, fft_size/2 + 1, 2) float32 on k's device (2/fft_size: the

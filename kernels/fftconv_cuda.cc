@@ -122,10 +122,14 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     variable_list out(8);  // one per forward input: u, k, D, v, q, mask, gelu, grad_possible
     if (!grads[0].defined() || !(need_u || need_k || need_D || need_v || need_q)) return out;
     const auto dy = grads[0].to(u.scalar_type()).contiguous();
-    // Groups of rows per channel: enough blocks to fill the device a few times over, each group adding one
-    // spectrum of n/2 + 1 values to the dk workspace.
-    const int64_t sms = cuda::device_sm_count();
-    const int64_t chunks = std::min<int64_t>(B, std::max<int64_t>(1, (8 * sms + H - 1) / H));
+    // Groups of rows per channel (fftconv_bwd_chunks: whole waves of blocks, few groups), each adding one
+    // spectrum of n/2 + 1 values to the dk workspace; fftconv_bwd_chunks_setting() > 0 sets them (capped at B).
+    const int setting = fftconv_bwd_chunks_setting();
+    int64_t chunks = std::min<int64_t>(B, setting);
+    if (setting == 0)
+      launch_checked([&] {
+        chunks = cuda::fftconv_bwd_chunks(B, H, log2_exact(n), elem_type(u.scalar_type()), need_k || need_D);
+      });
     Tensor du = need_u ? torch::empty_like(u) : Tensor(), dv = need_v ? torch::empty_like(u) : Tensor(),
            dq = need_q ? torch::empty_like(u) : Tensor();
     Tensor dk_spec = need_k || need_D

@@ -8,6 +8,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <stdexcept>
@@ -145,6 +147,13 @@ __host__ __device__ constexpr int fwd_min_blocks(int log_m) {
 // back only by the thread that wrote them.
 __host__ __device__ constexpr bool bwd_on_chip(int log_m) {
   return 3 * sizeof(float2) * (padded(1 << log_m) + 1) <= static_cast<size_t>(kMaxSmemBytes);
+}
+
+// Dynamic shared memory of a backward block: work buffer, spectrum of w and (with dk) the accumulator on chip,
+// only the work buffer past it.
+__host__ __device__ constexpr size_t bwd_smem_bytes(int log_m, bool dk) {
+  return bwd_on_chip(log_m) ? sizeof(float2) * (2 * padded(1 << log_m) + (dk ? padded(1 << log_m) + 1 : 0))
+                            : sizeof(float2) * padded(1 << log_m);
 }
 
 // The transform's direction is a template parameter (kSign = -1 forward, +1 inverse) so that every sign folds
@@ -830,9 +839,7 @@ void launch_fwd(const FftConvFwdParams& p, cudaStream_t stream) {
 template <typename T, int LOG_M>
 void launch_bwd(const FftConvBwdParams& p, cudaStream_t stream) {
   constexpr int kThreads = threads_for(LOG_M);
-  constexpr int M = 1 << LOG_M;
-  const size_t smem = bwd_on_chip(LOG_M) ? sizeof(float2) * (2 * padded(M) + (p.dk_spec ? padded(M) + 1 : 0))
-                                         : sizeof(float2) * padded(M);
+  const size_t smem = bwd_smem_bytes(LOG_M, p.dk_spec != nullptr);
   auto all_aligned = [&](size_t bytes) {
     return aligned(p.u, bytes) && aligned(p.v, bytes) && aligned(p.q, bytes) && aligned(p.dy, bytes) &&
            aligned(p.du, bytes) && aligned(p.dv, bytes) && aligned(p.dq, bytes);
@@ -989,12 +996,76 @@ int64_t fftconv_bwd_scratch_floats(int log_n, int64_t chunks, int64_t H) {
   return chunks * H * ((int64_t{1} << (log_n - 1)) + 1) * 2;
 }
 
-int device_sm_count() {
-  int dev = 0, count = 0;
-  check(cudaGetDevice(&dev), "fftconv", "cudaGetDevice", "");
-  check(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev), "fftconv",
-        "reading the SM count", "");
-  return count;
+namespace {
+// Resident backward blocks per multiprocessor for type T at M = 2^LOG_M, with or without the dk accumulator.
+struct BwdOccupancyQuery {
+  int log_n = 0;
+  ElemType elem = ElemType::kFloat32;
+  bool dk = false;
+  int* blocks = nullptr;
+};
+template <typename T, int LOG_M>
+struct BwdOccupancy {
+  static void run(const BwdOccupancyQuery& q, cudaStream_t) {
+    auto* kernel = fftconv_bwd_kernel<T, LOG_M, threads_for(LOG_M)>;
+    const size_t smem = bwd_smem_bytes(LOG_M, q.dk);
+    const std::string what = "log_n=" + std::to_string(q.log_n);
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+          "fftconv_bwd_kernel", "setting shared memory", what);
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(q.blocks, kernel, threads_for(LOG_M), smem),
+          "fftconv_bwd_kernel", "the occupancy query", what);
+  }
+};
+
+// Multiprocessors of device dev, cached (devices 0..63).
+int sms_of(int dev) {
+  static std::atomic<int> cache[64];
+  int sms = dev >= 0 && dev < 64 ? cache[dev].load(std::memory_order_relaxed) : 0;
+  if (sms == 0) {
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "fftconv_bwd_chunks",
+          "reading the SM count", "");
+    if (dev >= 0 && dev < 64) cache[dev].store(sms, std::memory_order_relaxed);
+  }
+  return sms;
+}
+}  // namespace
+
+int fftconv_bwd_chunks(int64_t B, int64_t H, int log_n, ElemType e, bool dk) {
+  if (log_n < kMinLogN || log_n > kMaxLogN)
+    throw std::runtime_error("fftconv_bwd_chunks: unsupported fft_size 2^" + std::to_string(log_n) +
+                             " (compiled for 16..32768)");
+  if (B < 1 || H < 1) throw std::runtime_error("fftconv_bwd_chunks: need B, H >= 1");
+  int dev = 0;
+  check(cudaGetDevice(&dev), "fftconv_bwd_chunks", "cudaGetDevice", "");
+  const int64_t sms = sms_of(dev);
+  // Past the on-chip limit every row after a block's first reads the block's dk row back from global memory, so
+  // waves are not the whole cost there; the earlier rule stays: about 8 blocks a multiprocessor in all.
+  if (!bwd_on_chip(log_n - 1)) return static_cast<int>(std::min<int64_t>(B, std::max<int64_t>(1, (8 * sms + H - 1) / H)));
+  // Resident blocks per (device, type, size, dk): 0 until first asked; racing first calls store the same value.
+  static std::atomic<int> per_sm_cache[64][3][kMaxLogN + 1][2];
+  std::atomic<int>* entry =
+      dev >= 0 && dev < 64 ? &per_sm_cache[dev][static_cast<int>(e)][log_n][dk ? 1 : 0] : nullptr;
+  int per_sm = entry ? entry->load(std::memory_order_relaxed) : 0;
+  if (per_sm == 0) {
+    BwdOccupancyQuery q;
+    q.log_n = log_n, q.elem = e, q.dk = dk, q.blocks = &per_sm;
+    by_type<BwdOccupancy>(q, nullptr);
+    per_sm = std::max(per_sm, 1);
+    if (entry) entry->store(per_sm, std::memory_order_relaxed);
+  }
+  const int64_t slots = sms * per_sm;
+  // Cost in row-times: waves * (rows per block + kBlockCost), kBlockCost a block's own work (zeroing and writing
+  // its accumulator, the dk_spec row the filter kernel then sums), fitted on an H200 at B 16, H 768, fft_size
+  // 8192, where 1 row a block (47 waves) ran 1.08x as long as 8 rows a block (6 waves).
+  constexpr double kBlockCost = 0.125;
+  int64_t best = 1;
+  double best_cost = 0;
+  for (int64_t c = 1; c <= B; ++c) {
+    const double waves = static_cast<double>((c * H + slots - 1) / slots);
+    const double cost = waves * (static_cast<double>((B + c - 1) / c) + kBlockCost);
+    if (c == 1 || cost < best_cost) best = c, best_cost = cost;
+  }
+  return static_cast<int>(best);
 }
 
 }  // namespace hippo::cuda

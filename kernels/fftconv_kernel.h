@@ -101,7 +101,15 @@ void fftconv_bwd_launch(const FftConvBwdParams& p, void* stream);
 // (n/2 + 1) * 2 where the backward's three buffers do not fit in shared memory (n = 32768), else 0 (also for an
 // unsupported log_n, which the launcher rejects).
 int64_t fftconv_bwd_scratch_floats(int log_n, int64_t chunks, int64_t H);
-// Number of multiprocessors of the current device (for the backward's chunking). Throws on a CUDA error.
-int device_sm_count();
+// FftConvBwdParams::chunks for B rows of H channels at FFT size 2^log_n on the current device, with (dk) or
+// without the dk accumulator. Where the backward's buffers fit on chip (fft_size <= 16384), blocks (chunks * H of
+// them, each ceil(B / chunks) rows long) run in waves of `slots` = resident blocks per multiprocessor (the
+// occupancy calculator, for this kernel and its shared memory) times the multiprocessors; the chunks in [1, B]
+// with the least waves * (rows per block + 1/8) win (1/8: a block's own work, fitted on an H200), ties going to
+// fewer chunks. H200 (132 SMs), B 16, H 768, bf16: 4 at fft_size 2048 (8 blocks a multiprocessor: 3 waves of 4
+// rows instead of 2 of 8, measured 1.15x faster than 2), 2 at 4096, 1 at 8192 and 16384. At fft_size 32768
+// (off chip) about 8 blocks a multiprocessor in all: min(B, ceil(8 SMs / H)). Cached per device, type and size.
+// Throws std::runtime_error on a CUDA error, B or H < 1, or an unsupported log_n.
+int fftconv_bwd_chunks(int64_t B, int64_t H, int log_n, ElemType e, bool dk);
 
 }  // namespace hippo::cuda

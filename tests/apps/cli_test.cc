@@ -283,7 +283,8 @@ grid:
   EXPECT_EQ(err.find("ended abnormally"), std::string::npos) << err;
 }
 
-// A bad HIPPO_FFTCONV_BLOCKFFT, HIPPO_FFTCONV_DIRECT, HIPPO_FFTCONV_FILTER, HIPPO_FFTCONV_RECOMPUTE or HIPPO_PROJECTION
+// A bad HIPPO_FFTCONV_BLOCKFFT, HIPPO_FFTCONV_DIRECT, HIPPO_FFTCONV_FILTER, HIPPO_FFTCONV_RECOMPUTE,
+// HIPPO_FFTCONV_BWD_CHUNKS or HIPPO_PROJECTION
 // is bad input before anything is written, not a failed run in the database.
 TEST(Cli, BadFftConvEnvironmentIsRefusedBeforeAnythingIsWritten) {
   struct Case {
@@ -297,6 +298,9 @@ TEST(Cli, BadFftConvEnvironmentIsRefusedBeforeAnythingIsWritten) {
                             "HIPPO_FFTCONV_FILTER: unknown value 'atn'; accepted: kernel, aten (unset means kernel)"},
                        Case{"HIPPO_FFTCONV_RECOMPUTE", "1",
                             "HIPPO_FFTCONV_RECOMPUTE: unknown value '1'; accepted: off, on (unset means off)"},
+                       Case{"HIPPO_FFTCONV_BWD_CHUNKS", "0",
+                            "HIPPO_FFTCONV_BWD_CHUNKS: unknown value '0'; accepted: auto, or an integer from 1 to "
+                            "65536 (unset means auto)"},
                        Case{"HIPPO_PROJECTION", "bmm",
                             "HIPPO_PROJECTION: unknown value 'bmm'; accepted: direct, transpose (unset means direct)"}}) {
     TempDir d;

@@ -198,6 +198,37 @@ TEST(FftConvCuda, BackwardWithoutFilterGradient) {
   }
 }
 
+// The backward's row groups (chunks) change only which block sums which rows into dk: every count gives the
+// gradients of the automatic choice. B 5 with 2 (3 + 2 rows), 4 (2 + 2 + 1 + 0: a group with no rows) and 5 groups,
+// on chip (L 1000, 4096) and past it (L 16384).
+TEST(FftConvCuda, EveryBackwardChunkCountGivesTheSameGradients) {
+  HIPPO_REQUIRE_CUDA();
+  const testing::BwdChunksGuard restore;
+  const char* names[] = {"du", "dk", "dD", "dv", "dq"};
+  for (const int64_t L : {int64_t{1000}, int64_t{4096}, int64_t{16384}}) {
+    const Case c{5, 24, L, L, torch::kFloat, kV | kQ | kGelu};
+    SCOPED_TRACE(case_name(c));
+    const auto in = Inputs::draw(c, 7100 + L);
+    const auto w = torch::randn({c.B, c.H, c.L}, torch::TensorOptions().device(torch::kCUDA).dtype(torch::kDouble));
+    auto run = [&](int chunks) {
+      set_fftconv_bwd_chunks(chunks);
+      auto x = in.as(c.dtype, torch::kFloat, true);
+      auto g = testing::grads_of(fftconv_fused(x.u, x.k, x.D, x.options()), w, x);
+      set_fftconv_bwd_chunks(0);
+      return g;
+    };
+    const auto automatic = run(0);
+    for (const int chunks : {1, 2, 4, 5, 9}) {
+      const auto got = run(chunks);
+      for (int i = 0; i < 5; ++i) {
+        ASSERT_TRUE(all_finite(got[i])) << names[i] << " chunks " << chunks;
+        // The same float32 arithmetic; only dk and dD sum their rows in another grouping and order.
+        EXPECT_LT(rel_error(got[i], automatic[i]), 1e-6) << names[i] << " chunks " << chunks;
+      }
+    }
+  }
+}
+
 // The backward reads the forward's saved z (the default) or recomputes it (HIPPO_FFTCONV_RECOMPUTE=on): the same
 // gradients either way, on chip (L 12 to 1004) and past it (L 16384), with and without the filter's gradient (without
 // it the saved-z backward skips the spectrum of w altogether).

@@ -76,4 +76,10 @@ struct RecomputeModeGuard {
   ~RecomputeModeGuard() { set_fftconv_recompute_z(saved); }
 };
 
+// Restores the backward's row-group setting (HIPPO_FFTCONV_BWD_CHUNKS, set_fftconv_bwd_chunks) on scope exit.
+struct BwdChunksGuard {
+  int saved = fftconv_bwd_chunks_setting();
+  ~BwdChunksGuard() { set_fftconv_bwd_chunks(saved); }
+};
+
 }  // namespace hippo::testing

@@ -89,6 +89,23 @@ TEST(FftConv, RecomputeEnvironmentSwitchAcceptsOffAndOnOnly) {
   }
 }
 
+TEST(FftConv, BwdChunksEnvironmentSwitchAcceptsAutoAndACount) {
+  EXPECT_EQ(internal::parse_fftconv_bwd_chunks_env(""), 0);
+  EXPECT_EQ(internal::parse_fftconv_bwd_chunks_env("auto"), 0);
+  EXPECT_EQ(internal::parse_fftconv_bwd_chunks_env("1"), 1);
+  EXPECT_EQ(internal::parse_fftconv_bwd_chunks_env("65536"), 65536);
+  for (const char* bad : {"0", "65537", "-2", "2x", " 2", "AUTO", "999999999999"}) {
+    try {
+      internal::parse_fftconv_bwd_chunks_env(bad);
+      FAIL() << "accepted '" << bad << "'";
+    } catch (const c10::Error& e) {
+      const std::string m = e.what_without_backtrace();
+      EXPECT_NE(m.find("HIPPO_FFTCONV_BWD_CHUNKS: unknown value"), std::string::npos) << m;
+      EXPECT_NE(m.find("accepted: auto, or an integer from 1 to 65536"), std::string::npos) << m;
+    }
+  }
+}
+
 TEST(FftConv, FilterEnvironmentSwitchAcceptsKernelAndAtenOnly) {
   EXPECT_FALSE(internal::parse_fftconv_filter_env(""));
   EXPECT_FALSE(internal::parse_fftconv_filter_env("kernel"));

@@ -27,14 +27,16 @@ absl::StatusOr<std::vector<int64_t>> parse_lengths(const std::string& s);
 // launch gaps count); on the CPU: the steady clock. Raises what `call` raises.
 std::vector<double> time_calls(const std::function<void(int)>& call, int warmup, int iters,
                                const c10::Device& device);
-// As time_calls, but every timed call is one replay of a CUDA graph holding call(0): call(i) runs max(warmup, 3)
-// times eagerly on a side stream (lazy initialisations, cached plans and allocations), then call(0) is captured
-// once on that stream and the graph replayed `iters` times between CUDA events on the current stream. What a
-// graphed training step (--cuda-graph) sees: no host-side dispatch or launch gaps. `call` must be capturable
-// (no host synchronisation, fixed shapes). Raises c10::Error on a CPU device, in a build without CUDA graphs, or
-// when the capture fails (naming it).
+// As time_calls, but every timed call is one replay of a CUDA graph holding call(0) .. call(calls_per_graph - 1)
+// (>= 1; several when calls rotate over input sets, so that a replay does not find its inputs in L2): call(i)
+// runs max(warmup, 3) times eagerly on a side stream (lazy initialisations, cached plans and allocations), then
+// the calls are captured once on that stream and the graph replayed `iters` times between CUDA events on the
+// current stream; each entry is a replay's time / calls_per_graph. What a graphed training step (--cuda-graph)
+// sees: no host-side dispatch or launch gaps. `call` must be capturable (no host synchronisation, fixed shapes).
+// Raises c10::Error on a CPU device, in a build without CUDA graphs, for calls_per_graph < 1, or when the
+// capture fails (naming it).
 std::vector<double> time_graphed(const std::function<void(int)>& call, int warmup, int iters,
-                                 const c10::Device& device);
+                                 const c10::Device& device, int calls_per_graph = 1);
 // Whether this build can capture CUDA graphs (time_graphed).
 bool cuda_graphs_built();
 double median(std::vector<double> v);

@@ -57,6 +57,7 @@ struct BenchConfig {
   int64_t window = 0;      // 0: fftconv_chunk_window(L_k)
   int64_t chunk_len = 0;   // state passing's chunks; 0: DiagSSMImpl::default_chunk_len(L)
   int warmup = 5, iters = 30;
+  bool graphed = false;  // --cuda-graph
   std::string db;
   bool no_db = false;
 };
@@ -67,6 +68,9 @@ int run_fftconv(const BenchConfig& c) {
     return report(
         absl::FailedPreconditionError("hippo bench fftconv: no CUDA device is usable; nothing was measured "
                                       "(the benchmark times CUDA kernels)"));
+  if (c.graphed && !cuda_graphs_built())
+    return report(absl::FailedPreconditionError(
+        "hippo bench fftconv: --cuda-graph needs a build with CUDA graphs (LibTorch with CUDA)"));
   const c10::Device device(c10::kCUDA, 0);
   auto sink = open_bench_sink(c.db, c.no_db, device);
   if (!sink.ok()) return report(sink.status());
@@ -78,10 +82,12 @@ int run_fftconv(const BenchConfig& c) {
       static_cast<long long>(c.batch), static_cast<long long>(c.channels), dtype_name(c.dtype), pass,
       gpu.c_str(), copy_gbs);
   std::printf(
-      "median of %d calls after %d warm-up calls (CUDA events); bytes = %s; speed-up = reference / fused;\n"
+      "median of %d calls after %d warm-up calls (%s); bytes = %s; speed-up = reference / fused;\n"
       "blockfft = fftconv_blockfft with split half products (kSplit), single = one product per stage "
       "(kSingle); faster = the faster of fused and blockfft (split)\n",
-      c.iters, c.warmup, c.backward ? "u read, y written, u and dy read, du written" : "u read, y written");
+      c.iters, c.warmup,
+      c.graphed ? "CUDA events around CUDA graph replays, one replay = one call per input set" : "CUDA events",
+      c.backward ? "u read, y written, u and dy read, du written" : "u read, y written");
   if (c.kernel_len > 0)
     std::printf(
         "filter k: (H, L_k) with L_k = min(%lld, L); fft size: of the whole sequence (reference, fused), "
@@ -136,10 +142,17 @@ int run_fftconv(const BenchConfig& c) {
       };
     };
     const int64_t bytes = (c.backward ? 5 : 2) * elems * esize;
+    // Eager calls, or (--cuda-graph) replays of a graph of one call per input set: no host dispatch between
+    // kernels, as a graphed training step sees them.
+    auto time = [&](const std::function<void(int)>& fn) {
+      return c.graphed ? time_graphed(fn, c.warmup, c.iters, device, static_cast<int>(sets))
+                       : time_calls(fn, c.warmup, c.iters, device);
+    };
     auto add_row = [&](const char* variant, const std::vector<double>& ms, double speedup, int64_t fft_size,
                        Json extra = Json::object()) {
       // The filter length (and a chunked row's window) has no column of its own: it goes into environment.
       extra["kernel_len"] = Lk;
+      if (c.graphed) extra["cuda_graph"] = true;
       Json r = sink->common_columns(extra);
       r.update(Json{{"benchmark", "fftconv"},
                 {"variant", variant},
@@ -160,13 +173,13 @@ int run_fftconv(const BenchConfig& c) {
       return r;
     };
     try {
-      const auto ref_ms = time_calls(call(0), c.warmup, c.iters, device);
+      const auto ref_ms = time(call(0));
       const Json ref = add_row("reference", ref_ms, 1.0, n);
       const double ref_med = median(ref_ms);
       // A filter of at most 64 taps (--kernel-len <= 64, or L <= 64) also by direct summation: the last column.
       std::string direct = "-";
       if (fftconv_short_supported(us[0], k, D)) {
-        const auto direct_ms = time_calls(call(4), c.warmup, c.iters, device);
+        const auto direct_ms = time(call(4));
         const double med = median(direct_ms);
         add_row("direct", direct_ms, ref_med / med, 0);
         direct = absl::StrFormat("%.3f (%.2fx)", med, ref_med / med);
@@ -174,7 +187,7 @@ int run_fftconv(const BenchConfig& c) {
       std::printf("| %lld | %lld | %.3f | %.0f |", static_cast<long long>(L), static_cast<long long>(n),
                   ref_med, ref["gbytes_per_s"].get<double>());
       if (fftconv_fused_supported(us[0], k, D)) {
-        const auto fused_ms = time_calls(call(1), c.warmup, c.iters, device);
+        const auto fused_ms = time(call(1));
         const double med = median(fused_ms);
         const Json fused = add_row("fused", fused_ms, ref_med / med, n);
         const double gbs = fused["gbytes_per_s"].get<double>();
@@ -189,8 +202,8 @@ int run_fftconv(const BenchConfig& c) {
           std::fflush(stdout);
           continue;
         }
-        const auto block_ms = time_calls(call(2), c.warmup, c.iters, device);
-        const auto single_ms = time_calls(call(3), c.warmup, c.iters, device);
+        const auto block_ms = time(call(2));
+        const auto single_ms = time(call(3));
         const double bmed = median(block_ms), smed = median(single_ms);
         const char* faster = bmed < med ? "blockfft" : "fused";
         add_row("blockfft", block_ms, ref_med / bmed, n,
@@ -211,7 +224,7 @@ int run_fftconv(const BenchConfig& c) {
             auto g = torch::autograd::grad({y}, {u, k, D}, {dys[i % sets]});
           }
         };
-        const auto ch_ms = time_calls(chunked_call, c.warmup, c.iters, device);
+        const auto ch_ms = time(chunked_call);
         const double med = median(ch_ms);
         const Json ch = add_row("chunked", ch_ms, ref_med / med, fftconv_size(W, Lk), Json{{"window", W}});
         const double gbs = ch["gbytes_per_s"].get<double>();
@@ -242,7 +255,7 @@ int run_fftconv(const BenchConfig& c) {
         };
         const int64_t chunk = c.chunk_len > 0 ? c.chunk_len : DiagSSMImpl::default_chunk_len(L);
         ssm->set_chunk_len(chunk);
-        const auto sp_ms = time_calls(sp_call, c.warmup, c.iters, device);
+        const auto sp_ms = time(sp_call);
         const double med = median(sp_ms);
         const Json sp = add_row("state_passing", sp_ms, ref_med / med, fftconv_size(chunk, chunk));
         const double gbs = sp["gbytes_per_s"].get<double>();
@@ -299,6 +312,9 @@ int cmd_bench(const std::vector<std::string>& args) {
       "chunk-len", po::value<int64_t>(),
       "state passing's chunk length past the fused limit (1 to the longest fused L; default: the diagonal SSM "
       "layers' own, 16384 up to L = 262144 and 8192 beyond)")(
+      "cuda-graph", po::bool_switch(),
+      "time each variant as replays of a CUDA graph of one call per input set (no host dispatch or launch "
+      "gaps, as a --cuda-graph training step sees them; the environment column records cuda_graph)")(
       "no-db", po::bool_switch(), "print only, write nothing");
   add_db_option(desc);
   po::variables_map vm;
@@ -315,6 +331,7 @@ int cmd_bench(const std::vector<std::string>& args) {
   c.iters = vm["iters"].as<int>();
   c.db = vm["db"].as<std::string>();
   c.no_db = vm["no-db"].as<bool>();
+  c.graphed = vm["cuda-graph"].as<bool>();
   if (vm.count("kernel-len")) {
     c.kernel_len = vm["kernel-len"].as<int64_t>();
     if (c.kernel_len < 1)

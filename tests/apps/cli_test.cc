@@ -716,6 +716,25 @@ TEST(Cli, BenchFftconvTimesBothPathsAndStoresRows) {
   EXPECT_NE(r.out.find("| blockfft ms | single ms | faster |"), std::string::npos) << r.out;
 }
 
+// --cuda-graph: every variant timed as graph replays (forward, and forward plus backward through autograd), the
+// rows tagged cuda_graph in their environment column.
+TEST(Cli, BenchFftconvCudaGraphTagsItsRows) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: `hippo bench fftconv` exits 2 (checked above)";
+  TempDir d;
+  for (const char* pass : {"", " --backward"}) {
+    auto r = run_hippo(std::string("bench fftconv --batch 2 --channels 8 --seq-len 100,1024 --iters 20 --warmup 1 "
+                                   "--cuda-graph --db b.db") + pass,
+                       d.path());
+    ASSERT_EQ(r.exit_code, 0) << pass << r.err;
+    EXPECT_NE(r.out.find("CUDA graph replays"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("failed"), std::string::npos) << r.out;
+  }
+  SQLite::Database db(d.file("b.db"), SQLite::OPEN_READONLY);
+  // reference, fused, blockfft and blockfft_single at two lengths, two passes; all tagged.
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE benchmark = 'fftconv'").getInt(), 16);
+  EXPECT_EQ(db.execAndGet("SELECT count(*) FROM bench WHERE environment LIKE '%\"cuda_graph\":true%'").getInt(), 16);
+}
+
 // Past the fused limit the second variant is state passing of a diagonal-SSM filter, timed beside the reference:
 // by default in the layers' chunk for that L (16384 at L 17000, DiagSSMImpl::default_chunk_len), else --chunk-len.
 TEST(Cli, BenchFftconvStatePassingPastTheFusedLimit) {

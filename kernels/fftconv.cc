@@ -95,6 +95,21 @@ torch::Tensor fftconv_direct(const torch::Tensor& u, const torch::Tensor& k, con
 }
 
 namespace {
+// A switch read from the environment on first use: `mode` is -1 until then; `parse` maps the variable `name`
+// (set and not empty) to a value >= 0, raising c10::Error for a bad one; unset or empty gives `unset_value`. A
+// setter that stored a value first wins over the environment.
+int env_switch(std::atomic<int>& mode, const char* name, int unset_value, int (*parse)(const std::string&)) {
+  int value = mode.load(std::memory_order_relaxed);
+  if (value < 0) {
+    const char* env = std::getenv(name);
+    value = env && *env ? parse(env) : unset_value;
+    int unset = -1;
+    mode.compare_exchange_strong(unset, value);
+    value = mode.load();
+  }
+  return value;
+}
+
 // -1: not read yet; else a FftConvDirectDispatch (HIPPO_FFTCONV_DIRECT, read on first use).
 std::atomic<int> direct_mode{-1};
 }  // namespace
@@ -108,15 +123,9 @@ FftConvDirectDispatch parse_direct_dispatch(const std::string& text) {
 }
 
 FftConvDirectDispatch direct_dispatch() {
-  int mode = direct_mode.load(std::memory_order_relaxed);
-  if (mode < 0) {
-    const char* env = std::getenv("HIPPO_FFTCONV_DIRECT");
-    mode = static_cast<int>(env && *env ? parse_direct_dispatch(env) : FftConvDirectDispatch::kAuto);
-    int unset = -1;
-    direct_mode.compare_exchange_strong(unset, mode);  // a concurrent set_direct_dispatch wins
-    mode = direct_mode.load();
-  }
-  return static_cast<FftConvDirectDispatch>(mode);
+  return static_cast<FftConvDirectDispatch>(
+      env_switch(direct_mode, "HIPPO_FFTCONV_DIRECT", static_cast<int>(FftConvDirectDispatch::kAuto),
+                 [](const std::string& v) { return static_cast<int>(parse_direct_dispatch(v)); }));
 }
 
 void set_direct_dispatch(FftConvDirectDispatch mode) { direct_mode.store(static_cast<int>(mode)); }
@@ -127,15 +136,9 @@ std::atomic<int> recompute_mode{-1};
 }  // namespace
 
 bool fftconv_recompute_z() {
-  int mode = recompute_mode.load(std::memory_order_relaxed);
-  if (mode < 0) {
-    const char* env = std::getenv("HIPPO_FFTCONV_RECOMPUTE");
-    mode = env && *env && internal::parse_fftconv_recompute_env(env) ? 1 : 0;
-    int unset = -1;
-    recompute_mode.compare_exchange_strong(unset, mode);  // a concurrent set_fftconv_recompute_z wins
-    mode = recompute_mode.load();
-  }
-  return mode == 1;
+  return env_switch(recompute_mode, "HIPPO_FFTCONV_RECOMPUTE", 0, [](const std::string& v) {
+           return internal::parse_fftconv_recompute_env(v) ? 1 : 0;
+         }) == 1;
 }
 
 void set_fftconv_recompute_z(bool on) { recompute_mode.store(on ? 1 : 0); }
@@ -146,15 +149,7 @@ std::atomic<int> bwd_chunks_mode{-1};
 }  // namespace
 
 int fftconv_bwd_chunks_setting() {
-  int n = bwd_chunks_mode.load(std::memory_order_relaxed);
-  if (n < 0) {
-    const char* env = std::getenv("HIPPO_FFTCONV_BWD_CHUNKS");
-    n = env ? internal::parse_fftconv_bwd_chunks_env(env) : 0;
-    int unset = -1;
-    bwd_chunks_mode.compare_exchange_strong(unset, n);  // a concurrent set_fftconv_bwd_chunks wins
-    n = bwd_chunks_mode.load();
-  }
-  return n;
+  return env_switch(bwd_chunks_mode, "HIPPO_FFTCONV_BWD_CHUNKS", 0, internal::parse_fftconv_bwd_chunks_env);
 }
 
 void set_fftconv_bwd_chunks(int n) {

@@ -87,7 +87,8 @@ bool cuda_graphs_built() {
 std::vector<double> time_graphed(const std::function<void(int)>& call, int warmup, int iters,
                                  const c10::Device& device, int calls_per_graph) {
   TORCH_CHECK(device.is_cuda(), "time_graphed: CUDA graphs need a CUDA device, got ", device);
-  TORCH_CHECK(calls_per_graph >= 1, "time_graphed: calls_per_graph must be at least 1, got ", calls_per_graph);
+  TORCH_CHECK(calls_per_graph >= 1, "time_graphed: calls_per_graph must be at least 1, got ",
+              calls_per_graph);
 #if defined(HIPPO_BENCH_GRAPHS)
   const c10::cuda::CUDAGuard device_guard(device);
   auto side = c10::cuda::getStreamFromPool(false, device.index());

@@ -40,8 +40,8 @@ int main(int argc, char** argv) {
   const std::string cmd = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
   // HIPPO_FFTCONV_BLOCKFFT, HIPPO_FFTCONV_DIRECT, HIPPO_FFTCONV_FILTER, HIPPO_FFTCONV_RECOMPUTE,
-  // HIPPO_FFTCONV_BWD_CHUNKS, HIPPO_SSM_KERNEL and HIPPO_PROJECTION are read on first use, deep inside a run: a bad value is bad input here, before any command writes
-  // anything (not a failed run in the database).
+  // HIPPO_FFTCONV_BWD_CHUNKS, HIPPO_SSM_KERNEL and HIPPO_PROJECTION are read on first use, deep inside a run:
+  // a bad value is bad input here, before any command writes anything (not a failed run in the database).
   const struct {
     const char* name;
     void (*parse)(const char*);

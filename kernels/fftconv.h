@@ -65,7 +65,8 @@ void set_fftconv_recompute_z(bool on);
 // cuda::fftconv_bwd_chunks choose per call (whole waves of blocks, few groups: kernels/fftconv_kernel.h); N >= 1
 // takes min(N, B). Each group writes one float32 spectrum of n/2 + 1 complex values per channel for the filter's
 // gradient, so N also sets that workspace. Set by HIPPO_FFTCONV_BWD_CHUNKS=auto|N (read once;
-// internal::parse_fftconv_bwd_chunks_env) or set_fftconv_bwd_chunks (N in [0, 65536], else c10::Error).
+// internal::parse_fftconv_bwd_chunks_env; a bad value raises c10::Error from the first call that reads it, and
+// `hippo` refuses one at start-up) or set_fftconv_bwd_chunks (N in [0, 65536], else c10::Error).
 int fftconv_bwd_chunks_setting();
 void set_fftconv_bwd_chunks(int n);
 // Whether fftconv() takes fftconv_direct (ATen's conv1d): u (B, H, L) and k (H, L_k) with L_k <= min(L,

@@ -851,7 +851,10 @@ void launch_bwd(const FftConvBwdParams& p, cudaStream_t stream) {
   if (!bwd_on_chip(LOG_M) && p.dk_spec && !p.spec_scratch)
     throw std::runtime_error("fftconv_bwd_kernel: spec_scratch is required with dk_spec for " + shape);
   auto* kernel = fftconv_bwd_kernel<T, LOG_M, kThreads>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+  // The limit is the larger size (with the accumulator) whichever this launch needs, so that a launch without it
+  // cannot lower the limit under another thread's launch with it.
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(bwd_smem_bytes(LOG_M, true))),
         "fftconv_bwd_kernel", "setting shared memory", shape);
   kernel<<<static_cast<unsigned>(p.chunks * p.H), kThreads, smem, stream>>>(p, io);
   check(cudaGetLastError(), "fftconv_bwd_kernel", "launch", shape);
@@ -1010,7 +1013,9 @@ struct BwdOccupancy {
     auto* kernel = fftconv_bwd_kernel<T, LOG_M, threads_for(LOG_M)>;
     const size_t smem = bwd_smem_bytes(LOG_M, q.dk);
     const std::string what = "log_n=" + std::to_string(q.log_n);
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+    // The limit a launch with the accumulator needs (never lowered: another thread may be launching it).
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(bwd_smem_bytes(LOG_M, true))),
           "fftconv_bwd_kernel", "setting shared memory", what);
     check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(q.blocks, kernel, threads_for(LOG_M), smem),
           "fftconv_bwd_kernel", "the occupancy query", what);
@@ -1034,13 +1039,16 @@ int fftconv_bwd_chunks(int64_t B, int64_t H, int log_n, ElemType e, bool dk) {
   if (log_n < kMinLogN || log_n > kMaxLogN)
     throw std::runtime_error("fftconv_bwd_chunks: unsupported fft_size 2^" + std::to_string(log_n) +
                              " (compiled for 16..32768)");
-  if (B < 1 || H < 1) throw std::runtime_error("fftconv_bwd_chunks: need B, H >= 1");
+  if (B < 1 || H < 1)
+    throw std::runtime_error("fftconv_bwd_chunks: need B, H >= 1, got B=" + std::to_string(B) +
+                             " H=" + std::to_string(H));
   int dev = 0;
   check(cudaGetDevice(&dev), "fftconv_bwd_chunks", "cudaGetDevice", "");
   const int64_t sms = sms_of(dev);
   // Past the on-chip limit every row after a block's first reads the block's dk row back from global memory, so
   // waves are not the whole cost there; the earlier rule stays: about 8 blocks a multiprocessor in all.
-  if (!bwd_on_chip(log_n - 1)) return static_cast<int>(std::min<int64_t>(B, std::max<int64_t>(1, (8 * sms + H - 1) / H)));
+  if (!bwd_on_chip(log_n - 1))
+    return static_cast<int>(std::min<int64_t>(B, std::max<int64_t>(1, (8 * sms + H - 1) / H)));
   // Resident blocks per (device, type, size, dk): 0 until first asked; racing first calls store the same value.
   static std::atomic<int> per_sm_cache[64][3][kMaxLogN + 1][2];
   std::atomic<int>* entry =
@@ -1053,19 +1061,7 @@ int fftconv_bwd_chunks(int64_t B, int64_t H, int log_n, ElemType e, bool dk) {
     per_sm = std::max(per_sm, 1);
     if (entry) entry->store(per_sm, std::memory_order_relaxed);
   }
-  const int64_t slots = sms * per_sm;
-  // Cost in row-times: waves * (rows per block + kBlockCost), kBlockCost a block's own work (zeroing and writing
-  // its accumulator, the dk_spec row the filter kernel then sums), fitted on an H200 at B 16, H 768, fft_size
-  // 8192, where 1 row a block (47 waves) ran 1.08x as long as 8 rows a block (6 waves).
-  constexpr double kBlockCost = 0.125;
-  int64_t best = 1;
-  double best_cost = 0;
-  for (int64_t c = 1; c <= B; ++c) {
-    const double waves = static_cast<double>((c * H + slots - 1) / slots);
-    const double cost = waves * (static_cast<double>((B + c - 1) / c) + kBlockCost);
-    if (c == 1 || cost < best_cost) best = c, best_cost = cost;
-  }
-  return static_cast<int>(best);
+  return bwd_chunks_by_waves(B, H, sms * per_sm);
 }
 
 }  // namespace hippo::cuda

@@ -101,15 +101,36 @@ void fftconv_bwd_launch(const FftConvBwdParams& p, void* stream);
 // (n/2 + 1) * 2 where the backward's three buffers do not fit in shared memory (n = 32768), else 0 (also for an
 // unsupported log_n, which the launcher rejects).
 int64_t fftconv_bwd_scratch_floats(int log_n, int64_t chunks, int64_t H);
+// The row groups per channel (in [1, B]) with the least waves * (rows per block + 1/8) when chunks * H blocks of
+// ceil(B / chunks) rows each run `slots` at a time (B, H, slots >= 1); ties go to fewer groups. The 1/8 is a
+// block's own work (zeroing and writing its dk accumulator, the dk_spec row the filter kernel sums), fitted on an
+// H200 at B 16, H 768, fft_size 8192, where 1 row a block (47 waves) ran 1.07x as long as 8 rows a block (6
+// waves; docs/FLASHCONV.md, session 15). Only the fewest groups giving each rows-per-block value can win (waves
+// grow with the groups), so about 2 sqrt(B) candidates are costed. Host code, no CUDA.
+inline int bwd_chunks_by_waves(int64_t B, int64_t H, int64_t slots) {
+  constexpr double kBlockCost = 0.125;
+  int64_t best = 1;
+  double best_cost = 0;
+  for (int64_t c = 1; c <= B;) {
+    const int64_t rows = (B + c - 1) / c;
+    const double waves = static_cast<double>((c * H + slots - 1) / slots);
+    const double cost = waves * (static_cast<double>(rows) + kBlockCost);
+    if (c == 1 || cost < best_cost) best = c, best_cost = cost;
+    if (rows == 1) break;
+    c = (B + rows - 2) / (rows - 1);  // the fewest groups with fewer rows per block
+  }
+  return static_cast<int>(best);
+}
+
 // FftConvBwdParams::chunks for B rows of H channels at FFT size 2^log_n on the current device, with (dk) or
 // without the dk accumulator. Where the backward's buffers fit on chip (fft_size <= 16384), blocks (chunks * H of
 // them, each ceil(B / chunks) rows long) run in waves of `slots` = resident blocks per multiprocessor (the
-// occupancy calculator, for this kernel and its shared memory) times the multiprocessors; the chunks in [1, B]
-// with the least waves * (rows per block + 1/8) win (1/8: a block's own work, fitted on an H200), ties going to
-// fewer chunks. H200 (132 SMs), B 16, H 768, bf16: 4 at fft_size 2048 (8 blocks a multiprocessor: 3 waves of 4
-// rows instead of 2 of 8, measured 1.15x faster than 2), 2 at 4096, 1 at 8192 and 16384. At fft_size 32768
-// (off chip) about 8 blocks a multiprocessor in all: min(B, ceil(8 SMs / H)). Cached per device, type and size.
-// Throws std::runtime_error on a CUDA error, B or H < 1, or an unsupported log_n.
+// occupancy calculator, for this kernel and its shared memory) times the multiprocessors: bwd_chunks_by_waves.
+// H200 (132 SMs), B 16, H 768, bf16: 4 at fft_size 2048 (8 blocks a multiprocessor: 3 waves of 4 rows instead
+// of 2 of 8, the kernel measured 1.16x faster than with 2), 2 at 4096, 1 at 8192 and 16384. At fft_size 32768
+// (off chip) about 8 blocks a multiprocessor in all: min(B, ceil(8 SMs / H)). Blocks per multiprocessor are cached
+// per device (the first 64), type and size. Throws std::runtime_error on a CUDA error, B or H < 1 (naming them),
+// or an unsupported log_n.
 int fftconv_bwd_chunks(int64_t B, int64_t H, int log_n, ElemType e, bool dk);
 
 }  // namespace hippo::cuda

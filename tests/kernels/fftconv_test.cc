@@ -1,11 +1,13 @@
 // The reference FFT convolution against direct convolution, every option, half-precision inputs, gradients
 // by finite differences, and argument errors.
 #include "kernels/fftconv.h"
+#include "kernels/fftconv_kernel.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 
+#include "tests/kernels/fftconv_inputs.h"
 #include "tests/testing.h"
 
 namespace hippo {
@@ -87,6 +89,43 @@ TEST(FftConv, RecomputeEnvironmentSwitchAcceptsOffAndOnOnly) {
       EXPECT_NE(m.find("accepted: off, on"), std::string::npos) << m;
     }
   }
+}
+
+// The backward's row groups by whole waves (cuda::bwd_chunks_by_waves): the H200 examples of its header (132 SMs,
+// B 16, H 768; 8, 4, 2 and 1 blocks a multiprocessor at fft_size 2048 to 16384), and the same answer as costing
+// every group count, which it skips.
+TEST(FftConv, BackwardRowGroupsByWavesMatchEveryCountCosted) {
+  EXPECT_EQ(cuda::bwd_chunks_by_waves(16, 768, 132 * 8), 4);
+  EXPECT_EQ(cuda::bwd_chunks_by_waves(16, 768, 132 * 4), 2);
+  EXPECT_EQ(cuda::bwd_chunks_by_waves(16, 768, 132 * 2), 1);
+  EXPECT_EQ(cuda::bwd_chunks_by_waves(16, 768, 132), 1);
+  EXPECT_EQ(cuda::bwd_chunks_by_waves(1, 768, 132), 1);
+  auto every_count = [](int64_t B, int64_t H, int64_t slots) {
+    int64_t best = 1;
+    double best_cost = 0;
+    for (int64_t c = 1; c <= B; ++c) {
+      const double waves = static_cast<double>((c * H + slots - 1) / slots);
+      const double cost = waves * (static_cast<double>((B + c - 1) / c) + 0.125);
+      if (c == 1 || cost < best_cost) best = c, best_cost = cost;
+    }
+    return static_cast<int>(best);
+  };
+  for (int64_t B = 1; B <= 70; ++B)
+    for (const int64_t H : {1, 7, 24, 111, 768, 4096})
+      for (const int64_t slots : {1, 132, 264, 1056, 4224})
+        ASSERT_EQ(cuda::bwd_chunks_by_waves(B, H, slots), every_count(B, H, slots))
+            << "B " << B << " H " << H << " slots " << slots;
+  // Large B stays cheap (about 2 sqrt(B) candidates) and in range.
+  const int big = cuda::bwd_chunks_by_waves(int64_t{1} << 30, 1, 132);
+  EXPECT_GE(big, 1);
+  EXPECT_LE(big, int64_t{1} << 30);
+}
+
+TEST(FftConv, SetBwdChunksRefusesOutOfRange) {
+  const testing::BwdChunksGuard restore;
+  for (const int bad : {-1, 65537}) EXPECT_THROW(set_fftconv_bwd_chunks(bad), c10::Error) << bad;
+  set_fftconv_bwd_chunks(3);
+  EXPECT_EQ(fftconv_bwd_chunks_setting(), 3);
 }
 
 TEST(FftConv, BwdChunksEnvironmentSwitchAcceptsAutoAndACount) {

@@ -86,6 +86,17 @@ inline ::testing::AssertionResult all_close(const torch::Tensor& a, const torch:
                                        << "x the tolerance rtol=" << rtol << ", atol=" << atol << ")";
 }
 
+// The message (without backtrace) of the c10::Error that f() raises, or "no error" when it returns normally; other
+// exceptions pass through. For tests of a message's text: EXPECT_NE(c10_error_of(...).find(text), npos).
+inline std::string c10_error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  }
+  return "no error";
+}
+
 // ||a - b|| / ||b||.
 inline double rel_error(const torch::Tensor& a, const torch::Tensor& b) {
   auto A = a.to(torch::kDouble), B = b.to(torch::kDouble);

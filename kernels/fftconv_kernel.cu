@@ -142,18 +142,26 @@ __host__ __device__ constexpr int fwd_min_blocks(int log_m) {
 }
 
 // Whether the backward keeps its three buffers (the spectrum of w, the work buffer, the dk accumulator) on chip:
-// up to M = 8192 (204 KiB). Past it (M = 16384) only the work buffer is in shared memory; the unpacked spectrum
-// of w goes to a per-block global scratch row and the dk accumulator is the block's own dk_spec row, both read
-// back only by the thread that wrote them.
+// up to M = 8192 (204 KiB). Past it (M = 16384) the work buffer and the dk accumulator's first entries
+// (bwd_acc_on_chip) are in shared memory; the unpacked spectrum of w goes to a per-block global scratch row and the
+// accumulator's other entries to the block's own dk_spec row, read back only by the thread that wrote them.
 __host__ __device__ constexpr bool bwd_on_chip(int log_m) {
   return 3 * sizeof(float2) * (padded(1 << log_m) + 1) <= static_cast<size_t>(kMaxSmemBytes);
 }
 
-// Dynamic shared memory of a backward block: work buffer, spectrum of w and (with dk) the accumulator on chip,
-// only the work buffer past it.
+// Past the on-chip limit: the accumulator's first entries (frequencies 0 .. this - 1) kept in the shared memory
+// the work buffer leaves (a multiple of 32, at most M + 1), the rest in the block's dk_spec row.
+__host__ __device__ constexpr int bwd_acc_on_chip(int log_m) {
+  return ((kMaxSmemBytes / static_cast<int>(sizeof(float2)) - padded(1 << log_m)) / 32 * 32) < (1 << log_m) + 1
+             ? (kMaxSmemBytes / static_cast<int>(sizeof(float2)) - padded(1 << log_m)) / 32 * 32
+             : (1 << log_m) + 1;
+}
+
+// Dynamic shared memory of a backward block: work buffer, spectrum of w and (with dk) the accumulator on chip;
+// past it the work buffer and (with dk) the accumulator's first bwd_acc_on_chip entries.
 __host__ __device__ constexpr size_t bwd_smem_bytes(int log_m, bool dk) {
   return bwd_on_chip(log_m) ? sizeof(float2) * (2 * padded(1 << log_m) + (dk ? padded(1 << log_m) + 1 : 0))
-                            : sizeof(float2) * padded(1 << log_m);
+                            : sizeof(float2) * (padded(1 << log_m) + (dk ? bwd_acc_on_chip(log_m) : 0));
 }
 
 // The transform's direction is a template parameter (kSign = -1 forward, +1 inverse) so that every sign folds
@@ -539,10 +547,10 @@ __global__ void __launch_bounds__(THREADS, fwd_min_blocks(LOG_M)) fftconv_fwd_ke
 // -----------------------------------------------------------------------------------------------
 // Per row: W = FFT(w) (kept for dk), z (when a gate or GELU needs it) read from p.z or else recomputed, dz, DZ = FFT(dz), the dk
 // accumulation sum_b conj(W) DZ, dW = conj(K') DZ and its inverse FFT. On chip (bwd_on_chip) W, the work buffer
-// and the accumulator are three shared buffers; past it only the work buffer is, W goes (unpacked) to the
-// block's scratch row p.spec_scratch and the accumulator is the block's dk_spec row. Every thread then reads back
-// only the global entries it wrote itself (frequencies f and M - f of its own iterations), so no barrier orders
-// them.
+// and the accumulator are three shared buffers; past it the work buffer and the accumulator's first
+// bwd_acc_on_chip entries are, W goes (unpacked) to the block's scratch row p.spec_scratch and the accumulator's
+// other entries are the block's dk_spec row. Every thread then reads back only the entries it wrote itself
+// (frequencies f and M - f of its own iterations), so no barrier orders them.
 template <typename T, int LOG_M, int THREADS>
 __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(FftConvBwdParams p, Io io) {
   constexpr int M = 1 << LOG_M;
@@ -556,6 +564,10 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
   float2* spec_w = smem;
   float2* work = kOnChip ? smem + padded(M) : smem;
   float2* acc = smem + 2 * padded(M);
+  // Past the on-chip limit: accumulator entries [0, kAccOnChip) in shared memory after the work buffer (unpadded:
+  // each thread reads back only its own), the rest in dk_row.
+  constexpr int kAccOnChip = kOnChip ? 0 : bwd_acc_on_chip(LOG_M);
+  float2* acc_part = smem + padded(M);
   const int64_t h = blockIdx.x / p.chunks, chunk = blockIdx.x % p.chunks;
   const int64_t rows_per_chunk = (p.B + p.chunks - 1) / p.chunks;
   const int64_t b_begin = chunk * rows_per_chunk;
@@ -677,9 +689,13 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
             acc[pad(f)] = fma_scaled(acc[pad(f)], 0.25f, cmul(conjg(wwf), dzf));
             if (g != f) acc[pad(g)] = fma_scaled(acc[pad(g)], 0.25f, cmul(conjg(wwg), dzg));
           } else {
+            static_assert(kOnChip || kAccOnChip > M / 2, "every f <= M/2 must have its accumulator on chip");
             const float2 zero = make_float2(0.f, 0.f);
-            dk_row[f] = fma_scaled(first_row ? zero : dk_row[f], 0.5f, cmul(conjg(w_row[f]), dzf));
-            if (g != f) dk_row[g] = fma_scaled(first_row ? zero : dk_row[g], 0.5f, cmul(conjg(w_row[g]), dzg));
+            acc_part[f] = fma_scaled(first_row ? zero : acc_part[f], 0.5f, cmul(conjg(w_row[f]), dzf));
+            if (g != f) {
+              float2* slot = g < kAccOnChip ? acc_part + g : dk_row + g;
+              *slot = fma_scaled(first_row ? zero : *slot, 0.5f, cmul(conjg(w_row[g]), dzg));
+            }
           }
         }
         const float2 kfa = make_float2(0.25f * ka[ii].x, 0.25f * ka[ii].y);
@@ -728,6 +744,9 @@ __global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(Fft
   }
   if (kOnChip && p.dk_spec) {
     for (int f = threadIdx.x; f <= M; f += THREADS) dk_row[f] = acc[pad(f)];
+  }
+  if (!kOnChip && p.dk_spec && b_begin < b_end) {  // the loop's last barrier orders this after every thread's sums
+    for (int f = threadIdx.x; f < kAccOnChip; f += THREADS) dk_row[f] = acc_part[f];
   }
 }
 

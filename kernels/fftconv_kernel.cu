@@ -308,37 +308,52 @@ __device__ __forceinline__ void fft_stage(float2* buf, int ns_runtime = 0) {
   __syncthreads();
 }
 
-// The radix-16 passes from sub-transform length NS up to M.
-template <int M, int THREADS, int kSign, int NS>
+// The radix-16 passes from sub-transform length NS up to (not including) END.
+template <int M, int THREADS, int kSign, int NS, int END>
 __device__ __forceinline__ void fft_radix16_from(float2* buf) {
-  if constexpr (NS < M) {
+  if constexpr (NS < END) {
     fft_stage<16, M, THREADS, kSign, false, NS>(buf);
-    fft_radix16_from<M, THREADS, kSign, NS * 16>(buf);
+    fft_radix16_from<M, THREADS, kSign, NS * 16, END>(buf);
   }
 }
 
 // Unnormalised DFT of M values in shared memory (padded layout), in place: kSign -1 forward, +1 inverse.
-// Radix-16 passes, the remaining factor (2, 4 or 8 = 2 x 4) first. half_zero: the upper half of the input is
-// known to be zero (the padding of a causal convolution), so the first pass skips it. Starts and ends with a
-// barrier, so callers may write buf just before and read it just after.
+// Radix-16 passes first, the remaining factor (2, 4 or 8 = 4 x 2) last, so that every radix-16 pass after the
+// first has a sub-transform length that is a multiple of 16 (its stores are a base address plus immediates) and
+// the small passes too (M >= 32). half_zero: the upper half of the input is known to be zero (the padding of a
+// causal convolution), so the first pass skips it. Starts and ends with a barrier, so callers may write buf just
+// before and read it just after.
 template <int LOG_M, int THREADS, int kSign>
 __device__ void fft(float2* buf, bool half_zero = false) {
   constexpr int M = 1 << LOG_M;
-  constexpr int kFirst = LOG_M % 4 == 1 || LOG_M % 4 == 3 ? 2 : (LOG_M % 4 == 2 ? 4 : 16);
+  constexpr int kRest = 1 << (LOG_M % 4);  // 1, 2, 4 or 8
+  constexpr int kNsRest = M / kRest;       // the sub-transform length when the small passes start
   __syncthreads();
-  if (half_zero)
-    fft_stage<kFirst, M, THREADS, kSign, true, 1>(buf);
-  else
-    fft_stage<kFirst, M, THREADS, kSign, false, 1>(buf);
-  if constexpr (LOG_M % 4 == 3) fft_stage<4, M, THREADS, kSign, false, 2>(buf);
-  constexpr int kNs16 = LOG_M % 4 == 3 ? 8 : kFirst;  // the first radix-16 pass's sub-transform length
-  if constexpr (M / 16 <= THREADS) {
-    fft_radix16_from<M, THREADS, kSign, kNs16>(buf);
+  if constexpr (M < 16) {  // M = 8 (fft size 16): radix 4, then 2
+    if (half_zero)
+      fft_stage<4, M, THREADS, kSign, true, 1>(buf);
+    else
+      fft_stage<4, M, THREADS, kSign, false, 1>(buf);
+    fft_stage<2, M, THREADS, kSign, false, 4>(buf);
   } else {
-    // Two or more butterflies per thread (M = 16384): unrolled passes spilled in the backward (1.8 KB against 0.25
-    // KB), so one copy of the pass runs in a loop with the length at run time.
+    if (half_zero)
+      fft_stage<16, M, THREADS, kSign, true, 1>(buf);
+    else
+      fft_stage<16, M, THREADS, kSign, false, 1>(buf);
+    if constexpr (M / 16 <= THREADS) {
+      fft_radix16_from<M, THREADS, kSign, 16, kNsRest>(buf);
+    } else {
+      // Two or more butterflies per thread (M = 16384): unrolled passes spilled in the backward (1.8 KB against
+      // 0.25 KB), so one copy of the pass runs in a loop with the length at run time.
 #pragma unroll 1
-    for (int ns = kNs16; ns < M; ns *= 16) fft_stage<16, M, THREADS, kSign, false, 0>(buf, ns);
+      for (int ns = 16; ns < kNsRest; ns *= 16) fft_stage<16, M, THREADS, kSign, false, 0>(buf, ns);
+    }
+    if constexpr (kRest == 2) fft_stage<2, M, THREADS, kSign, false, kNsRest>(buf);
+    if constexpr (kRest == 4) fft_stage<4, M, THREADS, kSign, false, kNsRest>(buf);
+    if constexpr (kRest == 8) {
+      fft_stage<4, M, THREADS, kSign, false, kNsRest>(buf);
+      fft_stage<2, M, THREADS, kSign, false, 4 * kNsRest>(buf);
+    }
   }
 }
 

@@ -2,12 +2,13 @@
 //
 //   nvcc -O3 -std=c++17 -arch=sm_90 -I. bench/fftconv_probe.cu kernels/fftconv_kernel.cu -o fftconv_probe
 //   ./fftconv_probe [--batch 16] [--channels 768] [--seq-len 1024,4096,8192] [--dtype bf16|fp16|fp32]
-//                   [--options none|v|all] [--iters 30] [--backward 0|1] [--chunks 0]
+//                   [--options none|v|all] [--iters 30] [--backward 0|1] [--chunks 0] [--dk 1]
 //
 // --backward 1 times fftconv_bwd_launch instead, as the autograd glue calls it (gradients of u, v and q where
 // present, the dk spectrum in the glue's number of row groups, its scratch where needed), and checks nothing: the
 // backward's values are the GPU tests' job (tests/kernels/fftconv_cuda_test.cc). Bytes counted: u, dy (and v, q)
 // read, du (and dv, dq) written. --chunks N > 0 sets the row groups (capped at B) instead of the glue's choice.
+// --dk 0 times the backward without the filter gradient (no dk spectrum), as when neither k nor D requires one.
 // For each L: fills u (and with --options all: v, q, a (B, H) mask, exact GELU) with uniform(-1, 1) values, builds
 // every channel's filter spectrum kf = rfft(k + D delta_0, n) * 2/n in double on the host (k uniform(-1,1)/sqrt(L),
 // D uniform(-1, 1); the layout FftConvFwdParams::kf documents), times fftconv_fwd_launch with CUDA events (5
@@ -118,7 +119,7 @@ int main(int argc, char** argv) {
   int64_t B = 16, H = 768, iters = 30, chunks_opt = 0;
   std::vector<int64_t> lens = {1024, 4096, 8192};
   std::string dtype = "bf16", options = "none";
-  bool backward = false;
+  bool backward = false, with_dk = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (i + 1 >= argc) die("missing value after " + a);
@@ -131,8 +132,9 @@ int main(int argc, char** argv) {
     else if (a == "--iters") iters = std::stoll(v);
     else if (a == "--backward") backward = v == "1";
     else if (a == "--chunks") chunks_opt = std::stoll(v);
+    else if (a == "--dk") with_dk = v != "0";
     else die("unknown option " + a +
-             " (accepted: --batch --channels --seq-len --dtype --options --iters --backward --chunks)");
+             " (accepted: --batch --channels --seq-len --dtype --options --iters --backward --chunks --dk)");
   }
   using hippo::cuda::ElemType;
   ElemType e;
@@ -225,15 +227,15 @@ int main(int argc, char** argv) {
     if (backward) {
       // The glue's row groups (fftconv_bwd_chunks), or --chunks.
       const int64_t chunks = chunks_opt > 0 ? std::min<int64_t>(B, chunks_opt)
-                                            : hippo::cuda::fftconv_bwd_chunks(B, H, log_n, e, true);
+                                            : hippo::cuda::fftconv_bwd_chunks(B, H, log_n, e, with_dk);
       std::printf("# L %lld: chunks %lld\n", static_cast<long long>(L), static_cast<long long>(chunks));
       void *ddu, *ddv = nullptr, *ddq = nullptr;
-      float *dspec, *dscratch = nullptr;
+      float *dspec = nullptr, *dscratch = nullptr;
       ck(cudaMalloc(&ddu, count * es), "malloc");
       if (use_v) ck(cudaMalloc(&ddv, count * es), "malloc");
       if (use_all) ck(cudaMalloc(&ddq, count * es), "malloc");
-      ck(cudaMalloc(&dspec, static_cast<size_t>(chunks * H * (M + 1) * 2) * 4), "malloc");
-      const int64_t scratch = hippo::cuda::fftconv_bwd_scratch_floats(log_n, chunks, H);
+      if (with_dk) ck(cudaMalloc(&dspec, static_cast<size_t>(chunks * H * (M + 1) * 2) * 4), "malloc");
+      const int64_t scratch = with_dk ? hippo::cuda::fftconv_bwd_scratch_floats(log_n, chunks, H) : 0;
       if (scratch > 0) ck(cudaMalloc(&dscratch, static_cast<size_t>(scratch) * 4), "malloc");
       hippo::cuda::FftConvBwdParams b;
       b.v = dv, b.q = dq, b.mask = dmask, b.kf = dkf, b.dy = dy, b.du = ddu, b.dv = ddv, b.dq = ddq;
@@ -247,9 +249,10 @@ int main(int argc, char** argv) {
       std::sort(times.begin(), times.end());
       const double ms = times[times.size() / 2];
       const double bytes = static_cast<double>(count * es) * (3 + 2 * (use_v ? 1 : 0) + 2 * (use_all ? 1 : 0));
-      std::printf("| %lld | %lld | %lld | %lld | %s | %s (backward) | %.4f | %.0f | not checked |\n",
+      std::printf("| %lld | %lld | %lld | %lld | %s | %s (backward%s) | %.4f | %.0f | not checked |\n",
                   static_cast<long long>(L), static_cast<long long>(n), static_cast<long long>(B),
-                  static_cast<long long>(H), dtype.c_str(), options.c_str(), ms, bytes / ms / 1e6);
+                  static_cast<long long>(H), dtype.c_str(), options.c_str(), with_dk ? "" : ", no dk", ms,
+                  bytes / ms / 1e6);
       cudaFree(ddu), cudaFree(ddv), cudaFree(ddq), cudaFree(dspec), cudaFree(dscratch);
       for (int s = 0; s < 2; ++s) cudaFree(du[s]);
       cudaFree(dv), cudaFree(dq), cudaFree(dy), cudaFree(dmask), cudaFree(dkf);

@@ -227,7 +227,7 @@ int main(int argc, char** argv) {
     if (backward) {
       // The glue's row groups (fftconv_bwd_chunks), or --chunks.
       const int64_t chunks = chunks_opt > 0 ? std::min<int64_t>(B, chunks_opt)
-                                            : hippo::cuda::fftconv_bwd_chunks(B, H, log_n, e, with_dk);
+                                            : hippo::cuda::fftconv_bwd_chunks(B, H, log_n, e, with_dk, !use_v);
       std::printf("# L %lld: chunks %lld\n", static_cast<long long>(L), static_cast<long long>(chunks));
       void *ddu, *ddv = nullptr, *ddq = nullptr;
       float *dspec = nullptr, *dscratch = nullptr;

@@ -126,9 +126,13 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     // spectrum of n/2 + 1 values to the dk workspace; fftconv_bwd_chunks_setting() > 0 sets them (capped at B).
     const int setting = fftconv_bwd_chunks_setting();
     int64_t chunks = std::min<int64_t>(B, setting);
+    // The plain kernel (cuda::bwd_is_plain) runs when there is no gate, GELU or mask (z exists only with a gate
+    // or GELU).
+    const bool plain = !v.defined() && !q.defined() && !mask.defined() && !ctx->saved_data["gelu"].toBool();
     if (setting == 0)
       launch_checked([&] {
-        chunks = cuda::fftconv_bwd_chunks(B, H, log2_exact(n), elem_type(u.scalar_type()), need_k || need_D);
+        chunks =
+            cuda::fftconv_bwd_chunks(B, H, log2_exact(n), elem_type(u.scalar_type()), need_k || need_D, plain);
       });
     Tensor du = need_u ? torch::empty_like(u) : Tensor(), dv = need_v ? torch::empty_like(u) : Tensor(),
            dq = need_q ? torch::empty_like(u) : Tensor();

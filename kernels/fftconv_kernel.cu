@@ -164,6 +164,15 @@ __host__ __device__ constexpr size_t bwd_smem_bytes(int log_m, bool dk) {
                             : sizeof(float2) * (padded(1 << log_m) + (dk ? bwd_acc_on_chip(log_m) : 0));
 }
 
+// Blocks per multiprocessor the backward is compiled for (__launch_bounds__). The general kernel: 512 threads' worth
+// (128 registers a thread; ptxas still spills 20-244 bytes). The plain kernel (no gates, GELU or mask; kPlain):
+// 768 threads' worth where a block has at least 64 threads (80 registers at fft sizes 2048-8192, 8 bytes spilled at
+// 4096), else as the general one (110-127 registers, no spills). Shared memory still holds it to 512 threads a
+// multiprocessor at fft sizes 2048-8192, so the cap changes the code, not the occupancy.
+__host__ __device__ constexpr int bwd_min_blocks(int log_m, bool plain) {
+  return (plain && threads_for(log_m) >= 64 ? 768 : 512) / threads_for(log_m);
+}
+
 // The transform's direction is a template parameter (kSign = -1 forward, +1 inverse) so that every sign folds
 // into the arithmetic at compile time.
 
@@ -583,8 +592,20 @@ __global__ void __launch_bounds__(THREADS, fwd_min_blocks(LOG_M)) fftconv_fwd_ke
 // bwd_acc_on_chip entries are, W goes (unpacked) to the block's scratch row p.spec_scratch and the accumulator's
 // other entries are the block's dk_spec row. Every thread then reads back only the entries it wrote itself
 // (frequencies f and M - f of its own iterations), so no barrier orders them.
-template <typename T, int LOG_M, int THREADS>
-__global__ void __launch_bounds__(THREADS, 512 / THREADS) fftconv_bwd_kernel(FftConvBwdParams p, Io io) {
+//
+// kPlain: no v, q, GELU, mask or z (launch_bwd chooses it from the parameters). Those parts are compiled out, and with
+// them the registers they held: the plain kernel does not spill where the general one does, and ran the backward
+// 1.09-1.40x faster (H200, bf16, B 16, H 768, L 1K-16K, kernel alone; docs/FLASHCONV.md, session 17).
+template <typename T, int LOG_M, int THREADS, bool kPlain>
+__global__ void __launch_bounds__(THREADS, bwd_min_blocks(LOG_M, kPlain))
+    fftconv_bwd_kernel(FftConvBwdParams params, Io io) {
+  FftConvBwdParams p = params;
+  if constexpr (kPlain) {
+    p.v = p.q = nullptr;
+    p.mask = p.z = nullptr;
+    p.dv = p.dq = nullptr;
+    p.gelu = false;
+  }
   constexpr int M = 1 << LOG_M;
   constexpr bool kOnChip = bwd_on_chip(LOG_M);
   // Two butterflies a thread (M = 16384): the old pass order, faster here (fft()).
@@ -903,7 +924,8 @@ void launch_bwd(const FftConvBwdParams& p, cudaStream_t stream) {
   if (!aligned(p.z, 16)) throw std::runtime_error("fftconv_bwd_kernel: z must be 16-byte aligned for " + shape);
   if (!bwd_on_chip(LOG_M) && p.dk_spec && !p.spec_scratch)
     throw std::runtime_error("fftconv_bwd_kernel: spec_scratch is required with dk_spec for " + shape);
-  auto* kernel = fftconv_bwd_kernel<T, LOG_M, kThreads>;
+  auto* kernel = bwd_is_plain(p) ? fftconv_bwd_kernel<T, LOG_M, kThreads, true>
+                                 : fftconv_bwd_kernel<T, LOG_M, kThreads, false>;
   // The limit is the larger size (with the accumulator) whichever this launch needs, so that a launch without it
   // cannot lower the limit under another thread's launch with it.
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -1057,13 +1079,14 @@ namespace {
 struct BwdOccupancyQuery {
   int log_n = 0;
   ElemType elem = ElemType::kFloat32;
-  bool dk = false;
+  bool dk = false, plain = false;
   int* blocks = nullptr;
 };
 template <typename T, int LOG_M>
 struct BwdOccupancy {
   static void run(const BwdOccupancyQuery& q, cudaStream_t) {
-    auto* kernel = fftconv_bwd_kernel<T, LOG_M, threads_for(LOG_M)>;
+    auto* kernel = q.plain ? fftconv_bwd_kernel<T, LOG_M, threads_for(LOG_M), true>
+                           : fftconv_bwd_kernel<T, LOG_M, threads_for(LOG_M), false>;
     const size_t smem = bwd_smem_bytes(LOG_M, q.dk);
     const std::string what = "log_n=" + std::to_string(q.log_n);
     // The limit a launch with the accumulator needs (never lowered: another thread may be launching it).
@@ -1088,7 +1111,7 @@ int sms_of(int dev) {
 }
 }  // namespace
 
-int fftconv_bwd_chunks(int64_t B, int64_t H, int log_n, ElemType e, bool dk) {
+int fftconv_bwd_chunks(int64_t B, int64_t H, int log_n, ElemType e, bool dk, bool plain) {
   if (log_n < kMinLogN || log_n > kMaxLogN)
     throw std::runtime_error("fftconv_bwd_chunks: unsupported fft_size 2^" + std::to_string(log_n) +
                              " (compiled for 16..32768)");
@@ -1104,14 +1127,15 @@ int fftconv_bwd_chunks(int64_t B, int64_t H, int log_n, ElemType e, bool dk) {
   // rule), 4 and 8 groups ran within 0.6% of each other (6.32 / 6.33 / 6.30 ms, kernel alone).
   if (!bwd_on_chip(log_n - 1))
     return static_cast<int>(std::min<int64_t>(B, std::max<int64_t>(1, (8 * sms + H - 1) / H)));
-  // Resident blocks per (device, type, size, dk): 0 until first asked; racing first calls store the same value.
-  static std::atomic<int> per_sm_cache[64][3][kMaxLogN + 1][2];
+  // Resident blocks per (device, type, size, dk, plain): 0 until first asked; racing first calls store the same
+  // value.
+  static std::atomic<int> per_sm_cache[64][3][kMaxLogN + 1][2][2];
   std::atomic<int>* entry =
-      dev >= 0 && dev < 64 ? &per_sm_cache[dev][static_cast<int>(e)][log_n][dk ? 1 : 0] : nullptr;
+      dev >= 0 && dev < 64 ? &per_sm_cache[dev][static_cast<int>(e)][log_n][dk ? 1 : 0][plain ? 1 : 0] : nullptr;
   int per_sm = entry ? entry->load(std::memory_order_relaxed) : 0;
   if (per_sm == 0) {
     BwdOccupancyQuery q;
-    q.log_n = log_n, q.elem = e, q.dk = dk, q.blocks = &per_sm;
+    q.log_n = log_n, q.elem = e, q.dk = dk, q.plain = plain, q.blocks = &per_sm;
     by_type<BwdOccupancy>(q, nullptr);
     per_sm = std::max(per_sm, 1);
     if (entry) entry->store(per_sm, std::memory_order_relaxed);

@@ -92,6 +92,11 @@ struct FftConvFilterGradParams {
 // L_k > n, chunks < 1, or the launch fails.
 void fftconv_filter_grad_launch(const FftConvFilterGradParams& p, void* stream);
 
+// Whether fftconv_bwd_launch runs the plain backward kernel for p: no gates v and q, GELU, mask or saved z (the
+// s4d / shift-SSM / diag-SSM case). It is the general kernel with those parts compiled out, so it holds fewer
+// registers and does not spill (docs/FLASHCONV.md, session 17).
+inline bool bwd_is_plain(const FftConvBwdParams& p) { return !p.v && !p.q && !p.gelu && !p.mask && !p.z; }
+
 // Launch on `stream` (a cudaStream_t). Throw std::runtime_error naming the kernel and the shape when the size
 // is outside [kMinLogN, kMaxLogN], L > n, or the launch fails (cudaGetLastError after the launch).
 void fftconv_fwd_launch(const FftConvFwdParams& p, void* stream);
@@ -123,15 +128,15 @@ inline int bwd_chunks_by_waves(int64_t B, int64_t H, int64_t slots) {
 }
 
 // FftConvBwdParams::chunks for B rows of H channels at FFT size 2^log_n on the current device, with (dk) or
-// without the dk accumulator. Where the backward's buffers fit on chip (fft_size <= 16384), blocks (chunks * H of
+// without the dk accumulator, for the plain or the general kernel (plain: bwd_is_plain of the launch). Where the backward's buffers fit on chip (fft_size <= 16384), blocks (chunks * H of
 // them, each ceil(B / chunks) rows long) run in waves of `slots` = resident blocks per multiprocessor (the
 // occupancy calculator, for this kernel and its shared memory) times the multiprocessors: bwd_chunks_by_waves.
 // H200 (132 SMs), B 16, H 768, bf16: 4 at fft_size 2048 (8 blocks a multiprocessor: 3 waves of 4 rows instead
 // of 2 of 8, the kernel measured 1.16x faster than with 2), 2 at 4096, 1 at 8192 and 16384. At fft_size 32768
 // (off chip; the W scratch row and part of the dk accumulator in global memory) about 8 blocks a multiprocessor in
 // all: min(B, ceil(8 SMs / H)); 2, 4 and 8 groups measured within 0.6% there. Blocks per multiprocessor are cached
-// per device (the first 64), type and size. Throws std::runtime_error on a CUDA error, B or H < 1 (naming them),
-// or an unsupported log_n.
-int fftconv_bwd_chunks(int64_t B, int64_t H, int log_n, ElemType e, bool dk);
+// per device (the first 64), type, size and kernel. Throws std::runtime_error on a CUDA error, B or H < 1 (naming
+// them), or an unsupported log_n.
+int fftconv_bwd_chunks(int64_t B, int64_t H, int log_n, ElemType e, bool dk, bool plain);
 
 }  // namespace hippo::cuda

@@ -198,6 +198,38 @@ TEST(FftConvCuda, BackwardWithoutFilterGradient) {
   }
 }
 
+// Without a gate, GELU or mask the backward runs its plain kernel (cuda::bwd_is_plain), compiled with those parts
+// left out; a mask of ones sends the same call to the general kernel. Both do the same float32 arithmetic (the mask
+// multiplies by exactly 1), so u, k and D get the same gradients, at sizes on chip, at the plain kernel's register
+// limit (fft sizes 2048-8192) and past the on-chip limit (L 16384).
+TEST(FftConvCuda, PlainAndGeneralBackwardKernelsAgree) {
+  HIPPO_REQUIRE_CUDA();
+  const char* names[] = {"du", "dk", "dD"};
+  for (const int64_t L : {int64_t{1}, int64_t{31}, int64_t{1000}, int64_t{2048}, int64_t{4096}, int64_t{8192},
+                          int64_t{16384}}) {
+    for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+      const Case c{3, 20, L, L, dtype, 0};
+      SCOPED_TRACE(case_name(c));
+      const auto in = Inputs::draw(c, 7300 + L);
+      const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+      const auto w = torch::randn({c.B, c.H, c.L}, cuda.dtype(torch::kDouble));
+      auto run = [&](bool ones_mask) {
+        auto x = in.as(c.dtype, torch::kFloat, true);
+        FftConvOptions o;
+        if (ones_mask) o.dropout_mask = torch::ones({c.B, c.H}, cuda.dtype(torch::kFloat));
+        auto loss = (fftconv_fused(x.u, x.k, x.D, o).to(torch::kDouble) * w).sum();
+        return torch::autograd::grad({loss}, {x.u, x.k, x.D});
+      };
+      const auto plain = run(false), general = run(true);
+      for (int i = 0; i < 3; ++i) {
+        ASSERT_TRUE(all_finite(plain[i]) && all_finite(general[i])) << names[i];
+        // A bf16 du may differ by one rounding where the two kernels' code contracts differently.
+        EXPECT_LT(rel_error(plain[i], general[i]), dtype == torch::kFloat ? 1e-6 : 4e-3) << names[i];
+      }
+    }
+  }
+}
+
 // The backward's row groups (chunks) change only which block sums which rows into dk: every count gives the
 // gradients of the automatic choice. B 5 with 2 (3 + 2 rows), 4 (2 + 2 + 1 + 0: a group with no rows) and 5 groups,
 // on chip (L 1000, 4096) and past it (L 16384).

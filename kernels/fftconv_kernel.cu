@@ -1,9 +1,11 @@
 // The fused FFT convolution kernels (H3.md 2.3 and 8, FlashConv's fused kernel), forward and backward. One
 // thread block per row (b, h) (the backward: per channel and group of rows). The real signal of FFT size n is
 // packed as n/2 complex values (even samples real, odd imaginary), transformed in shared memory by a Stockham
-// FFT (radix-16 passes, preceded by a radix-2, radix-4 or radix-2-then-4 pass where log2(n/2) is not a multiple
-// of 4), unpacked to the real spectrum, multiplied by the filter's spectrum, repacked and transformed back, all in float32; every input is read once and every output written
-// once. CUDA runtime only (no LibTorch), so this file compiles on machines without a GPU.
+// FFT (radix-16 passes, and where log2(n/2) is not a multiple of 4 a radix-2, radix-4 or radix-4-then-2 pass
+// after them; before them in the backward at n = 32768), unpacked to the real spectrum, multiplied by the filter's
+// spectrum, repacked and transformed back, all in float32; every input is read once and every output written once.
+// The backward is compiled in two forms: plain (no gates, GELU or mask) and general. CUDA runtime only (no
+// LibTorch), so this file compiles on machines without a GPU.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

@@ -122,27 +122,7 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     variable_list out(8);  // one per forward input: u, k, D, v, q, mask, gelu, grad_possible
     if (!grads[0].defined() || !(need_u || need_k || need_D || need_v || need_q)) return out;
     const auto dy = grads[0].to(u.scalar_type()).contiguous();
-    // Groups of rows per channel (fftconv_bwd_chunks: whole waves of blocks, few groups), each adding one
-    // spectrum of n/2 + 1 values to the dk workspace; fftconv_bwd_chunks_setting() > 0 sets them (capped at B).
-    const int setting = fftconv_bwd_chunks_setting();
-    int64_t chunks = std::min<int64_t>(B, setting);
-    // The plain kernel (cuda::bwd_is_plain) runs when there is no gate, GELU or mask (z exists only with a gate
-    // or GELU).
-    const bool plain = !v.defined() && !q.defined() && !mask.defined() && !ctx->saved_data["gelu"].toBool();
-    if (setting == 0)
-      launch_checked([&] {
-        chunks =
-            cuda::fftconv_bwd_chunks(B, H, log2_exact(n), elem_type(u.scalar_type()), need_k || need_D, plain);
-      });
-    Tensor du = need_u ? torch::empty_like(u) : Tensor(), dv = need_v ? torch::empty_like(u) : Tensor(),
-           dq = need_q ? torch::empty_like(u) : Tensor();
-    Tensor dk_spec = need_k || need_D
-                         ? torch::empty({chunks, H, n / 2 + 1, 2}, u.options().dtype(torch::kFloat))
-                         : Tensor();
-    // Past the on-chip limit (fft_size 32768) the kernel keeps the spectrum of w per block in global memory.
-    const int64_t scratch_floats = dk_spec.defined() ? cuda::fftconv_bwd_scratch_floats(log2_exact(n), chunks, H) : 0;
-    Tensor scratch = scratch_floats > 0 ? torch::empty({scratch_floats}, u.options().dtype(torch::kFloat)) : Tensor();
-    cuda::FftConvBwdParams p;
+    cuda::FftConvBwdParams p;  // the inputs first: which kernel runs (cuda::bwd_is_plain) depends on them
     p.u = u.data_ptr();
     p.v = ptr_or_null(v);
     p.q = ptr_or_null(q);
@@ -150,14 +130,31 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     p.kf = kf.data_ptr<float>();
     p.dy = dy.data_ptr();
     p.z = z.defined() ? z.data_ptr<float>() : nullptr;
+    p.B = B, p.H = H, p.L = L, p.log_n = log2_exact(n);
+    p.elem = elem_type(u.scalar_type());
+    p.gelu = ctx->saved_data["gelu"].toBool();
+    // Groups of rows per channel (fftconv_bwd_chunks: whole waves of blocks, few groups), each adding one
+    // spectrum of n/2 + 1 values to the dk workspace; fftconv_bwd_chunks_setting() > 0 sets them (capped at B).
+    const int setting = fftconv_bwd_chunks_setting();
+    int64_t chunks = std::min<int64_t>(B, setting);
+    if (setting == 0)
+      launch_checked([&] {
+        chunks = cuda::fftconv_bwd_chunks(B, H, p.log_n, p.elem, need_k || need_D, cuda::bwd_is_plain(p));
+      });
+    Tensor du = need_u ? torch::empty_like(u) : Tensor(), dv = need_v ? torch::empty_like(u) : Tensor(),
+           dq = need_q ? torch::empty_like(u) : Tensor();
+    Tensor dk_spec = need_k || need_D
+                         ? torch::empty({chunks, H, n / 2 + 1, 2}, u.options().dtype(torch::kFloat))
+                         : Tensor();
+    // Past the on-chip limit (fft_size 32768) the kernel keeps the spectrum of w per block in global memory.
+    const int64_t scratch_floats = dk_spec.defined() ? cuda::fftconv_bwd_scratch_floats(p.log_n, chunks, H) : 0;
+    Tensor scratch = scratch_floats > 0 ? torch::empty({scratch_floats}, u.options().dtype(torch::kFloat)) : Tensor();
     p.du = mut_ptr_or_null(du);
     p.dv = mut_ptr_or_null(dv);
     p.dq = mut_ptr_or_null(dq);
     p.dk_spec = dk_spec.defined() ? dk_spec.data_ptr<float>() : nullptr;
     p.spec_scratch = scratch.defined() ? scratch.data_ptr<float>() : nullptr;
-    p.B = B, p.H = H, p.L = L, p.log_n = log2_exact(n), p.chunks = static_cast<int>(chunks);
-    p.elem = elem_type(u.scalar_type());
-    p.gelu = ctx->saved_data["gelu"].toBool();
+    p.chunks = static_cast<int>(chunks);
     launch_checked([&] { cuda::fftconv_bwd_launch(p, at::cuda::getCurrentCUDAStream().stream()); });
     out[0] = du;
     out[3] = dv;

@@ -168,11 +168,13 @@ __host__ __device__ constexpr size_t bwd_smem_bytes(int log_m, bool dk) {
 
 // Blocks per multiprocessor the backward is compiled for (__launch_bounds__). The general kernel: 512 threads' worth
 // (128 registers a thread; ptxas still spills 20-244 bytes). The plain kernel (no gates, GELU or mask; kPlain):
-// 768 threads' worth where a block has at least 64 threads (80 registers at fft sizes 2048-8192, 8 bytes spilled at
-// 4096), else as the general one (110-127 registers, no spills). Shared memory still holds it to 512 threads a
-// multiprocessor at fft sizes 2048-8192, so the cap changes the code, not the occupancy.
+// 768 threads' worth at blocks of 64 to 256 threads (fft sizes 2048-8192: 80 registers, 8 bytes spilled at 4096),
+// else as the general one (blocks of 32 or 512 threads: 110-127 registers, no spills). With dk (three shared
+// buffers) shared memory holds both kernels to 512 threads a multiprocessor at fft sizes 2048-8192, so there the
+// cap changes the code, not the occupancy; without dk (two buffers) the plain kernel fits 1.5x the general one's
+// blocks (12 / 6 / 3 against 8 / 4 / 2), a case not timed yet.
 __host__ __device__ constexpr int bwd_min_blocks(int log_m, bool plain) {
-  return (plain && threads_for(log_m) >= 64 ? 768 : 512) / threads_for(log_m);
+  return (plain && threads_for(log_m) >= 64 && threads_for(log_m) <= 256 ? 768 : 512) / threads_for(log_m);
 }
 
 // The transform's direction is a template parameter (kSign = -1 forward, +1 inverse) so that every sign folds

@@ -201,7 +201,8 @@ TEST(FftConvCuda, BackwardWithoutFilterGradient) {
 // Without a gate, GELU or mask the backward runs its plain kernel (cuda::bwd_is_plain), compiled with those parts
 // left out; a mask of ones sends the same call to the general kernel. Both do the same float32 arithmetic (the mask
 // multiplies by exactly 1), so u, k and D get the same gradients, at sizes on chip, at the plain kernel's register
-// limit (fft sizes 2048-8192) and past the on-chip limit (L 16384).
+// limit (fft sizes 2048-8192) and past the on-chip limit (L 16384). That the call without a mask is the one that
+// takes the plain kernel is the predicate's test on the CPU (FftConv.PlainBackwardKernelOnlyWithoutGatesGeluMaskOrZ).
 TEST(FftConvCuda, PlainAndGeneralBackwardKernelsAgree) {
   HIPPO_REQUIRE_CUDA();
   const char* names[] = {"du", "dk", "dD"};

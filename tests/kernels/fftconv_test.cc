@@ -86,6 +86,31 @@ TEST(FftConv, RecomputeEnvironmentSwitchAcceptsOffAndOnOnly) {
   }
 }
 
+// Which backward kernel runs (cuda::bwd_is_plain, asked by both the launcher and the glue's occupancy query): the
+// plain one only when no gate, GELU, mask or saved z is set; any one of them, outputs or not, selects the general
+// kernel. The pointers are never read here.
+TEST(FftConv, PlainBackwardKernelOnlyWithoutGatesGeluMaskOrZ) {
+  static float dummy[1];
+  cuda::FftConvBwdParams p;
+  p.u = p.dy = p.kf = dummy;
+  p.du = dummy;
+  p.dk_spec = dummy;
+  EXPECT_TRUE(cuda::bwd_is_plain(p));
+  auto with = [&](auto set) {
+    cuda::FftConvBwdParams q = p;
+    set(q);
+    return cuda::bwd_is_plain(q);
+  };
+  EXPECT_FALSE(with([](cuda::FftConvBwdParams& q) { q.v = dummy; }));
+  EXPECT_FALSE(with([](cuda::FftConvBwdParams& q) { q.q = dummy; }));
+  EXPECT_FALSE(with([](cuda::FftConvBwdParams& q) { q.mask = dummy; }));
+  EXPECT_FALSE(with([](cuda::FftConvBwdParams& q) { q.z = dummy; }));
+  EXPECT_FALSE(with([](cuda::FftConvBwdParams& q) { q.gelu = true; }));
+  // Which gradients are asked for does not choose the kernel.
+  EXPECT_TRUE(with([](cuda::FftConvBwdParams& q) { q.dk_spec = nullptr; }));
+  EXPECT_TRUE(with([](cuda::FftConvBwdParams& q) { q.du = nullptr; }));
+}
+
 // The backward's row groups by whole waves (cuda::bwd_chunks_by_waves): the H200 examples of its header (132 SMs,
 // B 16, H 768; 8, 4, 2 and 1 blocks a multiprocessor at fft_size 2048 to 16384), and the same answer as costing
 // every group count, which it skips.

@@ -2,10 +2,10 @@
 // thread block per row (b, h) (the backward: per channel and group of rows). The real signal of FFT size n is
 // packed as n/2 complex values (even samples real, odd imaginary), transformed in shared memory by a Stockham
 // FFT (radix-16 passes, and where log2(n/2) is not a multiple of 4 a radix-2, radix-4 or radix-4-then-2 pass
-// after them; before them in the backward at n = 32768), unpacked to the real spectrum, multiplied by the filter's
-// spectrum, repacked and transformed back, all in float32; every input is read once and every output written once.
-// The backward is compiled in two forms: plain (no gates, GELU or mask) and general. CUDA runtime only (no
-// LibTorch), so this file compiles on machines without a GPU.
+// after them), unpacked to the real spectrum, multiplied by the filter's spectrum, repacked and transformed back,
+// all in float32; every input is read once and every output written once. The backward is compiled in two forms:
+// plain (no gates, GELU or mask) and general. CUDA runtime only (no LibTorch), so this file compiles on machines
+// without a GPU.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -336,30 +336,13 @@ __device__ __forceinline__ void fft_radix16_from(float2* buf) {
 // the small passes too (M >= 32). half_zero: the upper half of the input is known to be zero (the padding of a
 // causal convolution), so the first pass skips it. Starts and ends with a barrier, so callers may write buf just
 // before and read it just after.
-// kSmallFirst: the pre-session-16 order (the small factor first, then the radix-16 passes), which runs the 16K
-// backward 1.05x faster than this order (H200, bf16, B 16, H 768, kernel alone: 6.51 / 6.50 -> 6.23 / 6.22 ms,
-// session 17; the forward is 1.05x faster the other way). The backward's z then rounds differently from the
-// forward's there.
-template <int LOG_M, int THREADS, int kSign, bool kSmallFirst = false>
+template <int LOG_M, int THREADS, int kSign>
 __device__ void fft(float2* buf, bool half_zero = false) {
   constexpr int M = 1 << LOG_M;
   constexpr int kRest = 1 << (LOG_M % 4);  // 1, 2, 4 or 8
   constexpr int kNsRest = M / kRest;       // the sub-transform length when the small passes start
   __syncthreads();
-  if constexpr (kSmallFirst && M >= 16 && kRest > 1) {
-    constexpr int kFirst = kRest == 8 ? 2 : kRest;
-    if (half_zero)
-      fft_stage<kFirst, M, THREADS, kSign, true, 1>(buf);
-    else
-      fft_stage<kFirst, M, THREADS, kSign, false, 1>(buf);
-    if constexpr (kRest == 8) fft_stage<4, M, THREADS, kSign, false, 2>(buf);
-    if constexpr (M / 16 <= THREADS) {
-      fft_radix16_from<M, THREADS, kSign, kRest, M>(buf);
-    } else {
-#pragma unroll 1
-      for (int ns = kRest; ns < M; ns *= 16) fft_stage<16, M, THREADS, kSign, false, 0>(buf, ns);
-    }
-  } else if constexpr (M < 16) {  // M = 8 (fft size 16): radix 4, then 2
+  if constexpr (M < 16) {  // M = 8 (fft size 16): radix 4, then 2
     if (half_zero)
       fft_stage<4, M, THREADS, kSign, true, 1>(buf);
     else
@@ -612,8 +595,6 @@ __global__ void __launch_bounds__(THREADS, bwd_min_blocks(LOG_M, kPlain))
   }
   constexpr int M = 1 << LOG_M;
   constexpr bool kOnChip = bwd_on_chip(LOG_M);
-  // Two butterflies a thread (M = 16384): the old pass order, faster here (fft()).
-  constexpr bool kBwdSmallFirst = (1 << LOG_M) / 16 > THREADS;
   using R = Rows<T, M, THREADS>;
   // G: items whose loads are issued together (two: the backward holds more live values than the forward).
   constexpr int P = R::kPairs, K = R::kPerThread, G = K < 2 ? K : 2, kIters = freq_iters<M, THREADS>();
@@ -655,7 +636,7 @@ __global__ void __launch_bounds__(THREADS, bwd_min_blocks(LOG_M, kPlain))
     if (recompute_z || p.dk_spec) {  // W is needed for z or for dk
       float2* wbuf = kOnChip ? spec_w : work;
       load_product<T, M, THREADS, G>(u, v, L, io, wbuf);
-      fft<LOG_M, THREADS, -1, kBwdSmallFirst>(wbuf, L <= M);
+      fft<LOG_M, THREADS, -1>(wbuf, L <= M);
       if (w_row) {
         // The unpacked spectrum at this thread's frequencies f and M - f, read back in the loop below.
 #pragma unroll 1
@@ -672,7 +653,7 @@ __global__ void __launch_bounds__(THREADS, bwd_min_blocks(LOG_M, kPlain))
       }
       if (recompute_z) {  // recompute the pre-activation z = conv(w, k) + D w (in place past the on-chip limit)
         spectrum_multiply<LOG_M, THREADS>(wbuf, work, kf);
-        fft<LOG_M, THREADS, 1, kBwdSmallFirst>(work);
+        fft<LOG_M, THREADS, 1>(work);
       } else if (!kOnChip) {
         __syncthreads();  // dz below overwrites entries of work that other threads read above
       }
@@ -723,7 +704,7 @@ __global__ void __launch_bounds__(THREADS, bwd_min_blocks(LOG_M, kPlain))
         for (int j = 0; j < P; ++j) work[pad(c * P + j)] = dz[j];
       }
     }
-    fft<LOG_M, THREADS, -1, kBwdSmallFirst>(work, L <= M);
+    fft<LOG_M, THREADS, -1>(work, L <= M);
     // Per frequency: accumulate conj(W) DZ for dk and dD; dW = conj(K') DZ, repacked in place for dw.
     const bool first_row = b == b_begin;
 #pragma unroll 1
@@ -765,7 +746,7 @@ __global__ void __launch_bounds__(THREADS, bwd_min_blocks(LOG_M, kPlain))
         if (gi != f) work[pad(gi)] = zg;
       }
     }
-    fft<LOG_M, THREADS, 1, kBwdSmallFirst>(work);
+    fft<LOG_M, THREADS, 1>(work);
 #pragma unroll 1
     for (int i0 = 0; i0 < K; i0 += G) {
       uint4 ru[G], rv[G];

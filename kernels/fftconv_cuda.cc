@@ -44,6 +44,21 @@ int log2_exact(int64_t n) {
 const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 void* mut_ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
+// The fields FftConvFwdParams and FftConvBwdParams share: the rows u (B, H, L), the optional gates v, q and the
+// float32 (B, H) mask, the filter spectrum kf of fft size n, the shape, dtype and GELU flag.
+template <typename P>
+void set_common(P& p, const Tensor& u, const Tensor& v, const Tensor& q, const Tensor& mask, const Tensor& kf,
+                int64_t n, bool gelu) {
+  p.u = u.data_ptr();
+  p.v = ptr_or_null(v);
+  p.q = ptr_or_null(q);
+  p.mask = mask.defined() ? mask.data_ptr<float>() : nullptr;
+  p.kf = kf.data_ptr<float>();
+  p.B = u.size(0), p.H = u.size(1), p.L = u.size(2), p.log_n = log2_exact(n);
+  p.elem = elem_type(u.scalar_type());
+  p.gelu = gelu;
+}
+
 // HIPPO_FFTCONV_FILTER=aten: the filter spectrum and the filter gradient through torch::fft instead of their
 // kernels (read once; an A/B switch for benchmarks; a bad value raises, and `hippo` refuses it at start).
 bool filter_on_aten() {
@@ -68,19 +83,12 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     const Tensor v = v_opt.value_or(Tensor()), q = q_opt.value_or(Tensor()),
                  mask = mask_opt.value_or(Tensor());
     const c10::cuda::CUDAGuard guard(u.device());
-    const int64_t B = u.size(0), H = u.size(1), L = u.size(2), n = fftconv_size(L, k.size(1));
+    const int64_t n = fftconv_size(u.size(2), k.size(1));
     auto kf = internal::fftconv_filter_spectrum(k, D, n);
     auto y = torch::empty_like(u);
     cuda::FftConvFwdParams p;
-    p.u = u.data_ptr();
-    p.v = ptr_or_null(v);
-    p.q = ptr_or_null(q);
-    p.mask = mask.defined() ? mask.data_ptr<float>() : nullptr;
-    p.kf = kf.data_ptr<float>();
+    set_common(p, u, v, q, mask, kf, n, gelu);
     p.y = y.data_ptr();
-    p.B = B, p.H = H, p.L = L, p.log_n = log2_exact(n);
-    p.elem = elem_type(u.scalar_type());
-    p.gelu = gelu;
     // The backward needs z = conv(u * v, k) + D (u * v) for dq and GELU's derivative: kept from here (4 bytes per
     // element) unless no gradient can be asked for (grad_possible, decided by the caller: inside forward grad mode is
     // always off) or HIPPO_FFTCONV_RECOMPUTE=on.
@@ -108,7 +116,7 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     const auto saved = ctx->get_saved_variables();
     const Tensor &u = saved[0], &v = saved[1], &q = saved[2], &mask = saved[3], &kf = saved[4], &z = saved[5];
     const c10::cuda::CUDAGuard guard(u.device());
-    const int64_t B = u.size(0), H = u.size(1), L = u.size(2);
+    const int64_t B = u.size(0), H = u.size(1);
     const int64_t n = ctx->saved_data["n"].toInt(), Lk = ctx->saved_data["kernel_len"].toInt();
     const bool need_u = ctx->saved_data["need_u"].toBool(), need_k = ctx->saved_data["need_k"].toBool(),
                need_D = ctx->saved_data["need_D"].toBool(), need_v = ctx->saved_data["need_v"].toBool(),
@@ -123,16 +131,9 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     if (!grads[0].defined() || !(need_u || need_k || need_D || need_v || need_q)) return out;
     const auto dy = grads[0].to(u.scalar_type()).contiguous();
     cuda::FftConvBwdParams p;  // the inputs first: which kernel runs (cuda::bwd_is_plain) depends on them
-    p.u = u.data_ptr();
-    p.v = ptr_or_null(v);
-    p.q = ptr_or_null(q);
-    p.mask = mask.defined() ? mask.data_ptr<float>() : nullptr;
-    p.kf = kf.data_ptr<float>();
+    set_common(p, u, v, q, mask, kf, n, ctx->saved_data["gelu"].toBool());
     p.dy = dy.data_ptr();
     p.z = z.defined() ? z.data_ptr<float>() : nullptr;
-    p.B = B, p.H = H, p.L = L, p.log_n = log2_exact(n);
-    p.elem = elem_type(u.scalar_type());
-    p.gelu = ctx->saved_data["gelu"].toBool();
     // Groups of rows per channel (fftconv_bwd_chunks: whole waves of blocks, few groups), each adding one
     // spectrum of n/2 + 1 values to the dk workspace; fftconv_bwd_chunks_setting() > 0 sets them (capped at B).
     const int setting = fftconv_bwd_chunks_setting();

@@ -1,8 +1,8 @@
 // The fused FFT convolution kernels (H3.md 2.3 and 8, FlashConv's fused kernel), forward and backward. One
 // thread block per row (b, h) (the backward: per channel and group of rows). The real signal of FFT size n is
 // packed as n/2 complex values (even samples real, odd imaginary), transformed in shared memory by a Stockham
-// FFT (radix-16 passes, and where log2(n/2) is not a multiple of 4 a radix-2, radix-4 or radix-4-then-2 pass
-// after them), unpacked to the real spectrum, multiplied by the filter's spectrum, repacked and transformed back,
+// FFT (radix-16 passes, and where log2(n/2) is not a multiple of 4 one radix-2, radix-4 or radix-8 pass after
+// them), unpacked to the real spectrum, multiplied by the filter's spectrum, repacked and transformed back,
 // all in float32; every input is read once and every output written once. The backward is compiled in two forms:
 // plain (no gates, GELU or mask) and general. CUDA runtime only (no LibTorch), so this file compiles on machines
 // without a GPU.
@@ -166,16 +166,13 @@ __host__ __device__ constexpr size_t bwd_smem_bytes(int log_m, bool dk) {
                             : sizeof(float2) * (padded(1 << log_m) + (dk ? bwd_acc_on_chip(log_m) : 0));
 }
 
-// Blocks per multiprocessor the backward is compiled for (__launch_bounds__). The general kernel: 512 threads' worth
-// (128 registers a thread; ptxas still spills 20-244 bytes). The plain kernel (no gates, GELU or mask; kPlain):
-// 768 threads' worth at blocks of 64 to 256 threads (fft sizes 2048-8192: 80 registers, 8 bytes spilled at 4096),
-// else as the general one (blocks of 32 or 512 threads: 110-127 registers, no spills). With dk (three shared
-// buffers) shared memory holds both kernels to 512 threads a multiprocessor at fft sizes 2048-8192, so there the
-// cap changes the code, not the occupancy; without dk (two buffers) the plain kernel fits 1.5x the general one's
-// blocks (12 / 6 / 3 against 8 / 4 / 2), a case not timed yet.
-__host__ __device__ constexpr int bwd_min_blocks(int log_m, bool plain) {
-  return (plain && threads_for(log_m) >= 64 && threads_for(log_m) <= 256 ? 768 : 512) / threads_for(log_m);
-}
+// Blocks per multiprocessor the backward is compiled for (__launch_bounds__): 512 threads' worth (128 registers a
+// thread), both kernels. With dk (three shared buffers) shared memory holds them to 512 threads a multiprocessor
+// anyway at fft sizes 2048-8192. The plain kernel at 768 threads' worth (80 registers, session 17) was slower
+// there (H200, bf16, B 16, H 768, kernel alone, session 18: 0.157 / 0.353 / 0.641 against 0.146 / 0.317 / 0.607
+// ms at L 1K / 2K / 4K) and without dk too, where it fits 1.5x the blocks (0.100 / 0.220 / 0.375 against 0.094 /
+// 0.203 / 0.391 ms: faster only at 4K).
+__host__ __device__ constexpr int bwd_min_blocks(int log_m) { return 512 / threads_for(log_m); }
 
 // The transform's direction is a template parameter (kSign = -1 forward, +1 inverse) so that every sign folds
 // into the arithmetic at compile time.
@@ -221,6 +218,23 @@ __device__ __forceinline__ void dft(float2 (&x)[R]) {
     x[1] = kHalfZero ? a : a - b;
   } else if constexpr (R == 4) {
     dft4<kSign, kHalfZero>(x[0], x[1], x[2], x[3]);
+  } else if constexpr (R == 8) {
+    // 8 = 4 x 2: n = b + 2a, k = c + 4d. DFT over a for each b, twiddle W8^(bc) = W16^(2bc), DFT over b for each c.
+    // With kHalfZero the inputs n >= 4 (a >= 2) are the zeros dft4 does not read.
+    dft4<kSign, kHalfZero>(x[0], x[2], x[4], x[6]);
+    dft4<kSign, kHalfZero>(x[1], x[3], x[5], x[7]);
+    // x[b + 2c] now holds Y_b[c].
+    x[3] = twiddle16<kSign, 2>(x[3]);
+    x[5] = twiddle16<kSign, 4>(x[5]);
+    x[7] = twiddle16<kSign, 6>(x[7]);
+    float2 y[8];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      y[c] = x[2 * c] + x[2 * c + 1];
+      y[c + 4] = x[2 * c] - x[2 * c + 1];
+    }
+#pragma unroll
+    for (int r = 0; r < 8; ++r) x[r] = y[r];
   } else {
     // 16 = 4 x 4: n = b + 4a, k = c + 4d. DFT over a for each b, twiddle W16^(bc), DFT over b for each c.
 #pragma unroll
@@ -250,19 +264,49 @@ __device__ __forceinline__ void dft(float2 (&x)[R]) {
   }
 }
 
+// x[r] *= exp(i angle r) for r = 1 .. R - 1: the Stockham twiddles of one butterfly. |angle| < 2 pi / R <= pi,
+// where the fast sine and cosine are accurate to a few 1e-7. Powers up to r = 15 as w^(4a) w^b (at most two
+// products from the two evaluated twiddles).
+template <int R>
+__device__ __forceinline__ void twiddle_inputs(float2 (&x)[R], float angle) {
+  float s, c;
+  __sincosf(angle, &s, &c);
+  const float2 w1 = make_float2(c, s);
+  const float2 w2 = cmul(w1, w1), w3 = cmul(w2, w1);
+  if constexpr (R == 2) {
+    x[1] = cmul(x[1], w1);
+  } else if constexpr (R == 4) {
+    x[1] = cmul(x[1], w1);
+    x[2] = cmul(x[2], w2);
+    x[3] = cmul(x[3], w3);
+  } else {
+    __sincosf(4.f * angle, &s, &c);
+    const float2 w4 = make_float2(c, s), w8 = cmul(w4, w4), w12 = cmul(w8, w4);
+    const float2 lo[4] = {make_float2(1.f, 0.f), w1, w2, w3}, hi[4] = {make_float2(1.f, 0.f), w4, w8, w12};
+#pragma unroll
+    for (int r = 1; r < R; ++r) {
+      if (r & 3) x[r] = cmul(x[r], lo[r & 3]);
+      if (r >> 2) x[r] = cmul(x[r], hi[r >> 2]);
+    }
+  }
+}
+
 // One Stockham step of radix R on sub-transforms of length ns (the product of the previous radices): butterfly
 // j reads x[j + r * M/R], twiddles by exp(kSign 2 pi i r k / (ns R)) with k = j mod ns, and writes
 // x[(j - k) R + k + r ns]. In place: every thread reads its inputs into registers before the barrier.
 // ns is the template parameter NS when it is not 0 (a compile-time constant: the twiddle step is a constant and,
-// for NS a multiple of 16, every store is the butterfly's base address plus an immediate offset), else the
-// argument ns_runtime. kHalfZero (first pass only, ns = 1): inputs r >= R/2 lie in the zero padding (index >=
-// M/2) and are not read.
+// for NS a multiple of 16 or a divisor of 16 with NS R >= 16, every store is the butterfly's base address plus an
+// immediate offset), else the argument ns_runtime. kHalfZero (first pass only, ns = 1): inputs r >= R/2 lie in
+// the zero padding (index >= M/2) and are not read.
 template <int R, int M, int THREADS, int kSign, bool kHalfZero, int NS>
 __device__ __forceinline__ void fft_stage(float2* buf, int ns_runtime = 0) {
   // NS = 0: the length comes at run time (one copy of the pass in a loop; see fft()).
   const int ns = NS > 0 ? NS : ns_runtime;
   constexpr int kButterflies = M / R;
   constexpr int kItems = (kButterflies + THREADS - 1) / THREADS;
+  // The base (j - k) R is a multiple of NS R; when that is a multiple of 16 and k < NS divides 16, the padding of
+  // base + k + r NS is base's plus (r NS) / 16, so the offset from the padded base is a constant per r.
+  constexpr bool kImmediateStores = NS > 0 && (NS % 16 == 0 || (16 % NS == 0 && NS * R >= 16));
   float2 x[kItems][R];
 #pragma unroll
   for (int it = 0; it < kItems; ++it) {
@@ -280,39 +324,13 @@ __device__ __forceinline__ void fft_stage(float2* buf, int ns_runtime = 0) {
     const int j = threadIdx.x + it * THREADS;
     if (kButterflies % THREADS == 0 || j < kButterflies) {
       const int k = j & (ns - 1);
-      if (!kHalfZero && ns > 1) {
-        // |angle| < 2 pi / R <= pi: the fast sine and cosine are accurate to a few 1e-7 there. Powers up to
-        // r = 15 as w^(4a) w^b (at most two products from the two evaluated twiddles).
-        const float angle = angle_step * static_cast<float>(k);
-        float s, c;
-        __sincosf(angle, &s, &c);
-        const float2 w1 = make_float2(c, s);
-        const float2 w2 = cmul(w1, w1), w3 = cmul(w2, w1);
-        if constexpr (R == 2) {
-          x[it][1] = cmul(x[it][1], w1);
-        } else if constexpr (R == 4) {
-          x[it][1] = cmul(x[it][1], w1);
-          x[it][2] = cmul(x[it][2], w2);
-          x[it][3] = cmul(x[it][3], w3);
-        } else {
-          __sincosf(4.f * angle, &s, &c);
-          const float2 w4 = make_float2(c, s), w8 = cmul(w4, w4), w12 = cmul(w8, w4);
-          const float2 lo[4] = {make_float2(1.f, 0.f), w1, w2, w3},
-                       hi[4] = {make_float2(1.f, 0.f), w4, w8, w12};
-#pragma unroll
-          for (int r = 1; r < 16; ++r) {
-            if (r & 3) x[it][r] = cmul(x[it][r], lo[r & 3]);
-            if (r >> 2) x[it][r] = cmul(x[it][r], hi[r >> 2]);
-          }
-        }
-      }
+      if (!kHalfZero && ns > 1) twiddle_inputs<R>(x[it], angle_step * static_cast<float>(k));
       dft<R, kSign, kHalfZero>(x[it]);
       float2* out = buf + pad((j - k) * R + k);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        // (j - k) R + k + r ns, padded: for NS a multiple of 16 the padding of r NS adds r NS / 16 exactly.
-        if constexpr (NS > 0 && NS % 16 == 0)
-          out[r * (NS + NS / 16)] = x[it][r];
+        if constexpr (kImmediateStores)
+          out[r * NS + ((r * NS) >> 4)] = x[it][r];
         else
           buf[pad((j - k) * R + k + r * ns)] = x[it][r];
       }
@@ -330,19 +348,37 @@ __device__ __forceinline__ void fft_radix16_from(float2* buf) {
   }
 }
 
+// Whether a convolution's middle runs as one fused pass (fft_mid): where the FFT's small factor is 8 and one item
+// of fft_mid takes every thread once (M = 2048: L 1025-2048, fft size 4096). Measured (H200, bf16, B 16, H 768,
+// kernel alone, session 18): there it beat the separate passes in the forward, the plain backward and the general
+// one (0.556 against 0.71 ms); at M = 1024 (small factor 4) and 8192 (2) it gained at most 2% in the forward and
+// the plain backward and lost in the general backward (0.96x and 0.73x: more spills). The forward and the
+// backward's recomputed z use the same rule, so that both compute z with the same arithmetic.
+__host__ __device__ constexpr bool mid_fused(int log_m) { return log_m == 11; }
+
+// Which passes of an FFT fft() runs: all; all but the last small pass (the forward transform before fft_mid);
+// the radix-16 passes after the small one (the inverse after fft_mid, which ran its first pass).
+enum class Part { kWhole, kBeforeMid, kAfterMid };
+
 // Unnormalised DFT of M values in shared memory (padded layout), in place: kSign -1 forward, +1 inverse.
-// Radix-16 passes first, the remaining factor (2, 4 or 8 = 4 x 2) last, so that every radix-16 pass after the
-// first has a sub-transform length that is a multiple of 16 (its stores are a base address plus immediates) and
-// the small passes too (M >= 32). half_zero: the upper half of the input is known to be zero (the padding of a
-// causal convolution), so the first pass skips it. Starts and ends with a barrier, so callers may write buf just
-// before and read it just after.
-template <int LOG_M, int THREADS, int kSign>
+// Radix-16 passes first, the remaining factor R (2, 4 or 8) last in one pass, so that every pass after the first
+// has a sub-transform length that is a multiple of 16 (its stores are a base address plus immediates). R = 8 runs
+// as radix 4 then 2 where M / 8 butterflies are fewer than the threads (M = 8 and 128; at M = 128 one radix-8 pass
+// measured 0.89x). Part::kBeforeMid stops before the small pass; Part::kAfterMid runs the other order's tail,
+// radix 16 at lengths R, 16 R, ... after fft_mid ran the radix-R pass (immediate stores too, R dividing 16).
+// half_zero: the upper half of the input is known to be zero (the padding of a causal convolution), so the first
+// pass skips it (not with kAfterMid). Starts and ends with a barrier, so callers may write buf just before and read
+// it just after.
+template <int LOG_M, int THREADS, int kSign, Part kPart = Part::kWhole>
 __device__ void fft(float2* buf, bool half_zero = false) {
   constexpr int M = 1 << LOG_M;
   constexpr int kRest = 1 << (LOG_M % 4);  // 1, 2, 4 or 8
   constexpr int kNsRest = M / kRest;       // the sub-transform length when the small passes start
+  static_assert(kPart == Part::kWhole || mid_fused(LOG_M), "a split FFT only where the middle is fused");
   __syncthreads();
-  if constexpr (M < 16) {  // M = 8 (fft size 16): radix 4, then 2
+  if constexpr (kPart == Part::kAfterMid) {
+    fft_radix16_from<M, THREADS, kSign, kRest, M>(buf);
+  } else if constexpr (M < 16) {  // M = 8 (fft size 16): radix 4, then 2
     if (half_zero)
       fft_stage<4, M, THREADS, kSign, true, 1>(buf);
     else
@@ -361,11 +397,13 @@ __device__ void fft(float2* buf, bool half_zero = false) {
 #pragma unroll 1
       for (int ns = 16; ns < kNsRest; ns *= 16) fft_stage<16, M, THREADS, kSign, false, 0>(buf, ns);
     }
-    if constexpr (kRest == 2) fft_stage<2, M, THREADS, kSign, false, kNsRest>(buf);
-    if constexpr (kRest == 4) fft_stage<4, M, THREADS, kSign, false, kNsRest>(buf);
-    if constexpr (kRest == 8) {
-      fft_stage<4, M, THREADS, kSign, false, kNsRest>(buf);
-      fft_stage<2, M, THREADS, kSign, false, 4 * kNsRest>(buf);
+    if constexpr (kPart == Part::kWhole && kRest > 1) {
+      if constexpr (kRest < 8 || M / 8 >= THREADS) {
+        fft_stage<kRest, M, THREADS, kSign, false, kNsRest>(buf);
+      } else {  // M = 128: 16 radix-8 butterflies for 32 threads
+        fft_stage<4, M, THREADS, kSign, false, kNsRest>(buf);
+        fft_stage<2, M, THREADS, kSign, false, 4 * kNsRest>(buf);
+      }
     }
   }
 }
@@ -427,10 +465,27 @@ __device__ __forceinline__ void repack_pair2(float2 yf, float2 yg, float2 w, flo
   zg = make_float2(sx + Q, P - sy);
 }
 
-// out (packed) = repack(unpack(in) * kf), per pair (f, M - f) through the doubled spectra above (the two factors of
-// 2 taken out of the filter as 1/4); in and out may alias (each thread reads and writes only f and M - f).
-template <int LOG_M, int THREADS>
-__device__ __forceinline__ void spectrum_multiply(const float2* in, float2* out, const float2* __restrict__ kf) {
+// The per-pair operations of the spectrum, op(f, w, a, b, ka, kb, zf, zg): f <= M/2, g = M - f, w = exp(-i pi f /
+// M), a = Z[f] and b = Z[g mod M] of the packed spectrum, ka = kf[f], kb = kf[g]; op writes the new packed values
+// zf (for f) and zg (for g mod M; not stored when that is f, at f = 0 and M/2).
+//
+// The forward's: repack(unpack(Z) * kf), through the doubled spectra above (the two factors of 2 taken out of the
+// filter as 1/4): the product of the spectra of w and of the filter (H3.md 2.3).
+struct FilterProduct {
+  __device__ __forceinline__ void operator()(int, float2 w, float2 a, float2 b, float2 ka, float2 kb, float2& zf,
+                                             float2& zg) const {
+    float2 xf, xg;
+    unpack_pair2(a, b, w, xf, xg);
+    const float2 kfa = make_float2(0.25f * ka.x, 0.25f * ka.y), kfb = make_float2(0.25f * kb.x, 0.25f * kb.y);
+    repack_pair2(cmul(xf, kfa), cmul(xg, kfb), w, zf, zg);
+  }
+};
+
+// out[f], out[M - f] = op(in[f], in[M - f]) for every pair f <= M/2 (pairs threadIdx.x + i THREADS, their filter
+// values loaded kFreqGroup iterations at a time); in and out may alias (each thread reads and writes only its
+// f and M - f, the same ones in every call).
+template <int LOG_M, int THREADS, typename Op>
+__device__ __forceinline__ void spectrum_pairs(const float2* in, float2* out, const float2* __restrict__ kf, Op op) {
   constexpr int M = 1 << LOG_M, kIters = freq_iters<M, THREADS>();
 #pragma unroll 1
   for (int i0 = 0; i0 < kIters; i0 += kFreqGroup) {
@@ -443,14 +498,95 @@ __device__ __forceinline__ void spectrum_multiply(const float2* in, float2* out,
       const int gi = (M - f) & (M - 1);
       float s, c;
       __sincosf(-kPi * static_cast<float>(f) / M, &s, &c);  // |angle| <= pi/2
-      const float2 w = make_float2(c, s);
-      float2 xf, xg, zf, zg;
-      unpack_pair2(in[pad(f)], in[pad(gi)], w, xf, xg);
-      const float2 kfa = make_float2(0.25f * ka[ii].x, 0.25f * ka[ii].y);
-      const float2 kfb = make_float2(0.25f * kb[ii].x, 0.25f * kb[ii].y);
-      repack_pair2(cmul(xf, kfa), cmul(xg, kfb), w, zf, zg);
+      float2 zf, zg;
+      op(f, make_float2(c, s), in[pad(f)], in[pad(gi)], ka[ii], kb[ii], zf, zg);
       out[pad(f)] = zf;
       if (gi != f) out[pad(gi)] = zg;
+    }
+  }
+}
+
+// A convolution's middle in one sweep of shared memory where mid_fused(LOG_M) (R = 2, 4 or 8 the small factor of
+// M, Q = M / R): the forward FFT's last pass (radix R at sub-transform length Q; skipped with kForwardDone, when in
+// holds the whole spectrum already), op on every pair (f, M - f) as spectrum_pairs, and the inverse FFT's first
+// pass (radix R at length 1, no twiddles), instead of three sweeps. The forward pass leaves Z[j + r Q] in output r
+// of butterfly j, and the partner M - f of f = j + r Q is output R - 1 - r of butterfly Q - j; so an item takes the
+// butterflies A = j and B = Q - j (j = 1 .. Q/2 - 1; item 0 takes A = 0 and B = Q/2, whose pairs lie within each),
+// and after op its values are the inputs of the inverse's butterflies A and B, whose outputs go to A R + r and
+// B R + r. Every f is handled by the same thread in every call (op may keep per-frequency state). The caller ends
+// the previous pass with a barrier (fft() does) and follows with fft<..., Part::kAfterMid> (which starts with one);
+// in and out may alias.
+template <int LOG_M, int THREADS, bool kForwardDone, typename Op>
+__device__ __forceinline__ void fft_mid(const float2* in, float2* out, const float2* __restrict__ kf, Op op) {
+  static_assert(mid_fused(LOG_M), "fft_mid needs a small factor and one radix-16 butterfly a thread");
+  constexpr int M = 1 << LOG_M, R = 1 << (LOG_M % 4), Q = M / R, kItems = Q / 2;
+  constexpr int kPer = (kItems + THREADS - 1) / THREADS;
+  // As fft_stage's last pass: the same step and twiddles, so that the values equal fft()'s whole transform.
+  const float angle_step = -1 * 2.f * kPi / static_cast<float>(Q * R);
+  float2 a[kPer][R], b[kPer][R];
+#pragma unroll
+  for (int it = 0; it < kPer; ++it) {
+    const int item = threadIdx.x + it * THREADS;
+    if (kItems % THREADS != 0 && item >= kItems) continue;
+    const bool first = item == 0;
+    const int A = item, B = first ? Q / 2 : Q - item;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      a[it][r] = in[pad(A + r * Q)];
+      b[it][r] = in[pad(B + r * Q)];
+    }
+    if constexpr (!kForwardDone) {
+      twiddle_inputs<R>(a[it], angle_step * static_cast<float>(A));
+      twiddle_inputs<R>(b[it], angle_step * static_cast<float>(B));
+      dft<R, -1, false>(a[it]);
+      dft<R, -1, false>(b[it]);
+    }
+    // Pairs (A + r Q, its partner) and (B + r Q, its partner), r < R/2, every f <= M/2. The partner of A + r Q is
+    // b[R - 1 - r], or a[(R - r) mod R] in item 0 (a[0] itself at f = 0); of B + r Q a[R - 1 - r], or b[R - 1 - r]
+    // in item 0. Item 0 has one more, f = M/2 = (R/2) Q, a[R/2] itself. Partners are written before f, so that a
+    // value paired with itself keeps zf.
+#pragma unroll
+    for (int r = 0; r < R / 2; ++r) {
+      const int fa = A + r * Q, fb = B + r * Q;
+      const float2 kfa = __ldg(kf + fa), kga = __ldg(kf + M - fa), kfb = __ldg(kf + fb), kgb = __ldg(kf + M - fb);
+      float s, c;
+      __sincosf(-kPi * static_cast<float>(fa) / M, &s, &c);  // |angle| <= pi/2
+      float2 zf, zg;
+      op(fa, make_float2(c, s), a[it][r], first ? a[it][(R - r) % R] : b[it][R - 1 - r], kfa, kga, zf, zg);
+      if (first)
+        a[it][(R - r) % R] = zg;
+      else
+        b[it][R - 1 - r] = zg;
+      a[it][r] = zf;
+      __sincosf(-kPi * static_cast<float>(fb) / M, &s, &c);
+      op(fb, make_float2(c, s), b[it][r], first ? b[it][R - 1 - r] : a[it][R - 1 - r], kfb, kgb, zf, zg);
+      if (first)
+        b[it][R - 1 - r] = zg;
+      else
+        a[it][R - 1 - r] = zg;
+      b[it][r] = zf;
+    }
+    if (first) {
+      float2 zf, zg;
+      const float2 k_half = __ldg(kf + M / 2);
+      float s, c;
+      __sincosf(-kPi * static_cast<float>(M / 2) / M, &s, &c);  // as spectrum_pairs computes it
+      op(M / 2, make_float2(c, s), a[it][R / 2], a[it][R / 2], k_half, k_half, zf, zg);
+      a[it][R / 2] = zf;
+    }
+    dft<R, 1, false>(a[it]);
+    dft<R, 1, false>(b[it]);
+  }
+  __syncthreads();  // out may alias in: every thread has read its inputs
+#pragma unroll
+  for (int it = 0; it < kPer; ++it) {
+    const int item = threadIdx.x + it * THREADS;
+    if (kItems % THREADS != 0 && item >= kItems) continue;
+    const int A = item, B = item == 0 ? Q / 2 : Q - item;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      out[pad(A * R + r)] = a[it][r];
+      out[pad(B * R + r)] = b[it][r];
     }
   }
 }
@@ -538,9 +674,16 @@ __global__ void __launch_bounds__(THREADS, fwd_min_blocks(LOG_M)) fftconv_fwd_ke
   T* y = static_cast<T*>(p.y) + off;
   float* zs = p.z ? p.z + off : nullptr;
   load_product<T, M, THREADS, G>(u, v, L, io, smem);
-  fft<LOG_M, THREADS, -1>(smem, L <= M);
-  spectrum_multiply<LOG_M, THREADS>(smem, smem, reinterpret_cast<const float2*>(p.kf) + h * (M + 1));
-  fft<LOG_M, THREADS, 1>(smem);
+  const float2* kf = reinterpret_cast<const float2*>(p.kf) + h * (M + 1);
+  if constexpr (mid_fused(LOG_M)) {
+    fft<LOG_M, THREADS, -1, Part::kBeforeMid>(smem, L <= M);
+    fft_mid<LOG_M, THREADS, false>(smem, smem, kf, FilterProduct{});
+    fft<LOG_M, THREADS, 1, Part::kAfterMid>(smem);
+  } else {
+    fft<LOG_M, THREADS, -1>(smem, L <= M);
+    spectrum_pairs<LOG_M, THREADS>(smem, smem, kf, FilterProduct{});
+    fft<LOG_M, THREADS, 1>(smem);
+  }
   const float mk = p.mask ? p.mask[row] : 1.f;
 #pragma unroll 1
   for (int i0 = 0; i0 < K; i0 += G) {
@@ -584,7 +727,7 @@ __global__ void __launch_bounds__(THREADS, fwd_min_blocks(LOG_M)) fftconv_fwd_ke
 // them the registers they held: the plain kernel does not spill where the general one does, and ran the backward
 // 1.09-1.40x faster (H200, bf16, B 16, H 768, L 1K-16K, kernel alone; docs/FLASHCONV.md, session 17).
 template <typename T, int LOG_M, int THREADS, bool kPlain>
-__global__ void __launch_bounds__(THREADS, bwd_min_blocks(LOG_M, kPlain))
+__global__ void __launch_bounds__(THREADS, bwd_min_blocks(LOG_M))
     fftconv_bwd_kernel(FftConvBwdParams params, Io io) {
   FftConvBwdParams p = params;
   if constexpr (kPlain) {
@@ -652,8 +795,13 @@ __global__ void __launch_bounds__(THREADS, bwd_min_blocks(LOG_M, kPlain))
         }
       }
       if (recompute_z) {  // recompute the pre-activation z = conv(w, k) + D w (in place past the on-chip limit)
-        spectrum_multiply<LOG_M, THREADS>(wbuf, work, kf);
-        fft<LOG_M, THREADS, 1>(work);
+        if constexpr (mid_fused(LOG_M)) {  // the forward's arithmetic: W's last pass in fft() equals fft_mid's
+          fft_mid<LOG_M, THREADS, true>(wbuf, work, kf, FilterProduct{});
+          fft<LOG_M, THREADS, 1, Part::kAfterMid>(work);
+        } else {
+          spectrum_pairs<LOG_M, THREADS>(wbuf, work, kf, FilterProduct{});
+          fft<LOG_M, THREADS, 1>(work);
+        }
       } else if (!kOnChip) {
         __syncthreads();  // dz below overwrites entries of work that other threads read above
       }
@@ -704,49 +852,41 @@ __global__ void __launch_bounds__(THREADS, bwd_min_blocks(LOG_M, kPlain))
         for (int j = 0; j < P; ++j) work[pad(c * P + j)] = dz[j];
       }
     }
-    fft<LOG_M, THREADS, -1>(work, L <= M);
-    // Per frequency: accumulate conj(W) DZ for dk and dD; dW = conj(K') DZ, repacked in place for dw.
+    // Per frequency pair: accumulate conj(W) DZ for dk and dD; dW = conj(K') DZ, repacked in place for dw.
     const bool first_row = b == b_begin;
-#pragma unroll 1
-    for (int i0 = 0; i0 < kIters; i0 += kFreqGroup) {
-      float2 ka[kFreqGroup], kb[kFreqGroup];
-      load_filter<M, THREADS>(kf, i0, ka, kb);
-#pragma unroll
-      for (int ii = 0; ii < kFreqGroup; ++ii) {
-        const int f = threadIdx.x + (i0 + ii) * THREADS;
-        if (f > M / 2) continue;
-        const int g = M - f, gi = g & (M - 1);
-        float s, c;
-        __sincosf(-kPi * static_cast<float>(f) / M, &s, &c);  // |angle| <= pi/2
-        const float2 w = make_float2(c, s);
-        // dzf, dzg: twice DZ at f and g; the products with twice W (or W from the scratch row) are scaled back.
-        float2 dzf, dzg;
-        unpack_pair2(work[pad(f)], work[pad(gi)], w, dzf, dzg);
-        if (p.dk_spec) {
-          if constexpr (kOnChip) {
-            float2 wwf, wwg;
-            unpack_pair2(spec_w[pad(f)], spec_w[pad(gi)], w, wwf, wwg);
-            acc[pad(f)] = fma_scaled(acc[pad(f)], 0.25f, cmul(conjg(wwf), dzf));
-            if (g != f) acc[pad(g)] = fma_scaled(acc[pad(g)], 0.25f, cmul(conjg(wwg), dzg));
-          } else {
-            static_assert(kOnChip || kAccOnChip > M / 2, "every f <= M/2 must have its accumulator on chip");
-            const float2 zero = make_float2(0.f, 0.f);
-            acc_part[f] = fma_scaled(first_row ? zero : acc_part[f], 0.5f, cmul(conjg(w_row[f]), dzf));
-            if (g != f) {
-              float2* slot = g < kAccOnChip ? acc_part + g : dk_row + g;
-              *slot = fma_scaled(first_row ? zero : *slot, 0.5f, cmul(conjg(w_row[g]), dzg));
-            }
+    auto dk_and_dw = [&](int f, float2 w, float2 za, float2 zb, float2 ka, float2 kb, float2& zf, float2& zg) {
+      const int g = M - f, gi = g & (M - 1);
+      // dzf, dzg: twice DZ at f and g; the products with twice W (or W from the scratch row) are scaled back.
+      float2 dzf, dzg;
+      unpack_pair2(za, zb, w, dzf, dzg);
+      if (p.dk_spec) {
+        if constexpr (kOnChip) {
+          float2 wwf, wwg;
+          unpack_pair2(spec_w[pad(f)], spec_w[pad(gi)], w, wwf, wwg);
+          acc[pad(f)] = fma_scaled(acc[pad(f)], 0.25f, cmul(conjg(wwf), dzf));
+          if (g != f) acc[pad(g)] = fma_scaled(acc[pad(g)], 0.25f, cmul(conjg(wwg), dzg));
+        } else {
+          static_assert(kOnChip || kAccOnChip > M / 2, "every f <= M/2 must have its accumulator on chip");
+          const float2 zero = make_float2(0.f, 0.f);
+          acc_part[f] = fma_scaled(first_row ? zero : acc_part[f], 0.5f, cmul(conjg(w_row[f]), dzf));
+          if (g != f) {
+            float2* slot = g < kAccOnChip ? acc_part + g : dk_row + g;
+            *slot = fma_scaled(first_row ? zero : *slot, 0.5f, cmul(conjg(w_row[g]), dzg));
           }
         }
-        const float2 kfa = make_float2(0.25f * ka[ii].x, 0.25f * ka[ii].y);
-        const float2 kfb = make_float2(0.25f * kb[ii].x, 0.25f * kb[ii].y);
-        float2 zf, zg;
-        repack_pair2(cmul(conjg(kfa), dzf), cmul(conjg(kfb), dzg), w, zf, zg);
-        work[pad(f)] = zf;
-        if (gi != f) work[pad(gi)] = zg;
       }
+      const float2 kfa = make_float2(0.25f * ka.x, 0.25f * ka.y), kfb = make_float2(0.25f * kb.x, 0.25f * kb.y);
+      repack_pair2(cmul(conjg(kfa), dzf), cmul(conjg(kfb), dzg), w, zf, zg);
+    };
+    if constexpr (mid_fused(LOG_M)) {
+      fft<LOG_M, THREADS, -1, Part::kBeforeMid>(work, L <= M);
+      fft_mid<LOG_M, THREADS, false>(work, work, kf, dk_and_dw);
+      fft<LOG_M, THREADS, 1, Part::kAfterMid>(work);
+    } else {
+      fft<LOG_M, THREADS, -1>(work, L <= M);
+      spectrum_pairs<LOG_M, THREADS>(work, work, kf, dk_and_dw);
+      fft<LOG_M, THREADS, 1>(work);
     }
-    fft<LOG_M, THREADS, 1>(work);
 #pragma unroll 1
     for (int i0 = 0; i0 < K; i0 += G) {
       uint4 ru[G], rv[G];

@@ -139,11 +139,12 @@ bool fftconv_fused_supported(const torch::Tensor& u, const torch::Tensor& k, con
                              const FftConvOptions& options = {});
 
 // The fused CUDA path (H3.md 8, FlashConv's fused kernel): one kernel reads u (v, q) once, does the FFT of size
-// fftconv_size(L, L_k), the product with the filter spectrum (rfft(k) + D, computed once per call in float32 by
-// cuFFT), the inverse FFT, GELU, mask and q on chip in float32, and writes y once; a fused backward gives the
-// gradients of u, k, D, v and q (autograd Function). Same contract and result as fftconv_ref up to float32
-// rounding. Raises c10::Error naming the kernel and the shape when !fftconv_fused_supported(...) (always so in
-// a build without CUDA) or a kernel launch fails; never returns an unwritten result.
+// fftconv_size(L, L_k), the product with the filter spectrum (rfft(k) + D, computed once per call in float32 by a
+// CUDA kernel, fftconv_filter_launch), the inverse FFT, GELU, mask and q on chip in float32, and writes y once; a
+// fused backward gives the gradients of u, k, D, v and q (autograd Function). Same contract and result as
+// fftconv_ref up to float32 rounding. Raises c10::Error naming the kernel and the shape when
+// !fftconv_fused_supported(...) (always so in a build without CUDA) or a kernel launch fails; never returns an
+// unwritten result.
 torch::Tensor fftconv_fused(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                             const FftConvOptions& options = {});
 

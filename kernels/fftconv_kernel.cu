@@ -306,7 +306,7 @@ __device__ __forceinline__ void fft_stage(float2* buf, int ns_runtime = 0) {
   constexpr int kItems = (kButterflies + THREADS - 1) / THREADS;
   // The base (j - k) R is a multiple of NS R; when that is a multiple of 16 and k < NS divides 16, the padding of
   // base + k + r NS is base's plus (r NS) / 16, so the offset from the padded base is a constant per r.
-  constexpr bool kImmediateStores = NS > 0 && (NS % 16 == 0 || (16 % NS == 0 && NS * R >= 16));
+  constexpr bool kImmediateStores = NS > 0 && (NS % 16 == 0 || ((NS > 0 ? 16 % NS : 1) == 0 && NS * R >= 16));
   float2 x[kItems][R];
 #pragma unroll
   for (int it = 0; it < kItems; ++it) {
@@ -349,26 +349,27 @@ __device__ __forceinline__ void fft_radix16_from(float2* buf) {
 }
 
 // Whether a convolution's middle runs as one fused pass (fft_mid): where the FFT's small factor is 8 and one item
-// of fft_mid takes every thread once (M = 2048: L 1025-2048, fft size 4096). Measured (H200, bf16, B 16, H 768,
-// kernel alone, session 18): there it beat the separate passes in the forward, the plain backward and the general
-// one (0.556 against 0.71 ms); at M = 1024 (small factor 4) and 8192 (2) it gained at most 2% in the forward and
-// the plain backward and lost in the general backward (0.96x and 0.73x: more spills). The forward and the
-// backward's recomputed z use the same rule, so that both compute z with the same arithmetic.
+// of fft_mid takes every thread once (M = 2048, fft size 4096). Measured (H200, bf16, B 16, H 768, kernel alone,
+// session 18): there it beat the separate passes in the forward, the plain backward and the general one (0.556
+// against 0.71 ms); at M = 1024 (small factor 4) and 8192 (2) it gained at most 2% in the forward and the plain
+// backward and lost in the general backward (0.96x and 0.73x; at 8192 ptxas counted 292 spilled bytes against
+// 168). The forward and the backward's recomputed z use the same rule, so that both compute z with the same
+// arithmetic.
 __host__ __device__ constexpr bool mid_fused(int log_m) { return log_m == 11; }
 
 // Which passes of an FFT fft() runs: all; all but the last small pass (the forward transform before fft_mid);
 // the radix-16 passes after the small one (the inverse after fft_mid, which ran its first pass).
 enum class Part { kWhole, kBeforeMid, kAfterMid };
 
-// Unnormalised DFT of M values in shared memory (padded layout), in place: kSign -1 forward, +1 inverse.
-// Radix-16 passes first, the remaining factor R (2, 4 or 8) last in one pass, so that every pass after the first
+// Unnormalised DFT of M values in shared memory (padded layout), in place: kSign -1 forward, +1 inverse. Radix-16
+// passes first, the remaining factor R (2, 4 or 8) last in one pass, so that for M >= 32 every pass after the first
 // has a sub-transform length that is a multiple of 16 (its stores are a base address plus immediates). R = 8 runs
 // as radix 4 then 2 where M / 8 butterflies are fewer than the threads (M = 8 and 128; at M = 128 one radix-8 pass
-// measured 0.89x). Part::kBeforeMid stops before the small pass; Part::kAfterMid runs the other order's tail,
-// radix 16 at lengths R, 16 R, ... after fft_mid ran the radix-R pass (immediate stores too, R dividing 16).
-// half_zero: the upper half of the input is known to be zero (the padding of a causal convolution), so the first
-// pass skips it (not with kAfterMid). Starts and ends with a barrier, so callers may write buf just before and read
-// it just after.
+// measured 0.89x). Part::kBeforeMid stops before the small pass; Part::kAfterMid runs the other order's tail, radix
+// 16 at lengths R, 16 R, ... after fft_mid ran the radix-R pass (immediate stores too, R dividing 16). half_zero:
+// the upper half of the input is known to be zero (the padding of a causal convolution), so the first pass skips it
+// (not with kAfterMid). Starts and ends with a barrier, so callers may write buf just before and read it just
+// after.
 template <int LOG_M, int THREADS, int kSign, Part kPart = Part::kWhole>
 __device__ void fft(float2* buf, bool half_zero = false) {
   constexpr int M = 1 << LOG_M;
@@ -724,8 +725,9 @@ __global__ void __launch_bounds__(THREADS, fwd_min_blocks(LOG_M)) fftconv_fwd_ke
 // (frequencies f and M - f of its own iterations), so no barrier orders them.
 //
 // kPlain: no v, q, GELU, mask or z (launch_bwd chooses it from the parameters). Those parts are compiled out, and with
-// them the registers they held: the plain kernel does not spill where the general one does, and ran the backward
-// 1.09-1.40x faster (H200, bf16, B 16, H 768, L 1K-16K, kernel alone; docs/FLASHCONV.md, session 17).
+// them the registers they held: the plain kernel spills nothing up to fft size 16384 (32 bytes at 32768, ptxas,
+// bf16) where the general one spilled 20-244 bytes, and ran the backward 1.09-1.40x faster (H200, bf16, B 16, H 768,
+// L 1K-16K, kernel alone; docs/FLASHCONV.md, session 17).
 template <typename T, int LOG_M, int THREADS, bool kPlain>
 __global__ void __launch_bounds__(THREADS, bwd_min_blocks(LOG_M))
     fftconv_bwd_kernel(FftConvBwdParams params, Io io) {

@@ -94,7 +94,7 @@ void fftconv_filter_grad_launch(const FftConvFilterGradParams& p, void* stream);
 
 // Whether fftconv_bwd_launch runs the plain backward kernel for p: no gates v and q, GELU, mask or saved z (the
 // s4d / shift-SSM / diag-SSM case). It is the general kernel with those parts compiled out, so it holds fewer
-// registers and does not spill (docs/FLASHCONV.md, session 17).
+// registers and spills little or nothing (docs/FLASHCONV.md, sessions 17 and 18).
 inline bool bwd_is_plain(const FftConvBwdParams& p) { return !p.v && !p.q && !p.gelu && !p.mask && !p.z; }
 
 // Launch on `stream` (a cudaStream_t). Throw std::runtime_error naming the kernel and the shape when the size

@@ -592,6 +592,24 @@ __device__ __forceinline__ void fft_mid(const float2* in, float2* out, const flo
   }
 }
 
+// One convolution's spectral part on a row in shared memory: the forward FFT of in (skipped with kForwardDone, when
+// in holds the whole spectrum already; half_zero as fft()), op on every pair (f, M - f), and the inverse FFT into
+// out; fft_mid where mid_fused(LOG_M), else the separate passes with spectrum_pairs. in and out may alias. Starts
+// and ends with a barrier (with kForwardDone the caller ends its writes of in with one).
+template <int LOG_M, int THREADS, bool kForwardDone, typename Op>
+__device__ __forceinline__ void convolve_pairs(float2* in, float2* out, const float2* __restrict__ kf, Op op,
+                                               bool half_zero = false) {
+  if constexpr (mid_fused(LOG_M)) {
+    if constexpr (!kForwardDone) fft<LOG_M, THREADS, -1, Part::kBeforeMid>(in, half_zero);
+    fft_mid<LOG_M, THREADS, kForwardDone>(in, out, kf, op);
+    fft<LOG_M, THREADS, 1, Part::kAfterMid>(out);
+  } else {
+    if constexpr (!kForwardDone) fft<LOG_M, THREADS, -1>(in, half_zero);
+    spectrum_pairs<LOG_M, THREADS>(in, out, kf, op);
+    fft<LOG_M, THREADS, 1>(out);
+  }
+}
+
 // ---- loading w = u * v
 // ---------------------------------------------------------------------------------------
 // Writes w = u * v (u alone when v is null) of one row, zero past L, into buf (padded layout) in float32; the
@@ -676,15 +694,7 @@ __global__ void __launch_bounds__(THREADS, fwd_min_blocks(LOG_M)) fftconv_fwd_ke
   float* zs = p.z ? p.z + off : nullptr;
   load_product<T, M, THREADS, G>(u, v, L, io, smem);
   const float2* kf = reinterpret_cast<const float2*>(p.kf) + h * (M + 1);
-  if constexpr (mid_fused(LOG_M)) {
-    fft<LOG_M, THREADS, -1, Part::kBeforeMid>(smem, L <= M);
-    fft_mid<LOG_M, THREADS, false>(smem, smem, kf, FilterProduct{});
-    fft<LOG_M, THREADS, 1, Part::kAfterMid>(smem);
-  } else {
-    fft<LOG_M, THREADS, -1>(smem, L <= M);
-    spectrum_pairs<LOG_M, THREADS>(smem, smem, kf, FilterProduct{});
-    fft<LOG_M, THREADS, 1>(smem);
-  }
+  convolve_pairs<LOG_M, THREADS, false>(smem, smem, kf, FilterProduct{}, L <= M);
   const float mk = p.mask ? p.mask[row] : 1.f;
 #pragma unroll 1
   for (int i0 = 0; i0 < K; i0 += G) {
@@ -797,13 +807,8 @@ __global__ void __launch_bounds__(THREADS, bwd_min_blocks(LOG_M))
         }
       }
       if (recompute_z) {  // recompute the pre-activation z = conv(w, k) + D w (in place past the on-chip limit)
-        if constexpr (mid_fused(LOG_M)) {  // the forward's arithmetic: W's last pass in fft() equals fft_mid's
-          fft_mid<LOG_M, THREADS, true>(wbuf, work, kf, FilterProduct{});
-          fft<LOG_M, THREADS, 1, Part::kAfterMid>(work);
-        } else {
-          spectrum_pairs<LOG_M, THREADS>(wbuf, work, kf, FilterProduct{});
-          fft<LOG_M, THREADS, 1>(work);
-        }
+        // The forward's arithmetic: with fft_mid, W's last pass in fft() above equals fft_mid's.
+        convolve_pairs<LOG_M, THREADS, true>(wbuf, work, kf, FilterProduct{});
       } else if (!kOnChip) {
         __syncthreads();  // dz below overwrites entries of work that other threads read above
       }
@@ -880,15 +885,7 @@ __global__ void __launch_bounds__(THREADS, bwd_min_blocks(LOG_M))
       const float2 kfa = make_float2(0.25f * ka.x, 0.25f * ka.y), kfb = make_float2(0.25f * kb.x, 0.25f * kb.y);
       repack_pair2(cmul(conjg(kfa), dzf), cmul(conjg(kfb), dzg), w, zf, zg);
     };
-    if constexpr (mid_fused(LOG_M)) {
-      fft<LOG_M, THREADS, -1, Part::kBeforeMid>(work, L <= M);
-      fft_mid<LOG_M, THREADS, false>(work, work, kf, dk_and_dw);
-      fft<LOG_M, THREADS, 1, Part::kAfterMid>(work);
-    } else {
-      fft<LOG_M, THREADS, -1>(work, L <= M);
-      spectrum_pairs<LOG_M, THREADS>(work, work, kf, dk_and_dw);
-      fft<LOG_M, THREADS, 1>(work);
-    }
+    convolve_pairs<LOG_M, THREADS, false>(work, work, kf, dk_and_dw, L <= M);
 #pragma unroll 1
     for (int i0 = 0; i0 < K; i0 += G) {
       uint4 ru[G], rv[G];

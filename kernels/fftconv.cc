@@ -157,6 +157,15 @@ void set_fftconv_bwd_chunks(int n) {
   bwd_chunks_mode.store(n);
 }
 
+namespace {
+std::atomic<int> last_bwd_chunks{0};
+}  // namespace
+
+namespace internal {
+int last_fftconv_bwd_chunks() { return last_bwd_chunks.load(); }
+void note_fftconv_bwd_chunks(int chunks) { last_bwd_chunks.store(chunks); }
+}  // namespace internal
+
 bool fftconv_takes_direct(const torch::Tensor& u, const torch::Tensor& k) {
   const FftConvDirectDispatch mode = direct_dispatch();
   if (mode == FftConvDirectDispatch::kOff || mode == FftConvDirectDispatch::kAuto || u.dim() != 3 || k.dim() != 2)

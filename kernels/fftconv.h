@@ -245,6 +245,12 @@ torch::Tensor gelu_exact(const torch::Tensor& x);
 // The argument checks of fftconv_ref (shared by every path that must reject what it rejects).
 void check_fftconv_args(const torch::Tensor& u, const torch::Tensor& k, const torch::Tensor& D,
                         const FftConvOptions& options);
+
+// The row groups per channel (FftConvBwdParams::chunks) of the fused backward that ran last in this process, on any
+// thread (autograd runs a CUDA backward on its own device thread), or 0 before the first: so that a test can tell
+// that set_fftconv_bwd_chunks reached the kernel. note_fftconv_bwd_chunks records it (the fused backward's glue).
+int last_fftconv_bwd_chunks();
+void note_fftconv_bwd_chunks(int chunks);
 }  // namespace internal
 
 // Direct O(L * L_k) causal convolution with the same contract as fftconv_ref (no gates): a slow second

@@ -157,6 +157,7 @@ class FftConvFunction : public torch::autograd::Function<FftConvFunction> {
     p.spec_scratch = scratch.defined() ? scratch.data_ptr<float>() : nullptr;
     p.chunks = static_cast<int>(chunks);
     launch_checked([&] { cuda::fftconv_bwd_launch(p, at::cuda::getCurrentCUDAStream().stream()); });
+    internal::note_fftconv_bwd_chunks(p.chunks);
     out[0] = du;
     out[3] = dv;
     out[4] = dq;

@@ -233,7 +233,8 @@ TEST(FftConvCuda, PlainAndGeneralBackwardKernelsAgree) {
 
 // The backward's row groups (chunks) change only which block sums which rows into dk: every count gives the
 // gradients of the automatic choice. B 5 with 2 (3 + 2 rows), 4 (2 + 2 + 1 + 0: a group with no rows) and 5 groups,
-// on chip (L 1000, 4096) and past it (L 16384).
+// on chip (L 1000, 4096) and past it (L 16384). internal::last_fftconv_bwd_chunks shows that each setting reached the
+// kernel: glue that ignored it would compare the automatic grouping with itself.
 TEST(FftConvCuda, EveryBackwardChunkCountGivesTheSameGradients) {
   HIPPO_REQUIRE_CUDA();
   const testing::BwdChunksGuard restore;
@@ -251,8 +252,13 @@ TEST(FftConvCuda, EveryBackwardChunkCountGivesTheSameGradients) {
       return g;
     };
     const auto automatic = run(0);
+    const int auto_chunks = internal::last_fftconv_bwd_chunks();
+    EXPECT_GE(auto_chunks, 1);
+    EXPECT_LE(auto_chunks, c.B);
     for (const int chunks : {1, 2, 4, 5, 9}) {
       const auto got = run(chunks);
+      // The setting reached the kernel (capped at B), so the comparison below is between different groupings.
+      ASSERT_EQ(internal::last_fftconv_bwd_chunks(), std::min<int>(chunks, c.B)) << "chunks " << chunks;
       for (int i = 0; i < 5; ++i) {
         ASSERT_TRUE(all_finite(got[i])) << names[i] << " chunks " << chunks;
         // The same float32 arithmetic; only dk and dD sum their rows in another grouping and order.

@@ -6,7 +6,8 @@
 //
 // --backward 1 times fftconv_bwd_launch instead, as the autograd glue calls it (gradients of u, v and q where
 // present, the dk spectrum in the glue's number of row groups, its scratch where needed), and checks nothing: the
-// backward's values are the GPU tests' job (tests/kernels/fftconv_cuda_test.cc). Bytes counted: u, dy (and v, q)
+// backward's values are the GPU tests' job (tests/kernels/fftconv_cuda_test.cc). It prints a 64-bit hash of each
+// output of the last launch, so that two kernel versions meant to compute the same arithmetic can be compared. Bytes counted: u, dy (and v, q)
 // read, du (and dv, dq) written. --chunks N > 0 sets the row groups (capped at B) instead of the glue's choice.
 // --dk 0 times the backward without the filter gradient (no dk spectrum), as when neither k nor D requires one.
 // For each L: fills u (and with --options all: v, q, a (B, H) mask, exact GELU) with uniform(-1, 1) values, builds
@@ -23,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <complex>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -246,6 +248,20 @@ int main(int argc, char** argv) {
         b.u = du[it % 2];
         hippo::cuda::fftconv_bwd_launch(b, nullptr);
       });
+      // Hashes of the last launch's outputs: two builds of the kernel that should compute the same arithmetic print
+      // the same line (bitwise equal outputs on these inputs).
+      auto hash_of = [&](const void* dev, size_t bytes) {
+        std::vector<unsigned char> h(bytes);
+        ck(cudaMemcpy(h.data(), dev, bytes, cudaMemcpyDeviceToHost), "copy back");
+        uint64_t x = 1469598103934665603ull;  // FNV-1a, 64 bits
+        for (const unsigned char c : h) x = (x ^ c) * 1099511628211ull;
+        return static_cast<unsigned long long>(x);
+      };
+      std::printf("# L %lld: output hashes du %016llx", static_cast<long long>(L), hash_of(ddu, count * es));
+      if (ddv) std::printf(" dv %016llx", hash_of(ddv, count * es));
+      if (ddq) std::printf(" dq %016llx", hash_of(ddq, count * es));
+      if (dspec) std::printf(" dk_spec %016llx", hash_of(dspec, static_cast<size_t>(chunks * H * (M + 1) * 2) * 4));
+      std::printf("\n");
       std::sort(times.begin(), times.end());
       const double ms = times[times.size() / 2];
       const double bytes = static_cast<double>(count * es) * (3 + 2 * (use_v ? 1 : 0) + 2 * (use_all ? 1 : 0));

@@ -7,8 +7,8 @@
 // --backward 1 times fftconv_bwd_launch instead, as the autograd glue calls it (gradients of u, v and q where
 // present, the dk spectrum in the glue's number of row groups, its scratch where needed), and checks nothing: the
 // backward's values are the GPU tests' job (tests/kernels/fftconv_cuda_test.cc). It prints a 64-bit hash of each
-// output of the last launch, so that two kernel versions meant to compute the same arithmetic can be compared. Bytes counted: u, dy (and v, q)
-// read, du (and dv, dq) written. --chunks N > 0 sets the row groups (capped at B) instead of the glue's choice.
+// output of the last launch, so that two kernel versions meant to compute the same arithmetic can be compared.
+// Bytes counted: u, dy (and v, q) read, du (and dv, dq) written. --chunks N > 0 sets the row groups (capped at B) instead of the glue's choice.
 // --dk 0 times the backward without the filter gradient (no dk spectrum), as when neither k nor D requires one.
 // For each L: fills u (and with --options all: v, q, a (B, H) mask, exact GELU) with uniform(-1, 1) values, builds
 // every channel's filter spectrum kf = rfft(k + D delta_0, n) * 2/n in double on the host (k uniform(-1,1)/sqrt(L),

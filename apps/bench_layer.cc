@@ -106,8 +106,8 @@ int bench_layer(const std::vector<std::string>& args) {
     return report(absl::InvalidArgumentError(absl::StrCat("--chunk-len must be >= 1, got ", chunk)));
   if (warmup < 0 || iters < 20)
     return report(absl::InvalidArgumentError(
-        absl::StrCat("--warmup must be >= 0 and --iters >= 20 (a median of fewer is noise), got ", warmup,
-                     " and ", iters)));
+        absl::StrCat("--warmup must be >= 0 and --iters >= 20 (a median of fewer is noise), got --warmup ", warmup,
+                     " --iters ", iters)));
   std::vector<std::string> variants;
   for (absl::string_view v :
        absl::StrSplit(vm["variants"].as<std::string>(), ',', absl::SkipWhitespace())) {
@@ -131,6 +131,10 @@ int bench_layer(const std::vector<std::string>& args) {
   if (!lens.ok()) return report(lens.status());
   auto device = parse_device(vm["device"].as<std::string>());
   if (!device.ok()) return report(device.status());
+  if (device->is_cpu() && vm["device"].as<std::string>() == "auto")
+    std::fprintf(stderr,
+                 "hippo bench layer: no CUDA GPU usable here, so this times the CPU (the fused kernels and the "
+                 "comparison the benchmark is for need --device cuda); --device cpu says so and drops this note\n");
   if (graphed && (!device->is_cuda() || !cuda_graphs_built()))
     return report(absl::InvalidArgumentError(absl::StrCat(
         "--cuda-graph needs a CUDA device and a build with CUDA graphs; got --device ", device->str(),
@@ -157,6 +161,7 @@ int bench_layer(const std::vector<std::string>& args) {
   std::fflush(stdout);
 
   std::vector<Json> rows;
+  int failed = 0, attempted = 0;  // measurements that threw (their rows are missing), of all tried
   std::string ops_report;  // --count-ops: printed after the table
   const int64_t esize = static_cast<int64_t>(c10::elementSize(*dtype));
   for (const int64_t L : *lens) {
@@ -168,6 +173,8 @@ int bench_layer(const std::vector<std::string>& args) {
         mixers["attention"] =
             build("attention", Json{{"n_heads", heads}}, D, L, *dtype, *device, chunk, single_pass);
     } catch (const std::exception& e) {
+      // The rows of the lengths before this one are written first: nothing measured is lost.
+      if (auto st = sink->write(rows); !st.ok()) return report(st);
       return report(
           absl::InvalidArgumentError(absl::StrCat("hippo bench layer: cannot build the layers: ", e.what())));
     }
@@ -193,6 +200,7 @@ int bench_layer(const std::vector<std::string>& args) {
           }
         };
         std::vector<double> ms;
+        ++attempted;
         try {
           ms = graphed ? time_graphed(call, warmup, iters, *device) : time_calls(call, warmup, iters, *device);
         } catch (const c10::Error& e) {
@@ -200,6 +208,7 @@ int bench_layer(const std::vector<std::string>& args) {
           // on.
           std::fprintf(stderr, "hippo bench layer: %s L=%lld %s failed: %s\n", variant.c_str(),
                        static_cast<long long>(L), pass, e.what_without_backtrace());
+          ++failed;
           continue;
         }
         med[variant] = median(ms);
@@ -267,6 +276,11 @@ int bench_layer(const std::vector<std::string>& args) {
   }
   if (count_ops) std::printf("\nATen operator calls of one call (--count-ops):\n%s", ops_report.c_str());
   if (auto st = sink->write(rows); !st.ok()) return report(st);
+  if (failed > 0) {
+    std::fprintf(stderr, "hippo: error: bench layer: %d of %d measurements failed (messages above); the %zu rows "
+                 "measured were kept\n", failed, attempted, rows.size());
+    return kExitFailure;
+  }
   return kExitOk;
 }
 

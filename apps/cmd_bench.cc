@@ -101,6 +101,7 @@ int run_fftconv(const BenchConfig& c) {
   std::fflush(stdout);
 
   std::vector<Json> rows;
+  int failed = 0;  // lengths whose remaining rows failed (printed as `failed: ...`)
   const auto f32 = torch::TensorOptions().device(device).dtype(torch::kFloat);
   for (const int64_t L : c.seq_lens) {
     const int64_t Lk = c.kernel_len > 0 ? std::min(c.kernel_len, L) : L;
@@ -266,10 +267,18 @@ int run_fftconv(const BenchConfig& c) {
       // Out of memory at long L with a large B * H: this length's remaining rows are missing, the run goes
       // on.
       std::printf(" failed: %s |\n", e.what_without_backtrace());
+      ++failed;
     }
     std::fflush(stdout);
   }
   if (auto st = sink->write(rows); !st.ok()) return report(st);
+  if (failed > 0) {
+    std::fprintf(stderr,
+                 "hippo: error: bench fftconv: %d of %zu lengths failed (rows marked `failed`); the %zu rows "
+                 "measured were kept\n",
+                 failed, c.seq_lens.size(), rows.size());
+    return kExitFailure;
+  }
   return kExitOk;
 }
 #else
@@ -347,13 +356,14 @@ int cmd_bench(const std::vector<std::string>& args) {
   if (c.window < 0 || (c.window > 0 && (c.kernel_len == 0 || c.window < c.kernel_len)))
     return report(absl::InvalidArgumentError(absl::StrCat(
         "--window must be 0 (the default) or at least --kernel-len, and needs --kernel-len; got --window ",
-        c.window)));
+        c.window, c.kernel_len > 0 ? absl::StrCat(" with --kernel-len ", c.kernel_len) : " without --kernel-len")));
   if (c.batch < 1 || c.channels < 1)
-    return report(absl::InvalidArgumentError("--batch and --channels must be at least 1"));
+    return report(absl::InvalidArgumentError(
+        absl::StrCat("--batch and --channels must be at least 1, got --batch ", c.batch, " --channels ", c.channels)));
   if (c.warmup < 0 || c.iters < 20)
     return report(absl::InvalidArgumentError(
-        absl::StrCat("--warmup must be >= 0 and --iters >= 20 (a median of fewer is noise), got ", c.warmup,
-                     " and ", c.iters)));
+        absl::StrCat("--warmup must be >= 0 and --iters >= 20 (a median of fewer is noise), got --warmup ", c.warmup,
+                     " --iters ", c.iters)));
   auto dtype = parse_dtype(vm["dtype"].as<std::string>());
   if (!dtype.ok()) return report(dtype.status());
   c.dtype = *dtype;

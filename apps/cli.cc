@@ -1,6 +1,7 @@
 // Error reporting and option parsing shared by the subcommands.
 #include "apps/cli.h"
 
+#include <absl/strings/match.h>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
@@ -44,6 +45,8 @@ absl::Status parse(const std::vector<std::string>& args, const po::options_descr
 absl::StatusOr<std::vector<int64_t>> int_list(const std::string& text, const std::string& flag,
                                               std::optional<int64_t> min) {
   std::vector<int64_t> out;
+  // Only commas (or nothing): the empty list. Otherwise every part must be an integer: "1,,2" is refused.
+  const bool only_commas = text.find_first_not_of(',') == std::string::npos;
   for (absl::string_view p : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     int64_t v;
     if (!absl::SimpleAtoi(p, &v) || (min && v < *min))
@@ -51,6 +54,9 @@ absl::StatusOr<std::vector<int64_t>> int_list(const std::string& text, const std
                                                      min ? absl::StrCat(" >= ", *min) : ""));
     out.push_back(v);
   }
+  if (!only_commas && absl::StrContains(absl::StrCat(",", text, ","), ",,"))
+    return absl::InvalidArgumentError(absl::StrCat(flag, " '", text, "': expected comma-separated integers",
+                                                   min ? absl::StrCat(" >= ", *min) : "", " (an empty item)"));
   if (min && out.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, ": empty list"));
   return out;
 }

@@ -30,7 +30,8 @@ absl::Status parse(const std::vector<std::string>& args, const po::options_descr
                    const po::positional_options_description& pos, po::variables_map& vm, const std::string& command);
 
 // Comma-separated integers of a flag (e.g. --gpus 0,1); with `min`, each must be >= min and the list non-empty.
-// Errors (kInvalidArgument) name the flag and the text.
+// Text of only commas (or none) is the empty list; otherwise an empty item ("1,,2", "1,") is an error. Errors
+// (kInvalidArgument) name the flag and the text.
 absl::StatusOr<std::vector<int64_t>> int_list(const std::string& text, const std::string& flag,
                                               std::optional<int64_t> min = std::nullopt);
 

@@ -228,7 +228,7 @@ int cmd_train(const std::vector<std::string>& args) {
       "d-model", po::value<int64_t>(), "model width")("n-layer", po::value<int64_t>(), "layers")(
       "lr", po::value<double>(), "peak learning rate")("weight-decay", po::value<double>(), "AdamW weight decay")(
       "epochs", po::value<int64_t>(), "epochs")("batch-size", po::value<int64_t>(), "batch size")(
-      "max-steps", po::value<int64_t>(), "stop after this many steps")(
+      "max-steps", po::value<int64_t>(), "stop after this many optimiser steps (0: no limit, the epochs decide)")(
       "set", po::value<std::vector<std::string>>()->composing(), "KEY=VALUE, any run-config key, dotted for layer/task options (repeatable)")(
       "config", po::value<std::string>(), "YAML file with a run config (flags override it)")(
       "force", po::bool_switch(), "train again even if this config already finished");

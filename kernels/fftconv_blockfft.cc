@@ -309,7 +309,8 @@ BlockFftDispatch parse_blockfft_dispatch(const std::string& text) {
   if (text == "off") return BlockFftDispatch::kOff;
   if (text == "on") return BlockFftDispatch::kOn;
   if (text == "auto") return BlockFftDispatch::kAuto;
-  TORCH_CHECK(false, "HIPPO_FFTCONV_BLOCKFFT: unknown value '", text, "'; accepted: off, on, auto");
+  TORCH_CHECK(false, "HIPPO_FFTCONV_BLOCKFFT: unknown value '", internal::printable(text),
+              "'; accepted: off, on, auto");
 }
 
 BlockFftDispatch blockfft_dispatch() {

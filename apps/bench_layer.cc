@@ -173,10 +173,15 @@ int bench_layer(const std::vector<std::string>& args) {
         mixers["attention"] =
             build("attention", Json{{"n_heads", heads}}, D, L, *dtype, *device, chunk, single_pass);
     } catch (const std::exception& e) {
-      // The rows of the lengths before this one are written first: nothing measured is lost.
+      // The rows of the lengths before this one are written first: nothing measured is lost (exit 1 then; 2 when
+      // nothing was measured, so nothing written).
+      const auto error = absl::InvalidArgumentError(absl::StrCat("hippo bench layer: cannot build the layers at L=", L,
+                                                                 ": ", e.what()));
+      if (rows.empty()) return report(error);
       if (auto st = sink->write(rows); !st.ok()) return report(st);
-      return report(
-          absl::InvalidArgumentError(absl::StrCat("hippo bench layer: cannot build the layers: ", e.what())));
+      std::fprintf(stderr, "hippo: error: %s (the %zu rows measured before were kept)\n",
+                   std::string(error.message()).c_str(), rows.size());
+      return kExitFailure;
     }
     mixers["h3_reference"] = mixers["h3"];
     const auto opts = torch::TensorOptions().device(*device);
